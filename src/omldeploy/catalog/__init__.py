@@ -1,0 +1,1 @@
+"""Release catalog and image references (data files bundled with the package)."""

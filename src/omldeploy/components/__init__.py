@@ -1,0 +1,1 @@
+"""One folder per component; see base.py for what a component declares."""

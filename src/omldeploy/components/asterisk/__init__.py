@@ -1,0 +1,70 @@
+"""Asterisk on the voice/AIO host (both voice nodes in HA, the VIP moved by keepalived)."""
+
+from __future__ import annotations
+
+from omldeploy.components import common
+from omldeploy.components.base import Component, ConfigFile, Health, Port, Volume
+from omldeploy.placement import Ctx
+
+CUSTOM_DIR = "/etc/asterisk/custom"
+# Skeleton dialplan files the seed created; created only when missing, never overwritten.
+CUSTOM_FILES = ("oml_extensions_custom.conf", "oml_extensions_bridgecall_custom.conf",
+                "oml_extensions_commonsub_custom.conf", "oml_modules_custom.conf",
+                "oml_extensions_postcall_custom.conf", "oml_extensions_precall_custom.conf")
+
+
+class Asterisk(Component):
+    name = "asterisk"
+    description = "Asterisk PBX"
+    image = "asterisk"
+    container = "oml-asterisk-server"
+    env_file = "/etc/default/asterisk.env"
+    roles = ("aio", "voice")
+    groups = ("voice", "asterisk")
+    start_order = 60
+
+    def env(self, ctx: Ctx) -> list[tuple[str, str]]:
+        s = ctx.tenant.settings
+        f = ctx.facts
+        ha = ctx.tenant.layout.shape.value == "ha"
+        homer = s.opt("homer_host")
+        env = [
+            ("ENV", f"systemd-{s.text('infra_env')}"),
+            ("FULL_LOGS", "false"),
+            ("TZ", s.text("TZ")),
+            ("ASTERISK_LOCATION", ""),
+            ("ASTERISK_PUBLIC_IP", f.omni_ip_wan),
+            ("AMI_USER", s.text("ami_user")),
+            ("AMI_PASSWORD", s.text("ami_password")),
+            ("OMNILEADS_HOSTNAME", f.nginx_host),
+            ("REDIS_HOSTNAME", f.redis_host),
+            *common.pg_client(ctx),
+            ("PGSSL", "true" if s.flag("postgres_ssl") else "false"),
+            # HEP only when a Homer exists (the seed sent it to its own host where nothing listened).
+            ("HOMER_ENABLE", "true" if homer else "false"),
+            ("HOMERHOST", homer or ""),
+            ("HOMERPORT", "9060"),
+            *common.s3(ctx, browser=False),
+            ("DEPLOY_HA", "True" if ha else "false"),
+            ("ASTERISK_HOSTNAME", f.voice_host if ha else ctx.lan),
+            ("HOSTNAME", ctx.lan),
+        ]
+        return env
+
+    def volumes(self, ctx: Ctx) -> list[Volume]:
+        return [Volume(CUSTOM_DIR, CUSTOM_DIR), Volume("asterisk_logs", "/var/log/asterisk", "rw")]
+
+    def ports(self, ctx: Ctx) -> list[Port]:
+        return [Port(5060, "udp", "SIP trunks"), Port(5160, "udp", "SIP from Kamailio"),
+                Port(5038, purpose="AMI"), Port(7088, purpose="metrics"),
+                Port(20000, "udp", "RTP range 20000-50000")]
+
+    def health(self, ctx: Ctx) -> Health:
+        return Health("tcp", host=ctx.lan, port=5038, timeout=120)
+
+    def configs(self, ctx: Ctx) -> list[ConfigFile]:
+        header = self.template("custom.conf.j2", ctx)
+        return [ConfigFile(f"{CUSTOM_DIR}/{name}", header, 0o644, only_if_missing=True) for name in CUSTOM_FILES]
+
+
+COMPONENT = Asterisk()

@@ -1,0 +1,150 @@
+"""What a component declares: image, unit, container, env, volumes, ports, dependencies, health check.
+
+A component is a small class in its own folder (`components/<name>/__init__.py`) with its templates
+beside it. The renderer and the apply engine only read these declarations, so adding a component means
+adding one folder. Methods receive a `Ctx` (tenant + host + computed addresses) and return plain data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+import jinja2
+
+if TYPE_CHECKING:
+    from omldeploy.placement import Ctx
+
+
+@dataclass(frozen=True)
+class Volume:
+    source: str  # named volume or absolute host path
+    target: str
+    options: str = ""
+
+    def spec(self) -> str:
+        return f"{self.source}:{self.target}" + (f":{self.options}" if self.options else "")
+
+
+@dataclass(frozen=True)
+class Port:
+    number: int
+    proto: str = "tcp"
+    purpose: str = ""
+
+
+@dataclass(frozen=True)
+class Health:
+    """How the apply engine knows a component is up after (re)start.
+
+    kind: "tcp" (connect to host:port), "http"/"https" (GET path, status < 500), "exec" (command inside
+    the container exits 0) or "active" (the unit is active; for components with no probe).
+    """
+
+    kind: str
+    host: str = ""
+    port: int = 0
+    path: str = "/"
+    command: tuple[str, ...] = ()
+    timeout: int = 90
+
+
+@dataclass(frozen=True)
+class ConfigFile:
+    """A file rendered from a template beside the component and installed on the host."""
+
+    dest: str  # absolute path on the host
+    content: str
+    mode: int = 0o644
+    secret: bool = False
+    only_if_missing: bool = False  # operator-owned after creation (e.g. Asterisk custom dialplan)
+
+
+@dataclass(frozen=True)
+class HostUnit:
+    """A plain systemd unit (not a container) a component needs, e.g. a path unit."""
+
+    name: str  # e.g. omlcron-leader.path
+    content: str
+
+
+class Component:
+    """Base declaration. Subclasses set the class attributes and override the methods they need."""
+
+    name: ClassVar[str]  # unit name without .service, and the id used everywhere
+    description: ClassVar[str]
+    image: ClassVar[str]  # key in catalog/data/images.yaml
+    container: ClassVar[str]
+    env_file: ClassVar[str | None] = None  # /etc/default/<x>.env
+    owns_env_file: ClassVar[bool] = True  # False when it reuses another component's env file
+    roles: ClassVar[tuple[str, ...]] = ()  # host roles it runs on (aio, data, voice, app, haproxy)
+    depends_on: ClassVar[tuple[str, ...]] = ()  # components started before it (same host: After=/Wants=)
+    groups: ClassVar[tuple[str, ...]] = ()  # per-component actions that touch it (app, voice, observability)
+    wanted_by: ClassVar[str] = "default.target"
+    capabilities: ClassVar[tuple[str, ...]] = ()
+    start_order: ClassVar[int] = 50  # dependency-ordered start, lower first (seed matrix order)
+    enabled_by_default: ClassVar[bool] = True
+    _folder: ClassVar[Path]
+
+    # --- placement
+    def placed(self, ctx: Ctx) -> bool:
+        """Whether this component runs on ctx.host. Default: the host has one of `roles`."""
+        return bool(set(self.roles) & ctx.host.roles)
+
+    # --- runtime declaration
+    def env(self, ctx: Ctx) -> list[tuple[str, str]]:
+        return []
+
+    def volumes(self, ctx: Ctx) -> list[Volume]:
+        return []
+
+    def args(self, ctx: Ctx) -> list[str]:
+        return []
+
+    def podman_options(self, ctx: Ctx) -> list[str]:
+        """Extra `podman run` options beyond the standard ones (kept minimal)."""
+        return []
+
+    def ports(self, ctx: Ctx) -> list[Port]:
+        return []
+
+    def health(self, ctx: Ctx) -> Health:
+        return Health("active")
+
+    def configs(self, ctx: Ctx) -> list[ConfigFile]:
+        return []
+
+    def host_units(self, ctx: Ctx) -> list[HostUnit]:
+        return []
+
+    def enabled(self, ctx: Ctx) -> bool:
+        """Whether the unit is enabled and started on install (HA cron runs on the main node only)."""
+        return self.enabled_by_default
+
+    # --- helpers for subclasses
+    def template(self, name: str, ctx: Ctx, **extra: object) -> str:
+        env = _jinja(self._folder / "templates")
+        return env.get_template(name).render(ctx=ctx, t=ctx.tenant, s=ctx.tenant.settings, f=ctx.facts,
+                                             host=ctx.host, **extra)
+
+    def image_ref(self, ctx: Ctx) -> str:
+        return ctx.image(self.image)
+
+
+_ENVS: dict[Path, jinja2.Environment] = {}
+
+
+def _jinja(folder: Path) -> jinja2.Environment:
+    env = _ENVS.get(folder)
+    if env is None:
+        env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(folder)),
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=True,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            autoescape=False,
+        )
+        _ENVS[folder] = env
+    return env

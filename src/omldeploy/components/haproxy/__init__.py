@@ -1,0 +1,44 @@
+"""HAProxy (HA): HTTPS balancing over both app nodes and routing of Redis clients to the master.
+
+Terminates TLS with the tenant's own certificate (the seed shipped one bundled key to everyone and
+ignored `certs: custom`).
+"""
+
+from __future__ import annotations
+
+from omldeploy.components.base import Component, ConfigFile, Health, Port, Volume
+from omldeploy.placement import Ctx
+
+
+class HAProxy(Component):
+    name = "haproxy"
+    description = "HAProxy load balancer"
+    image = "haproxy"
+    container = "oml-haproxy-server"
+    env_file = None
+    roles = ("haproxy",)
+    groups = ("haproxy",)
+    start_order = 55
+
+    def volumes(self, ctx: Ctx) -> list[Volume]:
+        return [Volume("/etc/omnileads/haproxy.cfg", "/usr/local/etc/haproxy/haproxy.cfg", "ro"),
+                Volume("/etc/omnileads/certs", "/etc/haproxy/certs", "ro")]
+
+    def ports(self, ctx: Ctx) -> list[Port]:
+        return [Port(self._app_port(ctx), purpose="HTTPS"), Port(6379, purpose="Redis master")]
+
+    def _app_port(self, ctx: Ctx) -> int:
+        return int(ctx.host.vars.get("app_port", 443))
+
+    def health(self, ctx: Ctx) -> Health:
+        return Health("tcp", host=ctx.lan, port=self._app_port(ctx))
+
+    def configs(self, ctx: Ctx) -> list[ConfigFile]:
+        apps = sorted(ctx.tenant.with_role("app"), key=lambda h: h.ha_role != "main")
+        verify = ctx.tenant.settings.text("certs") == "selfsigned"
+        content = self.template("haproxy.cfg.j2", ctx, apps=apps, app_port=self._app_port(ctx),
+                                verify=verify)
+        return [ConfigFile("/etc/omnileads/haproxy.cfg", content, 0o644)]
+
+
+COMPONENT = HAProxy()

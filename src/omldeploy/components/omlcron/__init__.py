@@ -1,0 +1,32 @@
+"""The app's periodic jobs (omlapp image). In HA it runs on one app node at a time: enabled on the
+main node, and moved by keepalived's cron instance (see components/keepalived)."""
+
+from __future__ import annotations
+
+from omldeploy.components import common
+from omldeploy.components.base import Component, Health
+from omldeploy.placement import Ctx
+
+
+class Cron(Component):
+    name = "omlcron"
+    description = "OMniLeads periodic jobs (cron)"
+    image = "omlapp"
+    container = "oml-cron-server"
+    env_file = "/etc/default/omlcron.env"
+    roles = ("aio", "app")
+    depends_on = ("daphne", "omnileads")
+    groups = ("app", "cron")
+    start_order = 88
+
+    def env(self, ctx: Ctx) -> list[tuple[str, str]]:
+        return common.omlapp(ctx, "cron")
+
+    def enabled(self, ctx: Ctx) -> bool:
+        return ctx.host.ha_role in (None, "main")
+
+    def health(self, ctx: Ctx) -> Health:
+        return Health("active")
+
+
+COMPONENT = Cron()

@@ -1,0 +1,46 @@
+"""The Django web app under uwsgi (`omnileads.service`, container `oml-django-server`)."""
+
+from __future__ import annotations
+
+from omldeploy.components import common
+from omldeploy.components.base import Component, ConfigFile, Health, Port, Volume
+from omldeploy.placement import Ctx
+
+
+class Django(Component):
+    name = "omnileads"
+    description = "OMniLeads web app (Django/uwsgi)"
+    image = "omlapp"
+    container = "oml-django-server"
+    env_file = "/etc/default/django.env"
+    roles = ("aio", "app")
+    depends_on = ("postgresql", "redis", "minio")
+    groups = ("app", "django")
+    start_order = 85
+
+    def env(self, ctx: Ctx) -> list[tuple[str, str]]:
+        return common.omlapp(ctx, "uwsgi")
+
+    def volumes(self, ctx: Ctx) -> list[Volume]:
+        vols = [
+            Volume("django_static", "/opt/omnileads/static"),
+            Volume("django_callrec_zip", "/opt/omnileads/asterisk/var/spool/asterisk/monitor"),
+            Volume("django_logs", "/opt/omnileads/log", "rw"),
+        ]
+        if ctx.tenant.settings.has("scalable_tunings"):
+            vols.append(Volume("/etc/omnileads/uwsgi.ini", "/opt/omnileads/run/oml_uwsgi.ini", "ro"))
+        return vols
+
+    def ports(self, ctx: Ctx) -> list[Port]:
+        return [Port(8099, purpose="uwsgi (via nginx)")]
+
+    def health(self, ctx: Ctx) -> Health:
+        return Health("tcp", host="localhost", port=8099, timeout=180)
+
+    def configs(self, ctx: Ctx) -> list[ConfigFile]:
+        if not ctx.tenant.settings.has("scalable_tunings"):
+            return []
+        return [ConfigFile("/etc/omnileads/uwsgi.ini", self.template("uwsgi.ini.j2", ctx), 0o644)]
+
+
+COMPONENT = Django()

@@ -1,0 +1,44 @@
+"""PostgreSQL exporter, next to the PostgreSQL it watches (targets the address PostgreSQL listens on)."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from omldeploy.components.base import Component, Health, Port
+from omldeploy.components.postgresql import listen_address
+from omldeploy.placement import Ctx
+
+
+class PostgresExporter(Component):
+    name = "prometheus_postgres"
+    description = "Prometheus exporter for PostgreSQL"
+    image = "postgres_exporter"
+    container = "oml-prometheus-postgres"
+    env_file = "/etc/default/prometheus_postgres.env"
+    roles = ("aio", "data")
+    depends_on = ("postgresql",)
+    groups = ("postgres", "observability")
+    start_order = 21
+
+    def placed(self, ctx: Ctx) -> bool:
+        return ctx.facts.deploy_postgres and super().placed(ctx)
+
+    def env(self, ctx: Ctx) -> list[tuple[str, str]]:
+        s = ctx.tenant.settings
+        user = quote(s.text("postgres_user"), safe="")
+        password = quote(s.text("postgres_password"), safe="")
+        db = quote(s.text("postgres_database"), safe="")
+        dsn = f"postgresql://{user}:{password}@{listen_address(ctx)}:5432/{db}?sslmode=disable"
+        return [("DATA_SOURCE_NAME", dsn)]
+
+    def args(self, ctx: Ctx) -> list[str]:
+        return [f"--web.listen-address={ctx.lan}:9187"]
+
+    def ports(self, ctx: Ctx) -> list[Port]:
+        return [Port(9187, purpose="metrics")]
+
+    def health(self, ctx: Ctx) -> Health:
+        return Health("http", host=ctx.lan, port=9187, path="/metrics")
+
+
+COMPONENT = PostgresExporter()

@@ -1,0 +1,290 @@
+"""inventory.yml → typed `Tenant`, collecting every problem before giving up."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any
+
+from omldeploy.catalog.releases import find_release, images, releases
+from omldeploy.inventory import groups as groups_mod
+from omldeploy.inventory.model import Host, Layout, Settings, Shape, Tenant
+from omldeploy.inventory.problems import InventoryError, Problems
+from omldeploy.inventory.schema import HOST, KEYS, MARKERS, TENANT, VERSION_KEYS, is_connection_key
+from omldeploy.inventory.templating import Resolver, TemplateError
+from omldeploy.inventory.values import BadValue, coerce
+from omldeploy.inventory.yamlsource import Document, YamlSyntaxError, load
+
+HA_GROUP_ROLES = {
+    "omnileads_data": "data",
+    "omnileads_voice": "voice",
+    "omnileads_app": "app",
+    "omnileads_haproxy": "haproxy",
+}
+MARKER_ROLES = {
+    "omlaio": "aio",
+    "omldata": "data",
+    "omlvoice": "voice",
+    "omlapp": "app",
+    "omlhaproxy": "haproxy",
+    "postgres_host_ha": "data",
+}
+
+
+def load_tenant(folder: Path, name: str | None = None) -> Tenant:
+    """Load `folder/inventory.yml`; raise InventoryError listing every problem found."""
+    path = folder / "inventory.yml"
+    problems = Problems(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        problems.add("(file)", "inventory file not found",
+                     allowed="instances/<tenant>/inventory.yml (create one with `omldeploy tenant new`)")
+        raise InventoryError(problems.items) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.add("(file)", f"cannot read the inventory: {exc}")
+        raise InventoryError(problems.items) from None
+    return load_text(text, path, folder, name or folder.name, problems)
+
+
+def load_text(text: str, path: Path, folder: Path, name: str, problems: Problems | None = None) -> Tenant:
+    problems = problems or Problems(path)
+    try:
+        doc = load(text)
+    except YamlSyntaxError as exc:
+        problems.add("(yaml)", f"not valid YAML: {exc}", line=exc.line)
+        raise InventoryError(problems.items) from None
+    for parent, dup in doc.duplicates:
+        key = ".".join((*parent, dup.key))
+        if dup.same_value:
+            problems.warn(key, "written twice with the same value", line=dup.line)
+        else:
+            problems.add(key, "written twice with different values; the last one would silently win",
+                         line=dup.line)
+    raw = groups_mod.parse(doc, problems)
+    tenant = _build(raw, doc, path, folder, name, problems)
+    if problems.errors or tenant is None:
+        raise InventoryError(problems.items)
+    return tenant
+
+
+def _suggest(key: str) -> str:
+    names = [k for k in KEYS] + ["ansible_host", "ansible_ssh_port", "ansible_user", "ansible_port"]
+    close = difflib.get_close_matches(key, names, n=1, cutoff=0.75)
+    if not close:
+        lowered = {k.lower(): k for k in names}
+        close = [lowered[key.lower()]] if key.lower() in lowered else []
+    return f" — did you mean `{close[0]}`?" if close else ""
+
+
+def _typed(
+    key: str, value: Any, origin_path: tuple[str, ...], doc: Document, resolver: Resolver, host: str | None,
+    problems: Problems,
+) -> tuple[bool, Any]:
+    """Resolve templates and coerce one value. Returns (ok, value)."""
+    spec = KEYS[key]
+    line = doc.key_lines.get(origin_path)
+    scalar = doc.scalars.get(origin_path)
+    try:
+        resolved = resolver.get(host, key)
+    except TemplateError as exc:
+        problems.add(key, str(exc), line=line)
+        return False, None
+    literal = scalar.text if scalar is not None and scalar.plain and resolved is value else None
+    if spec.kind == "marker":
+        return True, True
+    if resolved is None and literal and spec.kind == "str":
+        resolved = literal  # `google_maps_api_key: NULL` in seed templates means the text NULL
+    if resolved is None or (isinstance(resolved, str) and resolved.strip() == ""):
+        problems.add(key, "is present but empty (the seed would render the text 'None'); "
+                          "set a value or remove the line", line=line, allowed=_allowed(key))
+        return False, None
+    try:
+        return True, coerce(spec, resolved, literal)
+    except BadValue as exc:
+        problems.add(key, str(exc), line=line, found=resolved, allowed=exc.allowed)
+        return False, None
+
+
+def _allowed(key: str) -> str:
+    spec = KEYS[key]
+    if spec.choices:
+        return ", ".join(spec.choices)
+    return {"version": "an image tag", "ip": "an IPv4 address", "host": "an IP or DNS name",
+            "int": "an integer", "bool": "true or false", "url": "a URL or aws"}.get(spec.kind, spec.kind)
+
+
+def _build(
+    raw: groups_mod.RawInventory, doc: Document, path: Path, folder: Path, name: str, problems: Problems
+) -> Tenant | None:
+    resolver = Resolver(raw)
+    all_path = raw.groups["all"].vars_path if "all" in raw.groups else ("all", "vars")
+    values: dict[str, Any] = {}
+
+    for key, value in raw.all_vars.items():
+        kpath = (*all_path, key)
+        line = doc.key_lines.get(kpath)
+        if is_connection_key(key):
+            continue
+        spec = KEYS.get(key)
+        if spec is None:
+            problems.add(key, f"unknown variable{_suggest(key)}", line=line)
+            continue
+        if spec.scope == HOST and key not in MARKERS:
+            problems.add(key, "is a per-host setting; write it under the host (or its group), not all.vars",
+                         line=line)
+            continue
+        if spec.unused:
+            problems.warn(key, f"has no effect ({spec.note})", line=line)
+            continue
+        ok, typed = _typed(key, value, kpath, doc, resolver, None, problems)
+        if ok:
+            values[key] = typed
+
+    hosts: list[Host] = []
+    for host_name, raw_host in raw.hosts.items():
+        merged, origins = raw.merged(host_name)
+        host_vals: dict[str, Any] = {}
+        connection: dict[str, Any] = {}
+        for key, value in merged.items():
+            origin = origins[key]
+            line = doc.key_lines.get(origin.path)
+            if is_connection_key(key):
+                try:
+                    connection[key] = resolver.get(host_name, key)
+                except TemplateError as exc:
+                    problems.add(f"{host_name}.{key}", str(exc), line=line)
+                continue
+            spec = KEYS.get(key)
+            if spec is None:
+                if origin.level != "all":
+                    problems.add(f"{host_name}.{key}", f"unknown variable{_suggest(key)}", line=line)
+                continue
+            if spec.scope == TENANT and origin.level != "all":
+                problems.add(f"{host_name}.{key}",
+                             "is a tenant-wide setting; write it once under all.vars", line=line)
+                continue
+            if spec.scope != HOST:
+                continue
+            ok, typed = _typed(key, value, origin.path, doc, resolver, host_name, problems)
+            if ok:
+                host_vals[key] = typed
+            if spec.kind == "marker" and value is False:
+                problems.warn(f"{host_name}.{key}", "is false, but a role marker counts when present "
+                              "(as in the seed); remove the line to drop the role", line=line)
+        hosts.append(_host(host_name, raw_host, host_vals, connection, doc, problems))
+
+    if not raw.hosts:
+        problems.add("all.hosts", "no hosts in the inventory",
+                     allowed="at least one host with a role marker (omlaio, or omldata/omlvoice/omlapp)")
+        return None
+    layout = _layout(hosts, values, problems)
+    if layout is None:
+        return None
+    versions = _versions(values, layout, problems, doc, all_path)
+    settings = Settings(values, frozenset(values))
+    tenant = Tenant(name=name, folder=folder, inventory_path=path, layout=layout, hosts=tuple(hosts),
+                    settings=settings, versions=versions)
+    from omldeploy.inventory.rules import check
+
+    check(tenant, problems, doc, all_path)
+    if problems.errors:
+        return None
+    return Tenant(name=name, folder=folder, inventory_path=path, layout=layout, hosts=tuple(hosts),
+                  settings=settings, versions=versions,
+                  warnings=tuple(p.format() for p in problems.warnings))
+
+
+def _host(
+    name: str, raw: groups_mod.RawHost, vals: dict[str, Any], connection: dict[str, Any], doc: Document,
+    problems: Problems,
+) -> Host:
+    roles = {MARKER_ROLES[m] for m in MARKERS if m in vals}
+    roles |= {HA_GROUP_ROLES[g] for g in raw.groups if g in HA_GROUP_ROLES}
+    lan = vals.get("omni_ip_lan")
+    line = doc.key_lines.get(raw.own_path)
+    if lan is None and "omni_ip_lan" not in raw.own_vars and roles:
+        problems.add(f"{name}.omni_ip_lan", "missing: every host needs its private (LAN) address", line=line,
+                     allowed="an IPv4 address")
+    address = str(connection.get("ansible_host", name))
+    port_raw = connection.get("ansible_port", connection.get("ansible_ssh_port", 22))
+    try:
+        port = int(str(port_raw))
+        if not 0 < port < 65536:
+            raise ValueError
+    except ValueError:
+        problems.add(f"{name}.ansible_ssh_port", "is not a TCP port", line=line, found=port_raw,
+                     allowed="1-65535")
+        port = 22
+    return Host(name=name, address=address, port=port, lan_ip=str(lan or ""), roles=frozenset(roles),
+                ha_role=vals.get("ha_rol"), groups=tuple(raw.groups), vars=vals, connection=connection)
+
+
+def _layout(hosts: list[Host], values: dict[str, Any], problems: Problems) -> Layout | None:
+    external_db = "postgres_host" in values
+    external_bucket = "bucket_url" in values
+    if "omnileads_ha" in values:
+        return Layout(Shape.HA, external_db=False, external_bucket=external_bucket)
+    aio = [h for h in hosts if "aio" in h.roles]
+    split = [h for h in hosts if h.roles & {"data", "voice", "app"}]
+    if aio and split:
+        problems.add("omlaio", "mixes an all-in-one host with data/voice/app hosts",
+                     found=", ".join(h.name for h in aio + split), allowed="one layout per tenant")
+        return None
+    if aio:
+        if len(aio) > 1:
+            problems.add("omlaio", "more than one all-in-one host", found=", ".join(h.name for h in aio),
+                         allowed="exactly one host with omlaio")
+            return None
+        return Layout(Shape.AIO, external_db, external_bucket)
+    if split:
+        for role, marker in (("data", "omldata"), ("voice", "omlvoice"), ("app", "omlapp")):
+            with_role = [h.name for h in hosts if role in h.roles]
+            if len(with_role) != 1:
+                problems.add(marker, f"an all-in-three layout needs exactly one {role} host",
+                             found=", ".join(with_role) or "none",
+                             allowed=f"one host with {marker}: true")
+        if problems.errors:
+            return None
+        return Layout(Shape.AIT, external_db, external_bucket)
+    problems.add("all.hosts", "no host carries a role marker, so the layout is unknown",
+                 allowed="omlaio (all in one); omldata + omlvoice + omlapp (all in three); "
+                         "omnileads_ha with HA groups")
+    return None
+
+
+def _versions(
+    values: dict[str, Any], layout: Layout, problems: Problems, doc: Document, all_path: tuple[str, ...]
+) -> dict[str, str]:
+    """Image tags per tag key: explicit keys > omnileads_release > catalog defaults (infra images only)."""
+    out: dict[str, str] = {}
+    release_name = values.get("omnileads_release")
+    if release_name is not None:
+        rel = find_release(str(release_name))
+        if rel is None:
+            known = ", ".join(r.name for r in releases())
+            problems.add("omnileads_release", "is not in the bundled release catalog",
+                         line=doc.key_lines.get((*all_path, "omnileads_release")), found=release_name,
+                         allowed=known)
+        else:
+            out.update(rel.tags)
+    for key in VERSION_KEYS:
+        if key in values:
+            out[key] = values[key]
+        elif key not in out:
+            if key == "postgres_version" and layout.external_db:
+                continue
+            problems.add(key, "missing: the image tag must be set (or name an omnileads_release)",
+                         allowed="e.g. " + images()[_image_of(key)].default)
+    for ref in images().values():
+        if ref.tag_key in values:
+            out[ref.tag_key] = values[ref.tag_key]
+        out.setdefault(ref.tag_key, ref.default)
+    return out
+
+
+def _image_of(tag_key: str) -> str:
+    for key, ref in images().items():
+        if ref.tag_key == tag_key:
+            return key
+    raise KeyError(tag_key)

@@ -1,0 +1,268 @@
+"""Cross-field rules the seed never checked (inventory.md §5-6, actions.md §14 items 10-16).
+
+Each rule is a small function adding problems; `check` runs them all so the operator sees everything
+at once. Rules read the typed tenant, so they are free of YAML details except for line lookups.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Callable
+
+from omldeploy.inventory.model import Shape, Tenant
+from omldeploy.inventory.problems import Problems
+from omldeploy.inventory.yamlsource import Document
+
+Rule = Callable[[Tenant, Problems, "Lines"], None]
+
+
+class Lines:
+    """Finds the line of a tenant-wide key (under all.vars) for messages."""
+
+    def __init__(self, doc: Document, all_path: tuple[str, ...]) -> None:
+        self._doc = doc
+        self._all = all_path
+
+    def __call__(self, key: str) -> int | None:
+        return self._doc.key_lines.get((*self._all, key))
+
+
+REQUIRED_ALWAYS = ("infra_env", "TZ", "certs", "callrec_device", "postgres_password", "ami_password",
+                   "dialer_password", "bucket_access_key", "bucket_secret_key")
+
+
+def _required(t: Tenant, p: Problems, line: Lines) -> None:
+    s = t.settings
+    for key in REQUIRED_ALWAYS:
+        if not s.has(key):
+            p.add(key, "missing: this setting is required", allowed=_hint(key))
+    if t.layout.shape is not Shape.HA and not t.layout.external_bucket and not s.has("s3_http_admin_pass"):
+        p.add("s3_http_admin_pass", "missing: the bundled object store (MinIO) needs its admin password "
+              "(or set bucket_url to use an external bucket)")
+
+
+def _hint(key: str) -> str:
+    return {
+        "infra_env": "cloud, lan",
+        "TZ": "an IANA zone such as America/Argentina/Cordoba",
+        "certs": "selfsigned, custom",
+        "callrec_device": "s3, s3-no-check-cert",
+    }.get(key, "a non-empty value")
+
+
+def _postgres(t: Tenant, p: Problems, line: Lines) -> None:
+    s = t.settings
+    ha = t.layout.shape is Shape.HA
+    if s.flag("postgres_ssl") and not s.has("postgres_host"):
+        p.add("postgres_ssl", "is true but postgres_host is not set: SSL only applies to an external "
+              "PostgreSQL", line=line("postgres_ssl"), allowed="set postgres_host, or remove postgres_ssl")
+    if s.has("postgres_out") and not ha:
+        if s.flag("postgres_out") and not s.has("postgres_host"):
+            p.add("postgres_out", "is true but postgres_host is not set: which PostgreSQL should the app use?",
+                  line=line("postgres_out"), allowed="set postgres_host to the managed server")
+        if not s.flag("postgres_out") and s.has("postgres_host"):
+            p.add("postgres_out", "is false but postgres_host points at an external server",
+                  line=line("postgres_out"), allowed="postgres_out: true, or remove postgres_host")
+    if s.flag("postgres_ha") and not s.has("postgres_ro_host"):
+        p.add("postgres_ha", "is true but postgres_ro_host (the read-only endpoint) is not set",
+              line=line("postgres_ha"))
+    if s.has("postgres_ro_host") and not s.flag("postgres_ha") and not ha:
+        p.warn("postgres_ro_host", "is ignored unless postgres_ha is true", line=line("postgres_ro_host"))
+    if s.has("postgres_host") and s.has("postgres_ro_host") and s.text("postgres_host") == s.text(
+        "postgres_ro_host"
+    ) and (ha or s.flag("postgres_ha")):
+        p.add("postgres_ro_host", "equals postgres_host: the read-only VIP must differ from the read-write "
+              "VIP", line=line("postgres_ro_host"), found=s.text("postgres_ro_host"))
+    port = s.num("postgres_port")
+    if not 0 < port < 65536:
+        p.add("postgres_port", "is not a TCP port", line=line("postgres_port"), found=port, allowed="1-65535")
+
+
+def _bucket(t: Tenant, p: Problems, line: Lines) -> None:
+    s = t.settings
+    if t.layout.shape is Shape.HA and not s.has("bucket_url"):
+        p.add("bucket_url", "missing: high availability does not deploy MinIO, an external bucket is required",
+              allowed="https://host[:port] or aws")
+    url = s.opt("bucket_url")
+    if url and url.startswith("http://") and s.text("callrec_device") == "s3-no-check-cert":
+        p.warn("callrec_device", "s3-no-check-cert only matters for https buckets", line=line("callrec_device"))
+    name = s.text("bucket_name")
+    if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", name):
+        p.add("bucket_name", "is not a valid S3 bucket name", line=line("bucket_name"), found=name,
+              allowed="3-63 lowercase letters, digits, '.', '-'")
+
+
+def _certs(t: Tenant, p: Problems, line: Lines) -> None:
+    if t.settings.opt("certs") != "custom":
+        return
+    for fname in ("cert.pem", "key.pem"):
+        f = t.folder / fname
+        if not f.is_file():
+            p.add("certs", f"is custom but {f} does not exist", line=line("certs"),
+                  allowed="put cert.pem and key.pem in the tenant folder, or use certs: selfsigned")
+            continue
+        head = f.read_bytes()[:4096]
+        marker = b"PRIVATE KEY-----" if fname == "key.pem" else b"BEGIN CERTIFICATE-----"
+        if marker not in head:
+            p.add("certs", f"{f} is not a PEM {'private key' if fname == 'key.pem' else 'certificate'}",
+                  line=line("certs"))
+
+
+def _addresses(t: Tenant, p: Problems, line: Lines) -> None:
+    seen_lan: dict[str, str] = {}
+    seen_ssh: dict[tuple[str, int], str] = {}
+    for h in t.hosts:
+        if h.lan_ip:
+            if h.lan_ip in seen_lan:
+                p.add(f"{h.name}.omni_ip_lan", f"same address as host {seen_lan[h.lan_ip]}", found=h.lan_ip,
+                      allowed="a distinct address per host")
+            seen_lan[h.lan_ip] = h.name
+        ssh = (h.address, h.port)
+        if ssh in seen_ssh:
+            p.add(f"{h.name}.ansible_host", f"same SSH target as host {seen_ssh[ssh]}",
+                  found=f"{h.address}:{h.port}")
+        seen_ssh[ssh] = h.name
+
+
+def _derived_hosts(t: Tenant, p: Problems, line: Lines) -> None:
+    """In AIO/AIT, data/voice/application_host must point at the hosts that run those roles."""
+    if t.layout.shape is Shape.HA:
+        return
+    expected: dict[str, str] = {}
+    if t.layout.shape is Shape.AIO:
+        aio = t.with_role("aio")[0]
+        expected = {"data_host": aio.lan_ip, "voice_host": aio.lan_ip, "application_host": aio.lan_ip}
+    else:
+        expected = {
+            "data_host": t.with_role("data")[0].lan_ip,
+            "voice_host": t.with_role("voice")[0].lan_ip,
+            "application_host": t.with_role("app")[0].lan_ip,
+        }
+    for key, want in expected.items():
+        got = t.settings.opt(key)
+        if got is not None and want and got != want:
+            p.add(key, f"points at {got}, but the host with that role has omni_ip_lan {want}",
+                  line=line(key), found=got, allowed=f"{want} (or remove the key: it is computed)")
+
+
+def _wan(t: Tenant, p: Problems, line: Lines) -> None:
+    s = t.settings
+    if s.opt("infra_env") != "cloud" or s.has("omni_ip_wan"):
+        return
+    media_hosts = t.with_role("aio") or t.with_role("voice")
+    for h in media_hosts:
+        try:
+            public = ipaddress.ip_address(h.address).is_global
+        except ValueError:
+            public = False
+        if not public:
+            p.add("omni_ip_wan", f"missing: infra_env is cloud and host {h.name}'s ansible_host "
+                  f"({h.address}) is not a public address, so the public IP for SIP/RTP is unknown "
+                  "(omldeploy does not guess it over plain HTTP)",
+                  allowed="omni_ip_wan: <public IPv4>, or infra_env: lan")
+
+
+def _ha(t: Tenant, p: Problems, line: Lines) -> None:
+    s = t.settings
+    if t.layout.shape is not Shape.HA:
+        for h in t.hosts:
+            if h.ha_role:
+                p.warn(f"{h.name}.ha_rol", "is only used in high-availability layouts (omnileads_ha)")
+        return
+    for key in ("postgres_host", "postgres_ro_host", "voice_host", "application_host", "redis_ip_main"):
+        if not s.has(key):
+            p.add(key, "missing: required in a high-availability layout", allowed=_ha_hint(key))
+    by_role = {role: [h for h in t.hosts if role in h.roles] for role in ("data", "voice", "app", "haproxy")}
+    for role, members in by_role.items():
+        group = f"omnileads_{role}"
+        if len(members) != 2:
+            p.add(group, f"a high-availability layout needs exactly two {role} hosts",
+                  found=", ".join(h.name for h in members) or "none", allowed="two hosts: ha_rol main and backup")
+            continue
+        for h in members:
+            if h.ha_role is None:
+                p.add(f"{h.name}.ha_rol", "missing: every HA host needs its initial role", allowed="main, backup")
+            if "ha_vip_nic" not in h.vars:
+                p.add(f"{h.name}.ha_vip_nic", "missing: the interface that carries the VIPs",
+                      allowed="e.g. eth0")
+        if sorted(str(h.ha_role) for h in members) != ["backup", "main"] and all(h.ha_role for h in members):
+            p.add(group, "needs one ha_rol main and one ha_rol backup",
+                  found=", ".join(f"{h.name}={h.ha_role}" for h in members))
+    host_ips = {h.lan_ip: h.name for h in t.hosts} | {h.address: h.name for h in t.hosts}
+    vips = {k: s.opt(k) for k in ("postgres_host", "postgres_ro_host", "voice_host", "application_host")}
+    for key, vip in vips.items():
+        if vip and vip in host_ips:
+            p.add(key, f"is a virtual IP but equals host {host_ips[vip]}'s address", line=line(key), found=vip,
+                  allowed="an unused address in the hosts' subnet")
+    seen: dict[str, str] = {}
+    for key in ("postgres_host", "voice_host", "application_host"):
+        vip = vips[key]
+        if vip and vip in seen:
+            p.add(key, f"uses the same VIP as {seen[vip]}", line=line(key), found=vip)
+        if vip:
+            seen[vip] = key
+    main = s.opt("redis_ip_main")
+    apps = {h.lan_ip: h for h in by_role["app"]}
+    if main and main not in apps:
+        owner = host_ips.get(main)
+        p.add("redis_ip_main", "must be the LAN address of an app node (Redis runs there)"
+              + (f"; it is {owner}'s address" if owner else ""), line=line("redis_ip_main"), found=main,
+              allowed=", ".join(sorted(apps)) or "an app node's omni_ip_lan")
+    elif main and apps[main].ha_role != "main":
+        p.warn("redis_ip_main", "points at the backup app node; Redis will start with the backup as master",
+               line=line("redis_ip_main"))
+    if s.has("redis_host") and s.opt("redis_host") != s.opt("application_host"):
+        p.warn("redis_host", "differs from application_host; clients reach the Redis master through the "
+               "HAProxy VIP", line=line("redis_host"))
+
+
+def _ha_hint(key: str) -> str:
+    return {
+        "postgres_host": "the PostgreSQL read-write VIP",
+        "postgres_ro_host": "the PostgreSQL read-only VIP (different from the RW VIP)",
+        "voice_host": "the voice VIP",
+        "application_host": "the HAProxy VIP",
+        "redis_ip_main": "app_1's omni_ip_lan",
+    }[key]
+
+
+def _misc(t: Tenant, p: Problems, line: Lines) -> None:
+    s = t.settings
+    try:
+        json.loads(s.text("google_maps_center"))
+    except ValueError:
+        p.add("google_maps_center", "is not valid JSON", line=line("google_maps_center"),
+              found=s.text("google_maps_center"), allowed='{ "lat": -31.4, "lng": -64.1 }')
+    if s.text("email_backend") == "django.core.mail.backends.smtp.EmailBackend" and not s.has("email_host"):
+        p.add("email_host", "missing: the SMTP e-mail backend needs email_host", line=line("email_backend"))
+    ts = s.opt("restore_file_timestamp")
+    if ts is not None and not re.fullmatch(r"[A-Za-z0-9._-]{1,128}", ts):
+        p.add("restore_file_timestamp", "must be a backup id (letters, digits, '.', '_', '-')",
+              line=line("restore_file_timestamp"), found=ts)
+    for key in ("shm_size", "pkg_size", "SCA", "ECCTL", "LOGIN_FAILURE_LIMIT"):
+        if s.num(key) == 0:
+            p.add(key, "must be greater than zero", line=line(key), found=0)
+    for h in t.hosts:
+        app_port = h.vars.get("app_port")
+        if app_port is not None and not 0 < int(app_port) < 65536:
+            p.add(f"{h.name}.app_port", "is not a TCP port", found=app_port, allowed="1-65535")
+        prefix = h.vars.get("netprefix")
+        if prefix is not None and not 1 <= int(prefix) <= 32:
+            p.add(f"{h.name}.netprefix", "is not an IPv4 prefix length", found=prefix, allowed="1-32")
+        if not h.roles:
+            p.warn(h.name, "has no role marker; nothing will be deployed there")
+    registry = s.text("container_image_registry")
+    if not re.fullmatch(r"[A-Za-z0-9.-]+(:\d+)?(/[a-z0-9._/-]+)?", registry):
+        p.add("container_image_registry", "is not a registry address", line=line("container_image_registry"),
+              found=registry, allowed="host[:port][/path], e.g. docker.io or 10.0.0.5:5000")
+
+
+RULES: tuple[Rule, ...] = (_required, _postgres, _bucket, _certs, _addresses, _derived_hosts, _wan, _ha, _misc)
+
+
+def check(tenant: Tenant, problems: Problems, doc: Document, all_path: tuple[str, ...]) -> None:
+    lines = Lines(doc, all_path)
+    for rule in RULES:
+        rule(tenant, problems, lines)

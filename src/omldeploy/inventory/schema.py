@@ -1,0 +1,150 @@
+"""Every inventory variable omldeploy understands: its kind, scope, default and whether it is secret.
+
+The table is the single source for unknown-key detection ("did you mean"), type checks, defaults and
+secret redaction. Defaults apply only to keys the operator did not write: unlike the seed's
+`group_vars/all`, nothing here can override an inventory value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+TENANT = "tenant"  # tenant-wide: belongs under all.vars
+HOST = "host"  # per host: host vars or group vars
+
+
+@dataclass(frozen=True)
+class Key:
+    name: str
+    kind: str
+    scope: str = TENANT
+    default: Any = None
+    secret: bool = False
+    choices: tuple[str, ...] = ()
+    note: str = ""
+    unused: bool = False  # accepted for compatibility, has no effect (a warning says so)
+
+
+VERSION_KEYS = (
+    "omnileads_version",
+    "websockets_version",
+    "nginx_version",
+    "kamailio_version",
+    "asterisk_version",
+    "rtpengine_version",
+    "postgres_version",
+)
+
+MARKERS = ("omlaio", "omldata", "omlvoice", "omlapp", "omlhaproxy", "postgres_host_ha")
+
+_KEYS: list[Key] = [
+    # --- edition, versions, images
+    Key("enterprise_edition", "bool", default=False),
+    Key("omnileads_release", "str", note="take the seven *_version keys from the release catalog"),
+    *[Key(k, "version") for k in VERSION_KEYS],
+    Key("redis_version", "version"),
+    Key("minio_version", "version"),
+    Key("haproxy_version", "version"),
+    Key("keepalived_version", "version"),
+    Key("node_exporter_version", "version"),
+    Key("postgres_exporter_version", "version"),
+    Key("redis_exporter_version", "version"),
+    Key("prometheus_version", "version"),
+    Key("loki_version", "version"),
+    Key("promtail_version", "version"),
+    Key("redis2postgres_version", "version"),
+    Key("container_image_registry", "str", default="docker.io"),
+    Key("omlapp_repo", "str", default="omnileads"),
+    Key("podman_unit_style", "enum", default="auto", choices=("auto", "classic", "quadlet")),
+    # --- network shape
+    Key("infra_env", "enum", choices=("cloud", "lan")),
+    Key("fqdn", "host"),
+    Key("omni_ip_wan", "ip"),
+    Key("voip_public_hostname", "str"),
+    Key("data_host", "host"),
+    Key("voice_host", "host"),
+    Key("application_host", "host"),
+    Key("dialer_host", "host"),
+    Key("rtpengine_host", "host"),
+    Key("prometheus_host", "host"),
+    Key("loki_host", "host"),
+    Key("homer_host", "host"),
+    Key("TZ", "tz"),
+    Key("certs", "enum", choices=("selfsigned", "custom")),
+    # --- PostgreSQL
+    Key("postgres_host", "host"),
+    Key("postgres_ro_host", "host"),
+    Key("postgres_ha", "bool", default=False),
+    Key("postgres_out", "bool"),
+    Key("postgres_port", "int", default=5432),
+    Key("postgres_user", "str", default="omnileads"),
+    Key("postgres_password", "str", secret=True),
+    Key("postgres_database", "str", default="omnileads"),
+    Key("postgres_maintenance_db", "str", default="postgres"),
+    Key("postgres_ssl", "bool", default=False),
+    Key("centos_postgresql_version", "int", unused=True, note="PostgreSQL runs in a container here"),
+    Key("data_directory", "str", unused=True, note="PostgreSQL data lives in the oml_postgres volume"),
+    Key("upgrade_from_oml_1", "marker"),
+    # --- object storage
+    Key("bucket_url", "url"),
+    Key("bucket_access_key", "str", secret=True),
+    Key("bucket_secret_key", "str", secret=True),
+    Key("bucket_name", "str", default="omnileads"),
+    Key("bucket_region", "str", default="us-east-1"),
+    Key("callrec_device", "enum", choices=("s3", "s3-no-check-cert")),
+    Key("s3_http_admin_user", "str", default="omnileads"),
+    Key("s3_http_admin_pass", "str", secret=True),
+    # --- Asterisk / dialer / app settings
+    Key("ami_user", "str", default="omnileads"),
+    Key("ami_password", "str", secret=True),
+    Key("dialer_user", "str", default="demoadmin"),
+    Key("dialer_password", "str", secret=True),
+    Key("shm_size", "int", default=64),
+    Key("pkg_size", "int", default=8),
+    Key("SCA", "int", default=3600),
+    Key("ECCTL", "int", default=28800),
+    Key("LOGIN_FAILURE_LIMIT", "int", default=10),
+    Key("google_maps_api_key", "str", default="NULL", secret=True),
+    Key("google_maps_center", "str", default='{ "lat": -31.416668, "lng": -64.183334 }'),
+    Key("email_smtp_relay", "bool", unused=True, note="the seed never read it"),
+    Key("email_backend", "str", default="django.core.mail.backends.dummy.EmailBackend"),
+    Key("email_default_from", "str"),
+    Key("email_host", "str"),
+    Key("email_password", "str", secret=True),
+    Key("email_user", "str"),
+    Key("email_port", "int"),
+    Key("email_ssl_certfile", "str"),
+    Key("email_ssl_keyfile", "str"),
+    Key("email_use_ssl", "bool"),
+    Key("email_use_tls", "bool"),
+    Key("restore_file_timestamp", "str"),
+    Key("scalable_tunings", "marker"),
+    Key("video_host", "host", unused=True, note="the seed never read it"),
+    Key("backup_bucket", "str", unused=True, note="the seed never read it"),
+    Key("restore_bucket", "str", unused=True, note="the seed never read it"),
+    # --- high availability (tenant-wide)
+    Key("omnileads_ha", "marker"),
+    Key("redis_host", "host"),
+    Key("redis_ip_main", "ip"),
+    Key("redis_port", "int", default=6379),
+    Key("ha_notification_email", "email"),
+    Key("ha_vrid_base", "int", note="first VRRP virtual_router_id of the tenant (default: from its name)"),
+    # --- per host
+    Key("omni_ip_lan", "ip", scope=HOST),
+    *[Key(m, "marker", scope=HOST) for m in MARKERS],
+    Key("ha_rol", "enum", scope=HOST, choices=("main", "backup")),
+    Key("ha_vip_nic", "nic", scope=HOST),
+    Key("netaddr", "cidr", scope=HOST),
+    Key("netprefix", "int", scope=HOST),
+    Key("app_port", "int", scope=HOST, default=443),
+]
+
+KEYS: dict[str, Key] = {k.name: k for k in _KEYS}
+
+SECRET_KEYS = frozenset(k.name for k in _KEYS if k.secret)
+
+
+def is_connection_key(name: str) -> bool:
+    """Ansible connection/behaviour variables pass through untouched (ansible_host, ansible_port...)."""
+    return name.startswith("ansible_")

@@ -1,0 +1,178 @@
+"""Typing of single values against their schema kind (one function per kind, one error text each)."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any
+
+from omldeploy.inventory.schema import Key
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)*\.?$")
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_NIC = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
+_URL = re.compile(r"^https?://[^\s/]+(:\d+)?(/\S*)?$")
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
+
+
+class BadValue(ValueError):
+    def __init__(self, message: str, allowed: str) -> None:
+        super().__init__(message)
+        self.allowed = allowed
+
+
+def coerce(key: Key, value: Any, literal: str | None) -> Any:
+    """Return the typed value or raise BadValue. `literal` is the YAML text when it was a plain scalar."""
+    fn = _KINDS[key.kind]
+    return fn(key, value, literal)
+
+
+def _text(value: Any, literal: str | None) -> str:
+    if literal is not None and not isinstance(value, str):
+        return literal  # keep what the operator typed: 230210.10 stays "230210.10"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict | list):
+        raise BadValue("must be a single value, not a mapping or list", "a string")
+    return str(value)
+
+
+def _str(key: Key, value: Any, literal: str | None) -> str:
+    text = _text(value, literal)
+    if "\n" in text or "\r" in text:
+        raise BadValue("must be on one line (it is written into env files)", "a one-line string")
+    return text
+
+
+def _version(key: Key, value: Any, literal: str | None) -> str:
+    text = _text(value, literal).strip()
+    if not _TAG.match(text):
+        raise BadValue("is not a valid image tag", "letters, digits, '_', '.', '-' (e.g. 230204.01 or 1.27.1)")
+    return text
+
+
+def _int(key: Key, value: Any, literal: str | None) -> int:
+    if isinstance(value, bool):
+        raise BadValue("must be a number", "an integer")
+    try:
+        number = int(str(value).strip(), 10)
+    except ValueError:
+        raise BadValue("must be a number", "an integer") from None
+    if number < 0:
+        raise BadValue("must not be negative", "an integer >= 0")
+    return number
+
+
+def _bool(key: Key, value: Any, literal: str | None) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise BadValue("must be true or false", "true, false")
+
+
+def _marker(key: Key, value: Any, literal: str | None) -> bool:
+    return True  # the seed tests markers with `is defined`: any value means "set"
+
+
+def _ip(key: Key, value: Any, literal: str | None) -> str:
+    text = _text(value, literal).strip()
+    try:
+        return str(ipaddress.IPv4Address(text))
+    except ValueError:
+        raise BadValue("is not an IPv4 address", "a dotted IPv4 address such as 10.10.10.2") from None
+
+
+def _host(key: Key, value: Any, literal: str | None) -> str:
+    text = _text(value, literal).strip()
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        pass
+    if not _HOSTNAME.match(text) or text.replace(".", "").isdigit():
+        raise BadValue("is not an IP address or host name", "an IP address or a DNS name")
+    return text
+
+
+def _url(key: Key, value: Any, literal: str | None) -> str:
+    text = _text(value, literal).strip()
+    if text == "aws" or _URL.match(text):
+        return text.rstrip("/")
+    raise BadValue("is not a bucket URL", "http(s)://host[:port] or the word aws")
+
+
+def _enum(key: Key, value: Any, literal: str | None) -> str:
+    text = _text(value, literal).strip()
+    if text not in key.choices:
+        raise BadValue("is not one of the allowed values", ", ".join(key.choices))
+    return text
+
+
+def _email(key: Key, value: Any, literal: str | None) -> str:
+    text = _text(value, literal).strip()
+    if not _EMAIL.match(text):
+        raise BadValue("is not an e-mail address", "name@domain")
+    return text
+
+
+def _cidr(key: Key, value: Any, literal: str | None) -> str:
+    text = _text(value, literal).strip()
+    try:
+        return str(ipaddress.IPv4Network(text, strict=False))
+    except ValueError:
+        raise BadValue("is not a network", "CIDR such as 172.16.101.0/24") from None
+
+
+def _nic(key: Key, value: Any, literal: str | None) -> str:
+    text = _text(value, literal).strip()
+    if not _NIC.match(text):
+        raise BadValue("is not a network interface name", "e.g. eth0, ens18")
+    return text
+
+
+@lru_cache(maxsize=1)
+def _zones() -> frozenset[str]:
+    try:
+        import zoneinfo
+
+        return frozenset(zoneinfo.available_timezones())
+    except Exception:  # pragma: no cover - no tz database on the controller
+        return frozenset()
+
+
+def _tz(key: Key, value: Any, literal: str | None) -> str:
+    text = _text(value, literal).strip()
+    zones = _zones()
+    if zones and text not in zones and text != "UTC":
+        raise BadValue("is not a known time zone", "an IANA name such as America/Argentina/Cordoba or UTC")
+    return text
+
+
+def json_text(text: str) -> str:
+    json.loads(text)
+    return text
+
+
+_KINDS: dict[str, Callable[[Key, Any, str | None], Any]] = {
+    "str": _str,
+    "version": _version,
+    "int": _int,
+    "bool": _bool,
+    "marker": _marker,
+    "ip": _ip,
+    "host": _host,
+    "url": _url,
+    "enum": _enum,
+    "email": _email,
+    "cidr": _cidr,
+    "nic": _nic,
+    "tz": _tz,
+}

@@ -1,0 +1,123 @@
+"""YAML loading that keeps line numbers and the operator's literal text.
+
+PyYAML's plain loader loses two things operators care about: where a key was written (so an error can
+point at the line) and the literal text of a scalar. The latter matters for compatibility: YAML 1.1
+reads `asterisk_version: 230210.10` as the float 230210.1 and `postgres_password: 0123` as the octal 83;
+Ansible then renders the mangled value. We keep the literal text so string settings stay what the
+operator typed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+
+@dataclass(frozen=True)
+class Scalar:
+    """A scalar as parsed by YAML plus its literal text and line."""
+
+    value: Any
+    text: str
+    line: int
+    plain: bool  # written without quotes
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    key: str
+    line: int
+    same_value: bool
+
+
+class YamlSyntaxError(Exception):
+    def __init__(self, message: str, line: int | None) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that knows Ansible's `!unsafe` and refuses `!vault` with a clear message."""
+
+
+def _unsafe(loader: yaml.SafeLoader, node: Node) -> Any:
+    if isinstance(node, ScalarNode):
+        return loader.construct_scalar(node)
+    raise yaml.constructor.ConstructorError(None, None, "!unsafe only applies to strings", node.start_mark)
+
+
+_Loader.add_constructor("!unsafe", _unsafe)
+
+
+@dataclass
+class Document:
+    """The parsed document: plain Python data, literal scalars and key lines by path."""
+
+    data: Any
+    scalars: dict[tuple[str, ...], Scalar]
+    key_lines: dict[tuple[str, ...], int]
+    duplicates: list[tuple[tuple[str, ...], Duplicate]]
+
+
+def load(text: str) -> Document:
+    """Parse one YAML document; raise YamlSyntaxError with a line on malformed input."""
+    try:
+        node = yaml.compose(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        raise YamlSyntaxError(f"{exc.problem or 'invalid YAML'} {exc.context or ''}".strip(), line) from None
+    except yaml.YAMLError as exc:  # pragma: no cover - other PyYAML failures carry no mark
+        raise YamlSyntaxError(str(exc), None) from None
+    doc = Document(None, {}, {}, [])
+    if node is None:
+        return doc
+    loader = _Loader("")
+    try:
+        doc.data = _convert(node, (), doc, loader)
+    except yaml.constructor.ConstructorError as exc:
+        mark = exc.problem_mark
+        raise YamlSyntaxError(str(exc.problem), mark.line + 1 if mark else None) from None
+    finally:
+        loader.dispose()
+    return doc
+
+
+def _convert(node: Node, path: tuple[str, ...], doc: Document, loader: _Loader) -> Any:
+    if isinstance(node, MappingNode):
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, ScalarNode):
+                raise yaml.constructor.ConstructorError(
+                    None, None, "mapping keys must be plain names", key_node.start_mark
+                )
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                raise yaml.constructor.ConstructorError(
+                    None, None, "YAML merge keys (<<) are not supported in inventories", key_node.start_mark
+                )
+            key = str(key_node.value)
+            sub = (*path, key)
+            value = _convert(value_node, sub, doc, loader)
+            if key in out:
+                doc.duplicates.append(
+                    (path, Duplicate(key, key_node.start_mark.line + 1, out[key] == value))
+                )
+            out[key] = value
+            doc.key_lines[sub] = key_node.start_mark.line + 1
+        return out
+    if isinstance(node, SequenceNode):
+        return [_convert(item, (*path, str(i)), doc, loader) for i, item in enumerate(node.value)]
+    assert isinstance(node, ScalarNode)
+    if node.tag == "!vault":
+        raise yaml.constructor.ConstructorError(
+            None,
+            None,
+            "Ansible Vault values (!vault) are not supported; keep secrets in the tenant folder (0600)",
+            node.start_mark,
+        )
+    value = loader.construct_object(node, deep=True)
+    doc.scalars[path] = Scalar(value, str(node.value), node.start_mark.line + 1, node.style is None)
+    return value

@@ -1,0 +1,194 @@
+"""Layout → which component runs on which host, and every address components use to find each other.
+
+The seed computed these facts in a `checks.yml` that only some actions ran (so `--action=redis` failed
+on AIO/AIT). Here they are computed once, for every action, by pure functions of the tenant. Known
+seed bugs are fixed, not copied: AIO exporters target the address PostgreSQL/Redis actually listen on,
+HA Redis binds its own LAN address (not the HAProxy VIP), the public IP is never fetched over HTTP,
+AIO gets Loki/Promtail, and HA hosts are found by role, not by hard-coded names.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from omldeploy.catalog.releases import images
+from omldeploy.components import registry
+from omldeploy.components.base import Component
+from omldeploy.inventory.model import Host, Shape, Tenant
+
+
+@dataclass(frozen=True)
+class Facts:
+    """Tenant-wide addresses (the seed's data_host, redis_host, minio_host ... facts)."""
+
+    data_host: str
+    voice_host: str
+    application_host: str
+    postgres_host: str  # where clients connect
+    postgres_port: int
+    redis_host: str  # where clients connect
+    minio_host: str | None  # None when the bucket is external
+    s3_endpoint: str  # internal S3 endpoint (components on the hosts)
+    s3_browser_endpoint: str  # what the browser is given by the web app
+    bucket_aws: bool
+    kamailio_host: str
+    websockets_host: str
+    asterisk_host: str
+    rtpengine_host: str
+    nginx_host: str
+    dialer_host: str
+    loki_host: str | None
+    prometheus_host: str
+    omni_ip_wan: str
+    deploy_postgres: bool
+    deploy_minio: bool
+    deploy_loki: bool
+
+
+@dataclass(frozen=True)
+class Ctx:
+    """Everything a component needs to render itself for one host."""
+
+    tenant: Tenant
+    host: Host
+    facts: Facts
+    placement: Placement
+
+    @property
+    def secrets(self) -> Mapping[str, str]:
+        """Secrets generated for this tenant (keepalived password, Kamailio auth secret)."""
+        return self.placement.secrets
+
+    def image(self, key: str) -> str:
+        """Full image reference. uwsgi, daphne and cron all use the same omlapp image (the seed let
+        daphne and cron ignore `enterprise_edition` and `omlapp_repo`, skewing versions)."""
+        s = self.tenant.settings
+        ref = images()[key]
+        tag = self.tenant.versions[ref.tag_key]
+        repo = ref.repo
+        if key == "omlapp":
+            repo = f"{s.text('omlapp_repo')}/omlapp"
+            if s.flag("enterprise_edition"):
+                tag = f"{tag}-enterprise"
+        registry = s.text("container_image_registry") if s.has("container_image_registry") else ref.registry
+        return f"{registry}/{repo}:{tag}"
+
+    @property
+    def lan(self) -> str:
+        return self.host.lan_ip
+
+    def hosts_running(self, component: str) -> list[Host]:
+        return [h for h in self.tenant.hosts if component in self.placement.components(h.name)]
+
+    def on_same_host(self, component: str) -> bool:
+        return component in self.placement.components(self.host.name)
+
+
+@dataclass
+class Placement:
+    tenant: Tenant
+    facts: Facts
+    secrets: Mapping[str, str] = field(default_factory=dict)
+    by_host: dict[str, list[Component]] = field(default_factory=dict)
+
+    def components(self, host: str) -> list[str]:
+        return [c.name for c in self.by_host.get(host, [])]
+
+    def ctx(self, host: Host) -> Ctx:
+        return Ctx(self.tenant, host, self.facts, self)
+
+
+def _is_public(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_global
+    except ValueError:
+        return False
+
+
+def compute_facts(t: Tenant) -> Facts:
+    s = t.settings
+    shape = t.layout.shape
+    if shape is Shape.AIO:
+        aio = t.with_role("aio")[0]
+        data = voice = app = aio.lan_ip
+    elif shape is Shape.AIT:
+        data = t.with_role("data")[0].lan_ip
+        voice = t.with_role("voice")[0].lan_ip
+        app = t.with_role("app")[0].lan_ip
+    else:
+        voice = s.text("voice_host")
+        app = s.text("application_host")
+        data = s.text("postgres_host")
+    local = shape is Shape.AIO
+    deploy_postgres = shape is Shape.HA or not s.has("postgres_host")
+    if s.has("postgres_host"):
+        pg_host = s.text("postgres_host")
+    else:
+        pg_host = "localhost" if local else data
+    if shape is Shape.HA:
+        redis_host = s.opt("redis_host") or app
+    else:
+        redis_host = "localhost" if local else data
+    deploy_minio = shape is not Shape.HA and not s.has("bucket_url")
+    minio_host = data if deploy_minio else None
+    bucket_url = s.opt("bucket_url")
+    bucket_aws = bucket_url == "aws"
+    media = (t.with_role("aio") or t.with_role("voice"))
+    if s.has("omni_ip_wan"):
+        wan = s.text("omni_ip_wan")
+    elif media and _is_public(media[0].address):
+        wan = media[0].address
+    else:
+        wan = media[0].lan_ip if media else voice
+    if deploy_minio:
+        s3_internal = f"http://{minio_host}:9000"
+        if s.has("fqdn"):
+            s3_browser = f"https://{s.text('fqdn')}"
+        elif s.opt("infra_env") == "cloud":
+            s3_browser = f"https://{wan}"
+        else:
+            s3_browser = f"https://{app}"
+    elif bucket_aws:
+        s3_internal = s3_browser = ""
+    else:
+        s3_internal = s3_browser = str(bucket_url)
+    loki = s.opt("loki_host") or (None if shape is Shape.HA else data)
+    return Facts(
+        data_host=data,
+        voice_host=voice,
+        application_host=app,
+        postgres_host=pg_host,
+        postgres_port=s.num("postgres_port"),
+        redis_host=redis_host,
+        minio_host=minio_host,
+        s3_endpoint=s3_internal,
+        s3_browser_endpoint=s3_browser,
+        bucket_aws=bucket_aws,
+        kamailio_host="localhost" if local else app,
+        websockets_host=app,
+        asterisk_host=voice,
+        rtpengine_host=s.opt("rtpengine_host") or voice,
+        nginx_host=app,
+        dialer_host=s.opt("dialer_host") or "localhost",
+        loki_host=loki,
+        prometheus_host=s.opt("prometheus_host") or app,
+        omni_ip_wan=wan,
+        deploy_postgres=deploy_postgres,
+        deploy_minio=deploy_minio,
+        deploy_loki=loki is not None and not s.has("loki_host"),
+    )
+
+
+def place(t: Tenant, secrets: Mapping[str, str] | None = None) -> Placement:
+    """Decide, for every host, the components it runs, in start order."""
+    facts = compute_facts(t)
+    placement = Placement(t, facts, dict(secrets or {}))
+    comps = registry.all_components()
+    for host in t.hosts:
+        ctx = Ctx(t, host, facts, placement)
+        placement.by_host[host.name] = sorted(
+            (c for c in comps if c.placed(ctx)), key=lambda c: (c.start_order, c.name)
+        )
+    return placement

@@ -1,0 +1,1 @@
+"""Rendering: placement → per-host bundles of units, env files, configs, certificates."""

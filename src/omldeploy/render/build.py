@@ -1,0 +1,155 @@
+"""Tenant → Bundle: runs every placed component's declaration through the unit/env renderers.
+
+Pure apart from reading (and on first use creating) the tenant's generated material, so the same
+inventory and material always give byte-identical files. Every file that contains a secret is checked
+to be mode 0600 before the bundle is returned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from omldeploy.components.base import Component
+from omldeploy.inventory.model import Tenant
+from omldeploy.placement import Ctx, Placement, place
+from omldeploy.render import material, oml_manage, units
+from omldeploy.render.bundle import Bundle, BundleFile, HostBundle, UnitPlan
+
+CERT_DIR = "/etc/omnileads/certs"
+CERT_USERS = ("nginx", "kamailio", "haproxy")
+
+
+class RenderError(Exception):
+    """A rendering invariant failed (a bug, or an inventory the rules did not catch)."""
+
+
+def render_tenant(tenant: Tenant) -> Bundle:
+    secrets = material.tenant_secrets(tenant.folder)
+    placement = place(tenant, secrets)
+    bundle = Bundle(tenant.name, tenant.layout.name)
+    tls = None
+    if any(c.name in CERT_USERS for comps in placement.by_host.values() for c in comps):
+        tls = material.tls_material(tenant.folder, tenant.settings.text("certs"), _sans(tenant, placement))
+    secret_values = [*tenant.secret_values(), *(v for v in secrets.values() if len(v) >= 6)]
+    for host in tenant.hosts:
+        hb = _render_host(placement.ctx(host), placement, tls)
+        _check_secrets(hb, secret_values)
+        bundle.hosts.append(hb)
+    return bundle
+
+
+def _sans(tenant: Tenant, placement: Placement) -> list[str]:
+    f = placement.facts
+    names = {"localhost", "127.0.0.1", f.application_host}
+    if tenant.settings.has("fqdn"):
+        names.add(tenant.settings.text("fqdn"))
+    if tenant.settings.opt("infra_env") == "cloud":
+        names.add(f.omni_ip_wan)
+    for h in tenant.hosts:
+        if h.roles & {"aio", "app", "haproxy"}:
+            names.update({h.lan_ip, h.address})
+    return sorted(n for n in names if n)
+
+
+def _render_host(ctx: Ctx, placement: Placement, tls: material.TLSMaterial | None) -> HostBundle:
+    t = ctx.tenant
+    host = ctx.host
+    style = t.settings.text("podman_unit_style")
+    hb = HostBundle(host.name, host.address, host.port, host.lan_ip, tuple(sorted(host.roles)), style)
+    comps = placement.by_host[host.name]
+    names = [c.name for c in comps]
+    hb.directories.append(("/etc/omnileads", 0o755))
+
+    cert_files: list[str] = []
+    if tls is not None and any(n in CERT_USERS for n in names):
+        hb.directories.append((CERT_DIR, 0o755))
+        hb.add(BundleFile(f"{CERT_DIR}/cert.pem", tls.cert_pem, 0o644, kind="cert"))
+        hb.add(BundleFile(f"{CERT_DIR}/key.pem", tls.key_pem, 0o600, secret=True, kind="cert"))
+        cert_files = [f"{CERT_DIR}/cert.pem", f"{CERT_DIR}/key.pem"]
+        if tls.ca_pem is not None:
+            hb.add(BundleFile(f"{CERT_DIR}/ca.pem", tls.ca_pem, 0o644, kind="cert"))
+            cert_files.append(f"{CERT_DIR}/ca.pem")
+        if "haproxy" in names:
+            hb.add(BundleFile(f"{CERT_DIR}/hap.pem", tls.cert_pem + tls.key_pem, 0o600, secret=True, kind="cert"))
+            cert_files.append(f"{CERT_DIR}/hap.pem")
+
+    for comp in comps:
+        hb.units.append(_render_component(comp, ctx, hb, names, cert_files))
+        for hu in comp.host_units(ctx):
+            hb.add(BundleFile(f"/etc/systemd/system/{hu.name}", hu.content.encode(), 0o644, kind="hostunit"))
+            if hu.name not in hb.host_units:
+                hb.host_units.append(hu.name)
+    if "asterisk" in names:
+        hb.directories.append(("/etc/asterisk/custom", 0o755))
+    if "keepalived" in names:
+        hb.add(BundleFile("/etc/tmpfiles.d/omldeploy.conf",
+                          b"d /run/omnileads/keepalived 0755 root root -\n", 0o644))
+        hb.directories.append(("/run/omnileads/keepalived", 0o755))
+    hb.add(BundleFile("/usr/local/bin/oml_manage", oml_manage.render(t.name, host.name, names).encode(),
+                      0o755, kind="script"))
+    return hb
+
+
+def _render_component(comp: Component, ctx: Ctx, hb: HostBundle, names: list[str],
+                      cert_files: list[str]) -> UnitPlan:
+    t = ctx.tenant
+    files: list[str] = []
+    env = comp.env(ctx)
+    if comp.env_file and (env or comp.owns_env_file):
+        hb.add(BundleFile(comp.env_file, units.envfile(env).encode(), 0o600, kind="env"))
+    if comp.env_file:
+        files.append(comp.env_file)
+    for cfg in comp.configs(ctx):
+        hb.add(BundleFile(cfg.dest, cfg.content.encode(), cfg.mode, secret=cfg.secret,
+                          only_if_missing=cfg.only_if_missing, kind="config"))
+        if not cfg.only_if_missing:
+            files.append(cfg.dest)
+    volumes = comp.volumes(ctx)
+    if any(v.source == "/etc/omnileads/certs" for v in volumes):
+        files.extend(cert_files)
+    after = tuple(d for d in comp.depends_on if d in names)
+    spec = units.UnitSpec(
+        name=comp.name,
+        description=comp.description,
+        container=comp.container,
+        image=comp.image_ref(ctx),
+        env_file=comp.env_file,
+        volumes=tuple(v.spec() for v in volumes),
+        capabilities=comp.capabilities,
+        options=tuple(comp.podman_options(ctx)),
+        args=tuple(comp.args(ctx)),
+        after=after,
+        wanted_by=comp.wanted_by,
+    )
+    style = t.settings.text("podman_unit_style")
+    if style in ("classic", "auto"):
+        path = f"/etc/systemd/system/{comp.name}.service"
+        hb.add(BundleFile(path, units.classic(spec, t.name).encode(), 0o644, kind="unit"))
+        files.append(path)
+    if style in ("quadlet", "auto"):
+        path = f"/etc/containers/systemd/{comp.name}.container"
+        hb.add(BundleFile(path, units.quadlet(spec, t.name).encode(), 0o644, kind="quadlet"))
+        files.append(path)
+    return UnitPlan(
+        name=comp.name,
+        container=comp.container,
+        image=spec.image,
+        enabled=comp.enabled(ctx),
+        start_order=comp.start_order,
+        after=after,
+        health=asdict(comp.health(ctx)),
+        env_file=comp.env_file,
+        files=tuple(files),
+        groups=comp.groups,
+    )
+
+
+def _check_secrets(hb: HostBundle, secrets: list[str]) -> None:
+    """Secrets only in 0600 files; files holding one are flagged secret (for diff masking)."""
+    for i, f in enumerate(hb.files):
+        text = f.content.decode("utf-8", errors="replace")
+        holds = f.secret or any(s in text for s in secrets)
+        if holds and f.mode & 0o077:
+            raise RenderError(f"{hb.host}:{f.path} holds a secret but would be mode {f.mode:04o}")
+        if holds and not f.secret:
+            hb.files[i] = BundleFile(f.path, f.content, f.mode, True, f.only_if_missing, f.kind)

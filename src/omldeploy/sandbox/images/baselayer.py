@@ -18,7 +18,7 @@ from ..debian import apt_install, debootstrap, in_tree, trim
 from ..procs import run
 from ..progress import say, step
 
-LAYER_RECIPE_VERSION = 2
+LAYER_RECIPE_VERSION = 3
 SUITE = "bookworm"
 DEBOOTSTRAP_INCLUDE = ("python3", "ca-certificates", "openssl", "procps", "iproute2", "curl",
                        "netcat-openbsd", "tzdata")
@@ -34,7 +34,13 @@ POST_INSTALL = (
     "install -d /etc/omnileads/certs /usr/local/etc/haproxy /etc/keepalived /etc/prometheus /prometheus "
     "/etc/asterisk/custom /var/log/asterisk /opt/omnileads/static /opt/omnileads/log "
     "/opt/omnileads/ominicontacto /opt/omnileads/bin /etc/loki /etc/promtail && "
-    "rm -rf /var/lib/postgresql/15/main /etc/postgresql/15/main"
+    "rm -rf /var/lib/postgresql/15/main /etc/postgresql/15/main && "
+    # size: ~500 MB of moment-timezone history data (classic Prometheus UI), promtool, LLVM for
+    # PostgreSQL's optional JIT (PostgreSQL runs without it), perl headers, locale sources
+    "rm -rf /usr/share/javascript/moment-timezone/data /usr/bin/promtool /usr/share/i18n "
+    "/usr/lib/x86_64-linux-gnu/perl/5.36.0/CORE /usr/include "
+    "/usr/lib/postgresql/15/lib/llvmjit* /usr/lib/postgresql/15/lib/bitcode "
+    "/usr/lib/x86_64-linux-gnu/libLLVM-14.so* /usr/lib/x86_64-linux-gnu/libz3.so*"
 )
 
 

@@ -1,0 +1,3 @@
+from omldeploy.cli.main import entry
+
+entry()

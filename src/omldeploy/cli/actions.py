@@ -1,0 +1,69 @@
+"""The seed's actions (`deploy.sh --action=X`) as verbs. Each is either implemented by an `ops`
+module or says plainly that this version does not have it yet, and exits 3 having changed nothing."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+from omldeploy import __version__
+from omldeploy.cli import context
+from omldeploy.cli.output import Console
+
+# Every action the seed's deploy.sh accepts (seed and HEAD), with a one-line description.
+SEED_ACTIONS: dict[str, str] = {
+    "install": "install a tenant on its hosts",
+    "upgrade": "apply the image versions of the inventory (also used for rollbacks)",
+    "backup": "dump the database and Asterisk custom files to the tenant bucket",
+    "restore": "restore a backup (restore_file_timestamp or --ts)",
+    "app": "re-apply the web components (kamailio, websockets, daphne, django, cron, nginx)",
+    "voice": "re-apply the voice components (asterisk, rtpengine)",
+    "observability": "re-apply exporters, Prometheus, Loki, Promtail",
+    "postgres": "re-apply PostgreSQL",
+    "redis": "re-apply Redis (and Sentinel in HA)",
+    "minio": "re-apply MinIO",
+    "asterisk": "re-apply Asterisk",
+    "kamailio": "re-apply Kamailio",
+    "rtpengine": "re-apply RTPengine",
+    "nginx": "re-apply nginx",
+    "websockets": "re-apply websockets",
+    "cron": "re-apply the cron component",
+    "haproxy": "re-apply HAProxy (HA)",
+    "keepalived": "re-apply keepalived (HA)",
+    "sentinel": "re-apply Redis Sentinel (HA)",
+    "pgsql_node_recovery_main": "HA: rejoin the former PostgreSQL main as a standby",
+    "pgsql_node_takeover_main": "HA: give the primary role back to the PostgreSQL main node",
+    "redis_node_takeover_main": "HA: give the Redis master role back to the main app node",
+    "pgsql_node_recovery_backup": "HA: rejoin the PostgreSQL backup node as a standby",
+    "restart": "restart every component",
+    "restart_django": "restart daphne, django and nginx",
+    "restart_asterisk": "restart Asterisk",
+    "restart_core": "restart the core call-handling components",
+    "recycle": "prune unused containers and images on app hosts",
+    "update": "re-render and pull without restarting",
+}
+OWN_ACTIONS: dict[str, str] = {
+    "rollback": "return to the versions of an earlier successful run",
+    "status": "per host and component: unit state, image, health",
+}
+
+Handler = Callable[[argparse.Namespace], int]
+IMPLEMENTED: dict[str, Handler] = {}
+
+
+def add_parsers(sub: Any) -> None:
+    for name, help_text in {**SEED_ACTIONS, **OWN_ACTIONS}.items():
+        p = sub.add_parser(name, help=help_text)
+        context.add_tenant_arg(p)
+        p.set_defaults(func=IMPLEMENTED.get(name, _unavailable(name)))
+
+
+def _unavailable(action: str) -> Handler:
+    def handler(args: argparse.Namespace) -> int:
+        tenant = context.load(args)  # still report inventory problems first
+        Console().error(f"action '{action}' is not available in omldeploy {__version__} yet; nothing was done "
+                        f"on tenant {tenant.name}. Available now: validate, plan, render, releases, tenant.")
+        return 3
+
+    return handler

@@ -1,0 +1,46 @@
+"""Where tenants live and how a verb gets its tenant loaded."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from pathlib import Path
+
+from omldeploy.inventory import Tenant, load_tenant
+from omldeploy.inventory.problems import InventoryError, Problem
+
+TENANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+
+
+def instances_dir(args: argparse.Namespace) -> Path:
+    explicit = getattr(args, "instances", None)
+    if explicit:
+        return Path(explicit).expanduser().resolve()
+    env = os.environ.get("OMLDEPLOY_INSTANCES")
+    if env:
+        return Path(env).expanduser().resolve()
+    return (Path.cwd() / "instances").resolve()
+
+
+def tenant_folder(args: argparse.Namespace) -> Path:
+    name = str(args.tenant)
+    if not TENANT_NAME.match(name):
+        raise InventoryError([Problem("--tenant", "tenant", "is not a valid tenant folder name", found=name,
+                                      allowed="letters, digits, '.', '_', '-' (max 63)")])
+    folder = instances_dir(args) / name
+    if not folder.is_dir():
+        root = instances_dir(args)
+        known = sorted(p.name for p in root.iterdir() if (p / "inventory.yml").exists()) if root.is_dir() else []
+        hint = f"known tenants: {', '.join(known)}" if known else f"no tenants in {root}"
+        raise InventoryError([Problem(str(folder), "tenant", f"tenant folder not found ({hint})",
+                                      allowed="omldeploy tenant new NAME --layout aio|ait|cloud|ha")])
+    return folder
+
+
+def load(args: argparse.Namespace) -> Tenant:
+    return load_tenant(tenant_folder(args), str(args.tenant))
+
+
+def add_tenant_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tenant", "-t", required=True, help="tenant folder name under instances/")

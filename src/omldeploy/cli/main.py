@@ -1,0 +1,83 @@
+"""`omldeploy` entry point: parses the verb, maps errors to exit codes, never shows a traceback.
+
+Exit codes: 0 ok, 1 the operation failed, 2 bad input (inventory, arguments), 3 action not available
+in this version, 4 tenant busy (lock held), 70 internal error (a bug: rerun with OMLDEPLOY_DEBUG=1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+
+from omldeploy import __version__
+from omldeploy.cli import actions, inspect, tenants
+from omldeploy.cli.output import Console
+from omldeploy.inventory.problems import InventoryError
+
+EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_UNAVAILABLE, EXIT_BUSY, EXIT_BUG = 0, 1, 2, 3, 4, 70
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that exits 2 with a one-line hint instead of a usage dump for unknown verbs."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        sys.stderr.write(f"omldeploy: error: {message}\n")
+        raise SystemExit(EXIT_INPUT)
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="omldeploy", description="Deploy and operate OMniLeads tenants.")
+    parser.add_argument("--version", action="version", version=f"omldeploy {__version__}")
+    parser.add_argument("--instances", metavar="DIR",
+                        help="folder holding <tenant>/inventory.yml (default: $OMLDEPLOY_INSTANCES or ./instances)")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=Parser)
+    inspect.add_parsers(sub)
+    tenants.add_parsers(sub)
+    actions.add_parsers(sub)
+    try:
+        from omldeploy.sandbox.cli import add_parser as add_sandbox
+    except ImportError:  # the sandbox is optional at runtime (it needs root and test tooling)
+        pass
+    else:
+        add_sandbox(sub)  # type: ignore[arg-type]
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code) if isinstance(exc.code, int) else EXIT_INPUT
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_INPUT if args.verb is None else EXIT_OK
+    console = Console()
+    try:
+        return int(args.func(args))
+    except InventoryError as exc:
+        console.problems(exc.problems)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        console.error("interrupted")
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as exc:  # the promise: no traceback for the operator unless asked
+        if os.environ.get("OMLDEPLOY_DEBUG"):
+            traceback.print_exc()
+        console.error(f"internal error: {type(exc).__name__}: {exc} "
+                      "(this is a bug; rerun with OMLDEPLOY_DEBUG=1 for details)")
+        return EXIT_BUG
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,82 @@
+"""`omldeploy tenant new|list`: create a tenant folder from a bundled example, list tenants."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import secrets
+from importlib import resources
+from typing import Any
+
+from omldeploy.cli import context
+from omldeploy.cli.output import Console
+from omldeploy.inventory import load_tenant
+from omldeploy.inventory.problems import InventoryError
+
+LAYOUTS = {"aio": "inventory_aio.yml", "ait": "inventory_ait.yml", "cloud": "inventory_cloud.yml",
+           "ha": "inventory_ha.yml"}
+PLACEHOLDER = re.compile(r"CHANGE-ME-[a-z-]+")
+
+
+def add_parsers(sub: Any) -> None:
+    p = sub.add_parser("tenant", help="create or list tenants")
+    tsub = p.add_subparsers(dest="tenant_verb", metavar="new|list", required=True)
+    new = tsub.add_parser("new", help="create instances/NAME/inventory.yml from an example")
+    new.add_argument("name")
+    new.add_argument("--layout", choices=sorted(LAYOUTS), required=True)
+    new.add_argument("--force", action="store_true", help="overwrite an existing inventory.yml")
+    new.set_defaults(func=cmd_new)
+    ls = tsub.add_parser("list", help="list tenants and their layout")
+    ls.set_defaults(func=cmd_list)
+
+
+def example_text(layout: str) -> str:
+    return resources.files("omldeploy.examples").joinpath(LAYOUTS[layout]).read_text(encoding="utf-8")
+
+
+def with_random_secrets(text: str) -> str:
+    """Every placeholder password becomes a fresh random one: no two tenants share a secret."""
+    return PLACEHOLDER.sub(lambda _m: secrets.token_urlsafe(18).replace("-", "x").replace("_", "y"), text)
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    console = Console()
+    name = str(args.name)
+    if not context.TENANT_NAME.match(name):
+        console.error(f"'{name}' is not a valid tenant name (letters, digits, '.', '_', '-', max 63)")
+        return 2
+    folder = context.instances_dir(args) / name
+    inv = folder / "inventory.yml"
+    if inv.exists() and not args.force:
+        console.error(f"{inv} already exists (use --force to overwrite)")
+        return 2
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(inv, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(with_random_secrets(example_text(args.layout)))
+    os.chmod(inv, 0o600)
+    console.say(f"created {inv} (layout {args.layout}, mode 0600, random passwords)")
+    console.say(f"edit the host addresses, then: omldeploy validate --tenant {name}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    console = Console()
+    root = context.instances_dir(args)
+    if not root.is_dir():
+        console.say(f"no tenants: {root} does not exist")
+        return 0
+    rows: list[tuple[str, str, str, str]] = []
+    for folder in sorted(p for p in root.iterdir() if (p / "inventory.yml").is_file()):
+        try:
+            t = load_tenant(folder)
+            rows.append((folder.name, t.layout.name, str(len(t.hosts)), "valid"))
+        except InventoryError as exc:
+            errors = sum(1 for p in exc.problems if p.severity == "error")
+            rows.append((folder.name, "?", "?", f"{errors} error(s)"))
+    if not rows:
+        console.say(f"no tenants in {root}")
+        return 0
+    console.table(("tenant", "layout", "hosts", "inventory"), rows, indent="")
+    return 0

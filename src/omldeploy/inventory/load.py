@@ -83,12 +83,13 @@ def _typed(
 ) -> tuple[bool, Any]:
     """Resolve templates and coerce one value. Returns (ok, value)."""
     spec = KEYS[key]
+    label = f"{host}.{key}" if host is not None else key  # host keys name their host, as elsewhere
     line = doc.key_lines.get(origin_path)
     scalar = doc.scalars.get(origin_path)
     try:
         resolved = resolver.get(host, key)
     except TemplateError as exc:
-        problems.add(key, str(exc), line=line)
+        problems.add(label, str(exc), line=line)
         return False, None
     literal = scalar.text if scalar is not None and scalar.plain and resolved is value else None
     if spec.kind == "marker":
@@ -96,13 +97,13 @@ def _typed(
     if resolved is None and literal and spec.kind == "str":
         resolved = literal  # `google_maps_api_key: NULL` in seed templates means the text NULL
     if resolved is None or (isinstance(resolved, str) and resolved.strip() == ""):
-        problems.add(key, "is present but empty (the seed would render the text 'None'); "
+        problems.add(label, "is present but empty (the seed would render the text 'None'); "
                           "set a value or remove the line", line=line, allowed=_allowed(key))
         return False, None
     try:
         return True, coerce(spec, resolved, literal)
     except BadValue as exc:
-        problems.add(key, str(exc), line=line, found=resolved, allowed=exc.allowed)
+        problems.add(label, str(exc), line=line, found=resolved, allowed=exc.allowed)
         return False, None
 
 
@@ -206,7 +207,12 @@ def _host(
     if lan is None and "omni_ip_lan" not in raw.own_vars and roles:
         problems.add(f"{name}.omni_ip_lan", "missing: every host needs its private (LAN) address", line=line,
                      allowed="an IPv4 address")
-    address = str(connection.get("ansible_host", name))
+    address_raw = connection.get("ansible_host", name)
+    if address_raw is None or isinstance(address_raw, dict | list) or not str(address_raw).strip():
+        # `ansible_host:` left blank would make SSH go to the literal host "None"
+        problems.add(f"{name}.ansible_host", "is empty or not a single address", line=line,
+                     found=address_raw, allowed="the host's SSH address (an IP or DNS name)")
+    address = str(address_raw)
     port_raw = connection.get("ansible_port", connection.get("ansible_ssh_port", 22))
     try:
         port = int(str(port_raw))
@@ -274,6 +280,8 @@ def _versions(
         elif key not in out:
             if key == "postgres_version" and layout.external_db:
                 continue
+            if any(p.key == key for p in problems.errors):
+                continue  # written with a rejected value, already reported: not "missing"
             problems.add(key, "missing: the image tag must be set (or name an omnileads_release)",
                          allowed="e.g. " + images()[_image_of(key)].default)
     for ref in images().values():

@@ -131,6 +131,8 @@ class Tenant:
         out = []
         for key in SECRET_KEYS:
             value = self.settings.opt(key) if self.settings.has(key) else None
-            if value and value not in ("NULL",) and len(value) >= 3:
+            # Very short values would match unrelated text (the 0600 check is a safety net on top of
+            # env files always being 0600); NULL is the seed's "no Google key" placeholder.
+            if value and value.lower() not in ("null", "none") and len(value) >= 6:
                 out.append(value)
         return sorted(set(out), key=lambda s: (-len(s), s))

@@ -264,5 +264,11 @@ RULES: tuple[Rule, ...] = (_required, _postgres, _bucket, _certs, _addresses, _d
 
 def check(tenant: Tenant, problems: Problems, doc: Document, all_path: tuple[str, ...]) -> None:
     lines = Lines(doc, all_path)
+    rejected = {x.key for x in problems.errors}  # keys written with a value that was already reported
+    first_new = len(problems.items)
     for rule in RULES:
         rule(tenant, problems, lines)
+    # A key written with a rejected value is not "missing" too: keep only the precise report.
+    problems.items[first_new:] = [
+        x for x in problems.items[first_new:] if not (x.key in rejected and x.message.startswith("missing"))
+    ]

@@ -33,6 +33,9 @@ class Duplicate:
     same_value: bool
 
 
+MAX_DEPTH = 64  # far beyond any inventory; keeps deep nesting from exhausting Python's recursion limit
+
+
 class YamlSyntaxError(Exception):
     def __init__(self, message: str, line: int | None) -> None:
         super().__init__(message)
@@ -66,6 +69,8 @@ def load(text: str) -> Document:
     """Parse one YAML document; raise YamlSyntaxError with a line on malformed input."""
     try:
         node = yaml.compose(text, Loader=_Loader)
+    except RecursionError:
+        raise YamlSyntaxError(f"nested deeper than {MAX_DEPTH} levels", None) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -87,6 +92,10 @@ def load(text: str) -> Document:
 
 
 def _convert(node: Node, path: tuple[str, ...], doc: Document, loader: _Loader) -> Any:
+    if len(path) > MAX_DEPTH:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"nested deeper than {MAX_DEPTH} levels", node.start_mark
+        )
     if isinstance(node, MappingNode):
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:

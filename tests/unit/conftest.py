@@ -1,0 +1,40 @@
+"""Shared helpers for unit tests: tenants made from the bundled examples in tmp folders."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from omldeploy.inventory import Tenant, load_tenant
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "src" / "omldeploy" / "examples"
+
+
+def example(layout: str) -> dict:  # type: ignore[type-arg]
+    return yaml.safe_load((EXAMPLES / f"inventory_{layout}.yml").read_text())
+
+
+MakeTenant = Callable[..., Tenant]
+
+
+@pytest.fixture
+def make_tenant(tmp_path: Path) -> MakeTenant:
+    """make_tenant("aio", vars={...}, name="t1") -> Tenant loaded from a tmp instances folder."""
+
+    def make(layout: str, *, vars: dict | None = None, drop: tuple[str, ...] = (), name: str = "t1",  # type: ignore[type-arg]
+             hosts: dict | None = None) -> Tenant:  # type: ignore[type-arg]
+        data = example(layout)
+        for k in drop:
+            data["all"]["vars"].pop(k, None)
+        data["all"]["vars"].update(vars or {})
+        for host, hv in (hosts or {}).items():
+            data["all"]["hosts"][host].update(hv)
+        folder = tmp_path / "instances" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "inventory.yml").write_text(yaml.safe_dump(data, sort_keys=False))
+        return load_tenant(folder, name)
+
+    return make

@@ -30,6 +30,9 @@ CONTAINERS_CONF = """\
 [containers]
 # the host's cgroup2 tree has no pids controller: podman must not write pids.max
 pids_limit = 0
+# /proc/sys is read-only in the hosts (it is partly shared with the controller), so netavark
+# cannot set up bridge networks; the product runs every container with --network=host anyway
+netns = "host"
 [engine]
 # crun fails raising RLIMIT_MEMLOCK without CAP_SYS_RESOURCE; runc does not
 runtime = "runc"

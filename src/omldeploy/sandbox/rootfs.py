@@ -11,7 +11,7 @@ from pathlib import Path
 from . import paths
 from .debian import apt_install, debootstrap, trim
 from .progress import say
-from .recipes import CONTAINERS_CONF, MASKED_UNITS, PODMAN_PACKAGES, SSHD_CONF, BASE_INCLUDE, OsRecipe
+from .recipes import BASE_INCLUDE, CONTAINERS_CONF, MASKED_UNITS, PODMAN_PACKAGES, SSHD_CONF, OsRecipe
 
 
 def rootfs_dir(rec: OsRecipe) -> Path:

@@ -14,9 +14,10 @@ from omldeploy.cli.actions import SEED_ACTIONS
 from omldeploy.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[3]
-SEED_ALLOW_LIST = ("install upgrade backup restore voice app observability postgres haproxy cron keepalived kamailio "
-                   "rtpengine asterisk sentinel redis minio pgsql_node_recovery_main pgsql_node_takeover_main "
-                   "redis_node_takeover_main pgsql_node_recovery_backup").split()
+SEED_ALLOW_LIST = ["install", "upgrade", "backup", "restore", "voice", "app", "observability", "postgres", "haproxy",
+                   "cron", "keepalived", "kamailio", "rtpengine", "asterisk", "sentinel", "redis", "minio",
+                   "pgsql_node_recovery_main", "pgsql_node_takeover_main", "redis_node_takeover_main",
+                   "pgsql_node_recovery_backup"]
 
 
 def run(inst: Path, *args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

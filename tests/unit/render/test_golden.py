@@ -19,7 +19,8 @@ def test_render_matches_golden(layout: str, tmp_path: Path) -> None:
     render_layout(layout, out)
     got = {k: v[1] for k, v in tree(out).items()}
     want = {k: v[1] for k, v in tree(GOLDEN / layout).items()}
-    assert sorted(got) == sorted(want), "file set differs; regenerate with: PYTHONPATH=src python -m tests.unit.render.golden"
+    hint = "regenerate with: PYTHONPATH=src python -m tests.unit.render.golden"
+    assert sorted(got) == sorted(want), f"file set differs; {hint}"
     changed = [k for k in want if got[k] != want[k]]
     assert not changed, f"files differ from golden: {changed}"
 
@@ -67,8 +68,8 @@ def test_classic_units_pass_systemd_analyze_verify(layout: str, tmp_path: Path) 
         work.mkdir()
         for u in host_units:
             shutil.copy(u, work / u.name)
-        proc = subprocess.run([exe, "verify", *sorted(str(p) for p in work.iterdir())],
-                              capture_output=True, text=True, env={"SYSTEMD_LOG_LEVEL": "notice", "PATH": "/usr/bin:/bin"})
+        proc = subprocess.run([exe, "verify", *sorted(str(p) for p in work.iterdir())], capture_output=True,
+                              text=True, env={"SYSTEMD_LOG_LEVEL": "notice", "PATH": "/usr/bin:/bin"})
         problems = []
         for line in (proc.stdout + proc.stderr).splitlines():
             shipped = re.search(r"Command (/\S+) is not executable", line)
@@ -79,5 +80,5 @@ def test_classic_units_pass_systemd_analyze_verify(layout: str, tmp_path: Path) 
 
 
 def test_fixture_material_is_not_shared_between_tenants() -> None:
-    keys = {l: (FIXTURES / l / ".omldeploy/pki/ca.key").read_bytes() for l in LAYOUTS}
+    keys = {layout: (FIXTURES / layout / ".omldeploy/pki/ca.key").read_bytes() for layout in LAYOUTS}
     assert len(set(keys.values())) == len(LAYOUTS)

@@ -34,7 +34,7 @@ def test_a_secret_in_a_world_readable_file_is_refused(make_tenant: MakeTenant, m
     comp = by_name("nginx")
     monkeypatch.setattr(type(comp), "configs",
                         lambda self, ctx: [ConfigFile("/etc/omnileads/leak.conf", "pw=leaky-password-1\n", 0o644)])
-    with pytest.raises(RenderError, match="leak.conf holds a secret"):
+    with pytest.raises(RenderError, match=r"leak\.conf holds a secret"):
         render_tenant(tenant)
 
 
@@ -131,7 +131,8 @@ def test_ha_placement_by_role_not_by_name(make_tenant: MakeTenant) -> None:
 def test_enterprise_uses_one_image_for_the_whole_omlapp_family(make_tenant: MakeTenant) -> None:
     bundle = render_tenant(make_tenant("aio", vars={"enterprise_edition": True}))
     images = {u.name: u.image for u in bundle.host("omnileads_aio").units}
-    assert images["omnileads"] == images["daphne"] == images["omlcron"] == "docker.io/omnileads/omlapp:1.27.1-enterprise"
+    enterprise = "docker.io/omnileads/omlapp:1.27.1-enterprise"
+    assert images["omnileads"] == images["daphne"] == images["omlcron"] == enterprise
     assert "redis2postgres" in images
 
 

@@ -95,7 +95,7 @@ class _Handler(BaseHTTPRequestHandler):
         status, body = route(data)
         self._send(status, body)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         return
 
 

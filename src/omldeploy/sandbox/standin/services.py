@@ -53,6 +53,9 @@ def postgres(args: list[str]) -> int:
     if args and args[0] != "postgres" and not args[0].startswith("-"):
         _exec(args)
     pg_args = args[1:] if args and args[0] == "postgres" else args
+    sockets = Path("/run/postgresql")
+    sockets.mkdir(parents=True, exist_ok=True)
+    shutil.chown(sockets, "postgres", "postgres")
     pgdata = Path(os.environ.get("PGDATA") or "/var/lib/postgresql/data")
     pgdata.mkdir(parents=True, exist_ok=True)
     shutil.chown(pgdata, "postgres", "postgres")
@@ -89,7 +92,9 @@ def _initdb(pgdata: Path) -> int:
     with (pgdata / "postgresql.conf").open("a") as fh:
         fh.write("listen_addresses = '*'\n")
     if db != "postgres":
-        start = _as_postgres([str(PGBIN / "pg_ctl"), "-D", str(pgdata), "-w", "-o",
+        # -l: the temporary server must not inherit our pipes, or waiting for pg_ctl never ends
+        start = _as_postgres([str(PGBIN / "pg_ctl"), "-D", str(pgdata), "-w", "-l", "/tmp/sandbox-initdb.log",
+                              "-o",
                               "-c listen_addresses='' -c unix_socket_directories=/tmp", "start"])
         if start.returncode:
             return fail(f"temporary server did not start: {start.stderr.strip()}")

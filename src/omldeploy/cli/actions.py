@@ -4,12 +4,15 @@ module or says plainly that this version does not have it yet, and exits 3 havin
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Callable
 from typing import Any
 
 from omldeploy import __version__
 from omldeploy.cli import context
 from omldeploy.cli.output import Console
+from omldeploy.ops.converge import Reporter, converge, status
+from omldeploy.state.lock import TenantBusy
 
 # Every action the seed's deploy.sh accepts (seed and HEAD), with a one-line description.
 SEED_ACTIONS: dict[str, str] = {
@@ -49,21 +52,76 @@ OWN_ACTIONS: dict[str, str] = {
 }
 
 Handler = Callable[[argparse.Namespace], int]
-IMPLEMENTED: dict[str, Handler] = {}
+CONVERGING = ("install", "app", "voice", "observability", "postgres", "redis", "minio", "asterisk", "kamailio",
+              "rtpengine", "nginx", "websockets", "cron", "haproxy", "keepalived", "sentinel")
 
 
 def add_parsers(sub: Any) -> None:
     for name, help_text in {**SEED_ACTIONS, **OWN_ACTIONS}.items():
         p = sub.add_parser(name, help=help_text)
         context.add_tenant_arg(p)
-        p.set_defaults(func=IMPLEMENTED.get(name, _unavailable(name)))
+        if name in CONVERGING:
+            p.add_argument("--check", action="store_true",
+                           help="show what would change on each host (diffs with secrets masked), change nothing")
+            p.add_argument("--verbose", "-v", action="store_true", help="stream Ansible's own output")
+            p.set_defaults(func=_converge(name))
+        elif name == "status":
+            p.add_argument("--json", action="store_true")
+            p.set_defaults(func=_status)
+        else:
+            p.set_defaults(func=_unavailable(name))
+
+
+def _reporter(args: argparse.Namespace) -> Reporter:
+    console = Console()
+    return Reporter(say=console.say, warn=console.warn, verbose=bool(getattr(args, "verbose", False)))
+
+
+def _converge(action: str) -> Handler:
+    def handler(args: argparse.Namespace) -> int:
+        tenant = context.load(args)
+        try:
+            return converge(tenant, action, _reporter(args), check=bool(args.check))
+        except TenantBusy as exc:
+            Console().error(f"{exc}; wait for it to finish (nothing was done)")
+            return 4
+
+    return handler
+
+
+def _status(args: argparse.Namespace) -> int:
+    tenant = context.load(args)
+    console = Console()
+    code, data = status(tenant, _reporter(args))
+    if args.json:
+        console.say(json.dumps(data, indent=2))
+        return code
+    for host, info in data["hosts"].items():
+        if "error" in info:
+            console.say(f"== {host}: {'UNREACHABLE' if info.get('unreachable') else 'ERROR'}: {info['error']}")
+            continue
+        console.say(f"== {host}")
+        rows = [(u["unit"], u["state"] + ("" if u["enabled"] else " (standby)"), u["image"] or "-",
+                 "yes" if u["healthy"] else "NO", _uptime(u.get("uptime")), u["detail"])
+                for u in info["units"]]
+        console.table(("unit", "state", "image", "healthy", "uptime", "check"), rows)
+    console.say("all healthy" if code == 0 else "NOT healthy")
+    return code
+
+
+def _uptime(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
 def _unavailable(action: str) -> Handler:
     def handler(args: argparse.Namespace) -> int:
         tenant = context.load(args)  # still report inventory problems first
         Console().error(f"action '{action}' is not available in omldeploy {__version__} yet; nothing was done "
-                        f"on tenant {tenant.name}. Available now: validate, plan, render, releases, tenant.")
+                        f"on tenant {tenant.name}. Available now: validate, plan, render, releases, tenant, "
+                        f"install, status and the per-component actions.")
         return 3
 
     return handler

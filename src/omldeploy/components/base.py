@@ -118,6 +118,18 @@ class Component:
     def host_units(self, ctx: Ctx) -> list[HostUnit]:
         return []
 
+    def pre_start(self, ctx: Ctx) -> list[str]:
+        """Host shell commands run before the unit is (re)started (idempotent; e.g. create the database)."""
+        return []
+
+    def post_start(self, ctx: Ctx) -> list[str]:
+        """Host shell commands run once the unit is healthy after a (re)start (idempotent)."""
+        return []
+
+    def hook_images(self, ctx: Ctx) -> list[str]:
+        """Images the hooks use, pulled with the others before anything stops."""
+        return []
+
     def enabled(self, ctx: Ctx) -> bool:
         """Whether the unit is enabled and started on install (HA cron runs on the main node only)."""
         return self.enabled_by_default

@@ -244,13 +244,15 @@ def _layout(hosts: list[Host], values: dict[str, Any], problems: Problems) -> La
             return None
         return Layout(Shape.AIO, external_db, external_bucket)
     if split:
+        complete = True  # judged on the markers only: earlier, unrelated errors must not hide the rules
         for role, marker in (("data", "omldata"), ("voice", "omlvoice"), ("app", "omlapp")):
             with_role = [h.name for h in hosts if role in h.roles]
             if len(with_role) != 1:
+                complete = False
                 problems.add(marker, f"an all-in-three layout needs exactly one {role} host",
                              found=", ".join(with_role) or "none",
                              allowed=f"one host with {marker}: true")
-        if problems.errors:
+        if not complete:
             return None
         return Layout(Shape.AIT, external_db, external_bucket)
     problems.add("all.hosts", "no host carries a role marker, so the layout is unknown",

@@ -75,6 +75,10 @@ def _postgres(t: Tenant, p: Problems, line: Lines) -> None:
     ) and (ha or s.flag("postgres_ha")):
         p.add("postgres_ro_host", "equals postgres_host: the read-only VIP must differ from the read-write "
               "VIP", line=line("postgres_ro_host"), found=s.text("postgres_ro_host"))
+    for key in ("postgres_database", "postgres_user", "postgres_maintenance_db"):
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", s.text(key)):
+            p.add(key, "is not a plain PostgreSQL name", line=line(key), found=s.text(key),
+                  allowed="letters, digits and '_' (not starting with a digit), up to 63")
     port = s.num("postgres_port")
     if not 0 < port < 65536:
         p.add("postgres_port", "is not a TCP port", line=line("postgres_port"), found=port, allowed="1-65535")

@@ -129,7 +129,13 @@ class _Vars(Mapping[str, Any]):
             raise
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and (key in self._magic() or key in self._r.raw(self._host))
+        if not isinstance(key, str):
+            return False
+        if key in self._magic() or key in self._r.raw(self._host):
+            return True
+        # Jinja asks `in` before `[]`: claim a host variable in the tenant context so that __getitem__
+        # can explain that it needs hostvars (instead of a bare "is undefined").
+        return self._host is None and any(key in vars_ for vars_ in self._r._merged.values())
 
     def __iter__(self) -> Iterator[str]:
         yield from self._magic()

@@ -127,6 +127,13 @@ def _convert(node: Node, path: tuple[str, ...], doc: Document, loader: _Loader) 
             "Ansible Vault values (!vault) are not supported; keep secrets in the tenant folder (0600)",
             node.start_mark,
         )
-    value = loader.construct_object(node, deep=True)
+    try:
+        value = loader.construct_object(node, deep=True)
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError, OverflowError) as exc:
+        # PyYAML's implicit/explicit scalar constructors raise plain exceptions for values such as
+        # `2023-13-45` (a "date"), `0x_`, `!!int abc`, `!!bool maybe` or a 5000-digit number
+        raise yaml.constructor.ConstructorError(
+            None, None, f"cannot read the value {str(node.value)[:40]!r}: {exc}", node.start_mark
+        ) from None
     doc.scalars[path] = Scalar(value, str(node.value), node.start_mark.line + 1, node.style is None)
     return value

@@ -73,10 +73,12 @@ def _render_host(ctx: Ctx, placement: Placement, tls: material.TLSMaterial | Non
             hb.add(BundleFile(f"{CERT_DIR}/hap.pem", tls.cert_pem + tls.key_pem, 0o600, secret=True, kind="cert"))
             cert_files.append(f"{CERT_DIR}/hap.pem")
 
+    _check_ports(host.name, comps, ctx)
     for comp in comps:
         hb.units.append(_render_component(comp, ctx, hb, names, cert_files))
         for hu in comp.host_units(ctx):
-            hb.add(BundleFile(f"/etc/systemd/system/{hu.name}", hu.content.encode(), 0o644, kind="hostunit"))
+            hb.add(BundleFile(f"/etc/systemd/system/{hu.name}", hu.content.encode(), 0o644, kind="hostunit",
+                              component=comp.name))
             if hu.name not in hb.host_units:
                 hb.host_units.append(hu.name)
     if "asterisk" in names:
@@ -96,12 +98,12 @@ def _render_component(comp: Component, ctx: Ctx, hb: HostBundle, names: list[str
     files: list[str] = []
     env = comp.env(ctx)
     if comp.env_file and (env or comp.owns_env_file):
-        hb.add(BundleFile(comp.env_file, units.envfile(env).encode(), 0o600, kind="env"))
+        hb.add(BundleFile(comp.env_file, units.envfile(env).encode(), 0o600, kind="env", component=comp.name))
     if comp.env_file:
         files.append(comp.env_file)
     for cfg in comp.configs(ctx):
         hb.add(BundleFile(cfg.dest, cfg.content.encode(), cfg.mode, secret=cfg.secret,
-                          only_if_missing=cfg.only_if_missing, kind="config"))
+                          only_if_missing=cfg.only_if_missing, kind="config", component=comp.name))
         if not cfg.only_if_missing:
             files.append(cfg.dest)
     volumes = comp.volumes(ctx)
@@ -120,15 +122,16 @@ def _render_component(comp: Component, ctx: Ctx, hb: HostBundle, names: list[str
         args=tuple(comp.args(ctx)),
         after=after,
         wanted_by=comp.wanted_by,
+        enabled=comp.enabled(ctx),
     )
     style = t.settings.text("podman_unit_style")
     if style in ("classic", "auto"):
         path = f"/etc/systemd/system/{comp.name}.service"
-        hb.add(BundleFile(path, units.classic(spec, t.name).encode(), 0o644, kind="unit"))
+        hb.add(BundleFile(path, units.classic(spec, t.name).encode(), 0o644, kind="unit", component=comp.name))
         files.append(path)
     if style in ("quadlet", "auto"):
         path = f"/etc/containers/systemd/{comp.name}.container"
-        hb.add(BundleFile(path, units.quadlet(spec, t.name).encode(), 0o644, kind="quadlet"))
+        hb.add(BundleFile(path, units.quadlet(spec, t.name).encode(), 0o644, kind="quadlet", component=comp.name))
         files.append(path)
     return UnitPlan(
         name=comp.name,
@@ -141,7 +144,21 @@ def _render_component(comp: Component, ctx: Ctx, hb: HostBundle, names: list[str
         env_file=comp.env_file,
         files=tuple(files),
         groups=comp.groups,
+        pre_start=tuple(comp.pre_start(ctx)),
+        post_start=tuple(comp.post_start(ctx)),
+        hook_images=tuple(comp.hook_images(ctx)),
     )
+
+
+def _check_ports(host: str, comps: list[Component], ctx: Ctx) -> None:
+    """Two components of one host must not listen on the same port (all use host networking)."""
+    owners: dict[tuple[int, str], str] = {}
+    for comp in comps:
+        for port in comp.ports(ctx):
+            key = (port.number, port.proto)
+            if key in owners:
+                raise RenderError(f"{host}: {comp.name} and {owners[key]} both listen on {port.number}/{port.proto}")
+            owners[key] = comp.name
 
 
 def _check_secrets(hb: HostBundle, secrets: list[str]) -> None:
@@ -152,4 +169,4 @@ def _check_secrets(hb: HostBundle, secrets: list[str]) -> None:
         if holds and f.mode & 0o077:
             raise RenderError(f"{hb.host}:{f.path} holds a secret but would be mode {f.mode:04o}")
         if holds and not f.secret:
-            hb.files[i] = BundleFile(f.path, f.content, f.mode, True, f.only_if_missing, f.kind)
+            hb.files[i] = BundleFile(f.path, f.content, f.mode, True, f.only_if_missing, f.kind, f.component)

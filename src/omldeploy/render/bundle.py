@@ -20,6 +20,7 @@ class BundleFile:
     secret: bool = False
     only_if_missing: bool = False
     kind: str = "config"  # unit, quadlet, env, config, cert, script, hostunit
+    component: str = ""  # the component that owns it ("" = shared: certs, oml_manage)
 
     @property
     def sha256(self) -> str:
@@ -40,6 +41,9 @@ class UnitPlan:
     env_file: str | None
     files: tuple[str, ...]  # paths of files whose change requires a restart of this unit
     groups: tuple[str, ...]
+    pre_start: tuple[str, ...] = ()
+    post_start: tuple[str, ...] = ()
+    hook_images: tuple[str, ...] = ()
 
 
 @dataclass
@@ -54,6 +58,7 @@ class HostBundle:
     units: list[UnitPlan] = field(default_factory=list)
     host_units: list[str] = field(default_factory=list)
     directories: list[tuple[str, int]] = field(default_factory=list)
+    partial: bool = False  # only some components (per-component action): keep the others untouched
 
     def add(self, f: BundleFile) -> None:
         for existing in self.files:
@@ -71,7 +76,7 @@ class HostBundle:
 
     @property
     def images(self) -> list[str]:
-        return sorted({u.image for u in self.units})
+        return sorted({u.image for u in self.units} | {i for u in self.units for i in u.hook_images})
 
     def manifest(self) -> dict[str, Any]:
         return {

@@ -30,6 +30,7 @@ class UnitSpec:
     args: tuple[str, ...]
     after: tuple[str, ...]
     wanted_by: str
+    enabled: bool = True
 
 
 def systemd_quote(arg: str) -> str:
@@ -53,7 +54,7 @@ def _quoted(spec: UnitSpec) -> UnitSpec:
         spec.name, spec.description, spec.container, spec.image, spec.env_file,
         tuple(systemd_quote(v) for v in spec.volumes), spec.capabilities,
         tuple(systemd_quote(o) for o in spec.options), tuple(systemd_quote(a) for a in spec.args),
-        spec.after, spec.wanted_by,
+        spec.after, spec.wanted_by, spec.enabled,
     )
 
 

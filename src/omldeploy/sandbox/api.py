@@ -45,6 +45,11 @@ class Sandbox:
         return cls(st)
 
     @property
+    def state(self) -> SandboxState:
+        """The recorded state (for lifecycle functions such as images.build.build_and_push)."""
+        return self._st
+
+    @property
     def name(self) -> str:
         return self._st.name
 

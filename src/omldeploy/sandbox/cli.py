@@ -122,10 +122,9 @@ def _cmd_images(args: argparse.Namespace) -> int:
 
     require_root()
     sb = Sandbox.load(args.name)
-    st = sb._st
-    registry.start(st)
+    registry.start(sb.state)
     only = None if not args.only else [x.strip() for x in args.only.split(",") if x.strip()]
-    refs = build_and_push(st, only=only)
+    refs = build_and_push(sb.state, only=only)
     for ref in refs:
         print(ref)
     return 0
@@ -140,7 +139,7 @@ def _cmd_registry(args: argparse.Namespace) -> int:
 
     require_root()
     sb = Sandbox.load(args.name)
-    registry.start(sb._st)
+    registry.start(sb.state)
     print(f"registry: {sb.registry} (plain HTTP; trusted by the hosts of sandbox {sb.name} only)")
     return 0
 
@@ -154,7 +153,7 @@ def _cmd_s3(args: argparse.Namespace) -> int:
 
     require_root()
     sb = Sandbox.load(args.name)
-    info = s3store.start(sb._st)
+    info = s3store.start(sb.state)
     print(f"endpoint:   {info.endpoint}\naccess_key: {info.access_key}\nsecret_key: {info.secret_key}\n"
           f"region:     {info.region} (path-style addressing, SigV4)")
     return 0

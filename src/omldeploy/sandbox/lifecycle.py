@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,17 +86,19 @@ def up(req: UpRequest) -> SandboxState:
     st = _new_state(req.name)
     net = st.net
     new_hosts = _plan_hosts(st, req)
-    for os_key in sorted({h.os for h in new_hosts}):
-        rootfs = str(ensure_rootfs(recipe(os_key)))
-        for h in new_hosts:
-            if h.os == os_key:
-                h.rootfs = rootfs
+    needed = sorted({h.os for h in new_hosts})
+    # cold caches: the per-OS builds are mostly waiting on the mirror, so they run side by side
+    with ThreadPoolExecutor(max_workers=max(1, len(needed))) as pool:
+        built = dict(zip(needed, pool.map(lambda o: str(ensure_rootfs(recipe(o))), needed), strict=True))
+    for h in new_hosts:
+        h.rootfs = built[h.os]
     for h in new_hosts:
         st.hosts[h.name] = h
     st.save()
     for h in st.hosts.values():
         if not Path(h.rootfs).is_dir():
-            raise SandboxError(f"host {h.name}'s root filesystem {h.rootfs} is gone; run `down --name {st.name}`")
+            raise SandboxError(f"host {h.name}'s root filesystem {h.rootfs} is gone; "
+                               f"run `down --name {st.name}`")
     if netops.ensure_bridge(net.bridge, net.bridge_ip):
         st.bridge_created = True
         st.save()
@@ -115,7 +118,8 @@ def up(req: UpRequest) -> SandboxState:
         s3store.start(st)
     for h in sorted(booting, key=lambda h: h.number):
         state, secs = hostmod.wait_ready(st, h)
-        say(f"{h.name} {h.ip} {h.os}: {state} after {time.monotonic() - t0:.1f}s (ssh answered in {secs:.1f}s)")
+        say(f"{h.name} {h.ip} {h.os}: {state} after {time.monotonic() - t0:.1f}s "
+            f"(ssh answered in {secs:.1f}s)")
     return st
 
 

@@ -29,12 +29,7 @@ def run(argv: Sequence[str], *, check: bool = True, input_text: str | None = Non
     full_env = None if env is None else {**os.environ, **env}
     try:
         if log is not None:
-            with log.open("a") as fh:
-                fh.write(f"\n$ {' '.join(argv)}\n")
-                fh.flush()
-                proc = subprocess.run(list(argv), stdout=fh, stderr=subprocess.STDOUT, text=True,
-                                      input=input_text, env=full_env, timeout=timeout, check=False)
-                proc = subprocess.CompletedProcess(proc.args, proc.returncode, "", "")
+            proc = _run_logged(argv, log, full_env, timeout)
         else:
             proc = subprocess.run(list(argv), capture_output=True, text=True, input=input_text,
                                   env=full_env, timeout=timeout, check=False)
@@ -48,6 +43,45 @@ def run(argv: Sequence[str], *, check: bool = True, input_text: str | None = Non
         detail = (proc.stderr or proc.stdout or "").strip()[-2000:]
         raise SandboxError(f"command failed ({proc.returncode}): {' '.join(argv)}{where}\n{detail}".rstrip())
     return proc
+
+
+HEARTBEAT = 15.0
+
+
+def _run_logged(argv: Sequence[str], log: Path, env: Mapping[str, str] | None,
+                timeout: float | None) -> subprocess.CompletedProcess[str]:
+    """Run with output appended to `log`, printing a progress line (with the log's last line)
+    every HEARTBEAT seconds, so a multi-minute debootstrap does not look hung."""
+    from .progress import say
+
+    with log.open("a") as fh:
+        fh.write(f"\n$ {' '.join(argv)}\n")
+        fh.flush()
+        child = subprocess.Popen(list(argv), stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                 env=None if env is None else dict(env))
+        t0 = time.monotonic()
+        while True:
+            try:
+                rc = child.wait(timeout=HEARTBEAT)
+                break
+            except subprocess.TimeoutExpired:
+                elapsed = time.monotonic() - t0
+                if timeout is not None and elapsed > timeout:
+                    child.kill()
+                    child.wait()
+                    raise subprocess.TimeoutExpired(list(argv), timeout) from None
+                say(f"  ... {argv[0]} running for {elapsed:.0f}s: {_last_line(log)}")
+    return subprocess.CompletedProcess(list(argv), rc, "", "")
+
+
+def _last_line(log: Path) -> str:
+    try:
+        with log.open("rb") as fh:
+            fh.seek(max(0, log.stat().st_size - 400))
+            lines = fh.read().decode(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return lines[-1][:100] if lines else ""
 
 
 def _stat_fields(pid: int) -> tuple[str, int] | None:
@@ -145,7 +179,7 @@ def stop(records: Sequence[ProcRecord], *, grace: float = 10.0) -> list[ProcReco
         rec.signal(signal.SIGTERM)
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline and any(r.alive() for r in records):
-        _reap()
+        _reap(records)
         time.sleep(0.1)
     killed = [r for r in records if r.alive()]
     for rec in killed:
@@ -156,18 +190,17 @@ def stop(records: Sequence[ProcRecord], *, grace: float = 10.0) -> list[ProcReco
     if killed:
         end = time.monotonic() + 5
         while time.monotonic() < end and any(r.alive() for r in killed):
-            _reap()
+            _reap(killed)
             time.sleep(0.1)
-    _reap()
+    _reap(records)
     return killed
 
 
-def _reap() -> None:
-    """Collect exited children of this process (daemons we started in this same Python process)."""
-    while True:
+def _reap(records: Sequence[ProcRecord]) -> None:
+    """Collect our recorded daemons if this same Python process started them (else they are not
+    our children and init reaps them); never touches other children of the process."""
+    for rec in records:
         try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
+            os.waitpid(rec.pid, os.WNOHANG)
         except ChildProcessError:
-            return
-        if pid == 0:
-            return
+            continue

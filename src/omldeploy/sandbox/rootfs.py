@@ -39,7 +39,21 @@ def ensure_rootfs(rec: OsRecipe) -> Path:
         trim(tmp, docs=False)
         (tmp / ".omldeploy-sandbox-done").write_text(rec.cache_key() + "\n")
         tmp.rename(final)
+        prune_stale(rec)
         return final
+
+
+def prune_stale(rec: OsRecipe) -> None:
+    """Delete trees of older recipes of this OS that no sandbox still boots from."""
+    from .state import all_states
+
+    in_use = {h.rootfs for st in all_states() for h in st.hosts.values()}
+    current = rootfs_dir(rec)
+    for old in current.parent.glob(f"{rec.key}-*"):
+        if old.is_dir() and old != current and str(old) not in in_use and not old.name.endswith(".tmp"):
+            say(f"removing stale root filesystem {old.name}")
+            shutil.rmtree(old)
+            old.with_name(old.name + ".log").unlink(missing_ok=True)
 
 
 def _configure(root: Path) -> None:

@@ -56,8 +56,7 @@ class Asterisk(Component):
 
     def ports(self, ctx: Ctx) -> list[Port]:
         return [Port(5060, "udp", "SIP trunks"), Port(5160, "udp", "SIP from Kamailio"),
-                Port(5038, purpose="AMI"), Port(7088, purpose="metrics"),
-                Port(20000, "udp", "RTP range 20000-50000")]
+                Port(5038, purpose="AMI"), Port(7088, purpose="metrics")]  # + RTP range (image-defined)
 
     def health(self, ctx: Ctx) -> Health:
         return Health("tcp", host=ctx.lan, port=5038, timeout=120)

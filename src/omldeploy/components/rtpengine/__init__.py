@@ -30,7 +30,7 @@ class RTPengine(Component):
         ]
 
     def ports(self, ctx: Ctx) -> list[Port]:
-        return [Port(22222, "udp", "control (Kamailio)"), Port(20000, "udp", "RTP range 20000-50000")]
+        return [Port(22222, "udp", "control (Kamailio)")]  # + RTP range (image-defined, shared with Asterisk)
 
     def health(self, ctx: Ctx) -> Health:
         return Health("active")

@@ -89,9 +89,11 @@ def omlapp(args: list[str]) -> int:
         if problem is not None:
             return fail(problem)
         return record_manage([first])
-    if first == "init_daphne.sh" or (not first and os.environ.get("DAPHNE_ENABLE", "").lower() == "true"):
+    daphne = os.environ.get("DAPHNE_ENABLE", "").lower() == "true"
+    cron = os.environ.get("CRON_ENABLE", "").lower() == "true"
+    if first == "init_daphne.sh" or (not first and daphne):
         role, port = "daphne", int(os.environ.get("DAPHNE_PORT") or 8098)
-    elif first == "docker-entrypoint.sh" or (not first and os.environ.get("CRON_ENABLE", "").lower() == "true"):
+    elif first == "docker-entrypoint.sh" or (not first and cron):
         role, port = "cron", int(os.environ.get("UWSGI_PORT") or 8097)
     elif first in ("", "init_uwsgi.sh"):
         role, port = "uwsgi", int(os.environ.get("UWSGI_PORT") or 8099)
@@ -99,7 +101,7 @@ def omlapp(args: list[str]) -> int:
         set_role("omlapp")
         return fail(f"unknown omlapp command {args!r}")
     set_role(role)
-    required = ("postgres", "redis", "s3") if role == "cron" else ("postgres", "redis")
+    required: tuple[str, ...] = ("postgres", "redis", "s3") if role == "cron" else ("postgres", "redis")
     if os.environ.get("S3_ENDPOINT_AWS") is not None or os.environ.get("CALLREC_DEVICE") == "s3-aws":
         required = tuple(r for r in required if r != "s3")
 
@@ -249,7 +251,8 @@ def _ami_session(conn: socket.socket) -> None:
                 action = fields.get("action", "").lower()
                 aid = f"ActionID: {fields['actionid']}\r\n" if "actionid" in fields else ""
                 if action == "login":
-                    authed = bool(user) and fields.get("username") == user and fields.get("secret") == password
+                    authed = (bool(user) and fields.get("username") == user
+                              and fields.get("secret") == password)
                     msg = "Success\r\nMessage: Authentication accepted" if authed else \
                         "Error\r\nMessage: Authentication failed"
                     conn.sendall(f"Response: {msg}\r\n{aid}\r\n".encode())
@@ -313,7 +316,8 @@ def promtail(args: list[str]) -> int:
     except OSError as exc:
         return fail(f"cannot read config {conf}: {exc}")
     if "-config.expand-env=true" in args:
-        text = re.sub(r"\$\{(\w+)(?::-([^}]*))?\}", lambda m: os.environ.get(m.group(1), m.group(2) or ""), text)
+        text = re.sub(r"\$\{(\w+)(?::-([^}]*))?\}",
+                      lambda m: os.environ.get(m.group(1), m.group(2) or ""), text)
     urls = re.findall(r"url:\s*['\"]?(https?://[^\s'\"]+)", text)
     state: dict[str, Any] = {"clients": urls, "last": {}}
 

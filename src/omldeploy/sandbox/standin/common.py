@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 ROLE = "standin"
 
@@ -62,8 +62,8 @@ def exit_on_term() -> None:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    routes: dict[str, Route] = {}
-    post_routes: dict[str, Callable[[bytes], tuple[int, Any]]] = {}
+    routes: ClassVar[dict[str, Route]] = {}
+    post_routes: ClassVar[dict[str, Callable[[bytes], tuple[int, Any]]]] = {}
 
     def _send(self, status: int, body: Any) -> None:
         raw = body if isinstance(body, bytes) else (

@@ -16,6 +16,7 @@ ROLES: dict[str, Callable[[list[str]], int]] = {
     "haproxy": services.haproxy,
     "keepalived": services.keepalived,
     "minio": services.minio,
+    "mc": services.mc,
     "node-exporter": lambda a: services.exporter("prometheus-node-exporter", a),
     "postgres-exporter": lambda a: services.exporter("prometheus-postgres-exporter", a),
     "redis-exporter": lambda a: services.exporter("prometheus-redis-exporter", a),
@@ -29,6 +30,8 @@ ROLES: dict[str, Callable[[list[str]], int]] = {
     "loki": apps.loki,
     "promtail": apps.promtail,
     "manage": apps.record_manage,
+    "missing": lambda a: fail(f"the sandbox has no stand-in for catalog image {' '.join(a)!r} "
+                              "(see docs/sandbox.md)"),
 }
 
 

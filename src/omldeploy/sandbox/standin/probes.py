@@ -54,7 +54,7 @@ def postgres() -> Result:
     target = f"{os.environ.get('PGUSER')}@{os.environ.get('PGHOST')}:{os.environ.get('PGPORT', '5432')}" \
              f"/{os.environ.get('PGDATABASE')}"
     if proc.returncode == 0:
-        user, db, ssl_on = (proc.stdout.split() + ["", "", ""])[:3]
+        user, db, ssl_on = [*proc.stdout.split(), "", "", ""][:3]
         return Result(True, f"connected to {target} as {user} (db {db}, ssl {ssl_on})")
     err = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"
     permanent = any(s in err for s in ("password authentication failed", "does not exist",
@@ -177,7 +177,8 @@ def s3_from_env(endpoint: str) -> Result:
     sk = os.environ.get("AWS_SECRET_ACCESS_KEY", "")
     bucket = os.environ.get("S3_BUCKET_NAME", "")
     if not (ak and sk and bucket):
-        return Result(False, "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or S3_BUCKET_NAME not set", permanent=True)
+        return Result(False, "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or S3_BUCKET_NAME not set",
+                      permanent=True)
     region = os.environ.get("S3_REGION_NAME") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
     verify = os.environ.get("CALLREC_DEVICE", "") != "s3-no-check-cert"
     try:
@@ -187,4 +188,5 @@ def s3_from_env(endpoint: str) -> Result:
     if status == 200:
         return Result(True, f"S3 {endpoint} bucket {bucket} listed with key {ak}")
     code = body.split("<Code>", 1)[1].split("</Code>", 1)[0] if "<Code>" in body else body[:80]
-    return Result(False, f"S3 {endpoint} bucket {bucket}: HTTP {status} {code}", permanent=status in (403, 404))
+    return Result(False, f"S3 {endpoint} bucket {bucket}: HTTP {status} {code}",
+                  permanent=status in (403, 404))

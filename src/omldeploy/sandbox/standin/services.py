@@ -22,9 +22,14 @@ from .common import exit_on_term, fail, log, serve_http, set_role, sleep_forever
 PGBIN = Path("/usr/lib/postgresql/15/bin")
 
 
-def _exec(argv: list[str], user: str | None = None) -> NoReturn:
-    """Replace this process with the real service (optionally dropping to a system user)."""
-    log("exec " + " ".join(argv))
+def _exec(argv: list[str], user: str | None = None, *, announce: bool = True) -> NoReturn:
+    """Replace this process with the real service (optionally dropping to a system user).
+
+    A command given instead of the service (psql, openssl, ...) runs silently, so its output
+    stays exactly what the command prints.
+    """
+    if announce:
+        log("exec " + " ".join(argv))
     sys.stdout.flush()
     if user is not None:
         pw = pwd.getpwnam(user)
@@ -51,7 +56,7 @@ def postgres(args: list[str]) -> int:
     """Like the official image: bootstrap an empty PGDATA from POSTGRES_*, then exec postgres."""
     set_role("postgres-entry")
     if args and args[0] != "postgres" and not args[0].startswith("-"):
-        _exec(args)
+        _exec(args, announce=False)
     pg_args = args[1:] if args and args[0] == "postgres" else args
     sockets = Path("/run/postgresql")
     sockets.mkdir(parents=True, exist_ok=True)
@@ -119,7 +124,8 @@ def _enable_ssl(pgdata: Path) -> int:
             shutil.chown(f, "postgres", "postgres")
         key.chmod(0o600)
     hba = pgdata / "pg_hba.conf"
-    lines = [ln for ln in hba.read_text().splitlines() if not ln.startswith(("host ", "hostssl ", "hostnossl "))]
+    tcp_rules = ("host ", "hostssl ", "hostnossl ")
+    lines = [ln for ln in hba.read_text().splitlines() if not ln.startswith(tcp_rules)]
     lines += ["hostssl all all all scram-sha-256", "hostnossl all all all reject"]
     hba.write_text("\n".join(lines) + "\n")
     conf = pgdata / "postgresql.conf"
@@ -134,7 +140,7 @@ def redis(args: list[str]) -> int:
     """omnileads/redis: redis-server bound to BIND_IP with /data; `redis-sentinel CONF` also works."""
     set_role("redis-entry")
     if args and args[0] in ("redis-sentinel", "redis-server", "redis-cli"):
-        _exec(args)
+        _exec(args, announce=False)
     bind = os.environ.get("BIND_IP") or "0.0.0.0"
     argv = ["redis-server", "--bind", *bind.replace(",", " ").split(), "--port", "6379", "--dir", "/data",
             "--protected-mode", "no", "--daemonize", "no", "--appendonly", "no"]
@@ -174,7 +180,7 @@ def nginx(args: list[str]) -> int:
     """omnileads/nginx: HTTPS on 443 with /etc/omnileads/certs, proxying to the app from env."""
     set_role("nginx-entry")
     if args and args[0] != "nginx":
-        _exec(args)
+        _exec(args, announce=False)
     certs = "/etc/omnileads/certs"
     for f in ("cert.pem", "key.pem"):
         if not Path(certs, f).exists():
@@ -224,7 +230,7 @@ def keepalived(args: list[str]) -> int:
     set_role("keepalived-entry")
     conf = "/etc/keepalived/keepalived.conf"
     if args and not args[0].startswith("-"):
-        _exec(args)
+        _exec(args, announce=False)
     if not args and not Path(conf).exists():
         return fail(f"{conf} not found (bind-mount the keepalived config)")
     _exec(["keepalived", *(args or ["--dont-fork", "--log-console", "-f", conf])])
@@ -234,14 +240,15 @@ def exporter(binary: str, args: list[str]) -> int:
     """Prometheus exporters and Prometheus itself: exec the Debian binary with the given flags."""
     set_role(binary + "-entry")
     if args and not args[0].startswith("-"):
-        _exec(args)
+        _exec(args, announce=False)
     _exec([binary, *args])
 
 
 def prometheus(args: list[str]) -> int:
     defaults = ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus"]
     if not args and not Path("/etc/prometheus/prometheus.yml").exists():
-        Path("/etc/prometheus/prometheus.yml").write_text("global: {scrape_interval: 15s}\nscrape_configs: []\n")
+        Path("/etc/prometheus/prometheus.yml").write_text(
+            "global: {scrape_interval: 15s}\nscrape_configs: []\n")
     return exporter("prometheus", args or defaults)
 
 
@@ -278,11 +285,13 @@ def minio(args: list[str]) -> int:
         i += 1
     user, password = os.environ.get("MINIO_ROOT_USER", ""), os.environ.get("MINIO_ROOT_PASSWORD", "")
     if len(user) < 3 or len(password) < 8:
-        return fail("MINIO_ROOT_USER (>= 3 chars) and MINIO_ROOT_PASSWORD (>= 8 chars) must be set, as MinIO requires")
+        return fail("MINIO_ROOT_USER (>= 3 chars) and MINIO_ROOT_PASSWORD (>= 8 chars) must be set, "
+                    "as MinIO requires")
     Path(data_dir).mkdir(parents=True, exist_ok=True)
     conf = Path("/tmp/sandbox-s3.json")
-    conf.write_text(json.dumps({"identities": [{"name": "root", "credentials": [
-        {"accessKey": user, "secretKey": password}], "actions": ["Admin", "Read", "List", "Tagging", "Write"]}]}))
+    identity = {"name": "root", "credentials": [{"accessKey": user, "secretKey": password}],
+                "actions": ["Admin", "Read", "List", "Tagging", "Write"]}
+    conf.write_text(json.dumps({"identities": [identity]}))
     port = address.rpartition(":")[2] or "9000"
     if console:
         host, _, cport = console.rpartition(":")
@@ -303,3 +312,65 @@ def minio(args: list[str]) -> int:
     threading.Thread(target=watch, daemon=True).start()
     sleep_forever()
     return 0
+
+
+def mc(args: list[str]) -> int:
+    """`mc` (MinIO client) stand-in, run with `podman exec` inside the minio stand-in container.
+
+    Supports what omldeploy uses: `mb [--ignore-existing] ALIAS/BUCKET`, `admin user add ALIAS AK SK`
+    and `admin policy attach ALIAS readwrite --user AK`, with the alias from `MC_HOST_<ALIAS>`
+    (http://USER:PASSWORD@HOST:PORT). Wrong admin credentials fail as MinIO would. Buckets and users
+    are made with `weed shell` (s3.bucket.create, s3.configure), which the S3 server applies live.
+    """
+    set_role("mc")
+    from urllib.parse import unquote, urlsplit
+
+    def alias_of(target: str) -> tuple[str, str]:
+        name, _, rest = target.partition("/")
+        url = os.environ.get(f"MC_HOST_{name}", "")
+        if not url:
+            raise SystemExit(fail(f"mc: alias {name!r} is not configured (MC_HOST_{name} unset)"))
+        parts = urlsplit(url)
+        user, password = unquote(parts.username or ""), unquote(parts.password or "")
+        if (user, password) != (os.environ.get("MINIO_ROOT_USER"), os.environ.get("MINIO_ROOT_PASSWORD")):
+            raise SystemExit(fail(f"mc: <ERROR> Unable to authenticate alias {name}: "
+                                  "The Access Key Id you provided does not exist in our records."))
+        return name, rest
+
+    def weed_shell(command: str) -> str:
+        proc = subprocess.run(["weed", "shell", "-master=127.0.0.1:19333", "-filer=127.0.0.1:18888"],
+                              input=command + "\n",
+                              capture_output=True, text=True, timeout=60)
+        if proc.returncode != 0:
+            raise SystemExit(fail(f"mc: weed shell failed: {proc.stderr.strip()[-300:]}"))
+        return proc.stdout
+
+    words = [a for a in args if not a.startswith("--")]
+    flags = {a for a in args if a.startswith("--")}
+    if words[:1] == ["mb"] and len(words) == 2:
+        _, bucket = alias_of(words[1])
+        if not bucket:
+            return fail("mc: mb needs ALIAS/BUCKET")
+        if bucket in weed_shell("s3.bucket.list").split():
+            if "--ignore-existing" in flags:
+                print(f"Bucket `{words[1]}` already exists.")
+                return 0
+            return fail(f"mc: <ERROR> Unable to make bucket `{words[1]}`. Your previous request to create "
+                        "the named bucket succeeded and you already own it.")
+        weed_shell(f"s3.bucket.create -name {bucket}")
+        print(f"Bucket created successfully `{words[1]}`.")
+        return 0
+    if words[:3] == ["admin", "user", "add"] and len(words) == 6:
+        alias_of(words[3])
+        ak, sk = words[4], words[5]
+        if len(ak) < 3 or len(sk) < 8:
+            return fail("mc: <ERROR> access key must be 3+ and secret key 8+ characters")
+        weed_shell(f"s3.configure -access_key={ak} -secret_key={sk} -user={ak} "
+                   "-actions=Read,Write,List,Tagging -apply")
+        print(f"Added user `{ak}` successfully.")
+        return 0
+    if words[:3] == ["admin", "policy", "attach"] and len(words) >= 5:
+        alias_of(words[3])
+        print(f"Attached Policies: [{words[4]}]")
+        return 0
+    return fail(f"mc stand-in: unsupported command {' '.join(args)!r}")

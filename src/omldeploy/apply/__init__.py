@@ -1,0 +1,1 @@
+"""Apply engine: ansible-runner driver and the module that runs on hosts."""

@@ -1,0 +1,548 @@
+#!/usr/bin/python3
+"""Ansible module run ON each host: compare the rendered bundle with the host, apply, report.
+
+One call per phase keeps SSH round-trips per host to a minimum:
+  stage    -- ensure Podman and directories, write changed files atomically, pull missing images,
+              remember which units must restart (persisted, so a failed run is finished by the next one).
+              Nothing is stopped or restarted in this phase, so every image is on the host before any
+              component goes down.
+  activate -- daemon-reload if units changed, remove units no longer placed here, (re)start exactly
+              the units whose files changed (and their same-host dependents), in start order, waiting
+              for each health check; runs the declared hooks (e.g. database creation).
+  status   -- unit state, running image and health of every unit, changing nothing.
+In check mode `stage` reports what would change (diffs with secret values masked) and writes nothing.
+Only the Python standard library is used on the host.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import difflib
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule  # type: ignore[import-untyped,import-not-found,unused-ignore]
+
+STATE_ROOT = "/var/lib/omldeploy"
+UNIT_DIRS = {"unit": "/etc/systemd/system", "quadlet": "/etc/containers/systemd"}
+
+
+def run(cmd: list[str], timeout: int = 600, check: bool = False, input_text: str | None = None
+        ) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, input=input_text)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {(proc.stderr or proc.stdout).strip()[-600:]}")
+    return proc
+
+
+# ----------------------------------------------------------------------------- state
+
+def state_path(tenant: str) -> str:
+    return os.path.join(STATE_ROOT, tenant, "state.json")
+
+
+def load_state(tenant: str) -> dict[str, Any]:
+    try:
+        with open(state_path(tenant), encoding="utf-8") as fh:
+            data: dict[str, Any] = json.load(fh)
+            return data
+    except (OSError, ValueError):
+        return {"units": [], "files": [], "pending": [], "host_units": [], "reload": False}
+
+
+def save_state(tenant: str, state: dict[str, Any]) -> None:
+    path = state_path(tenant)
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(state, fh, indent=1, sort_keys=True)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------- podman
+
+def podman_version() -> tuple[int, int]:
+    proc = run(["podman", "version", "--format", "{{.Client.Version}}"])
+    match = re.match(r"(\d+)\.(\d+)", proc.stdout.strip())
+    if not match:
+        proc = run(["podman", "--version"])
+        match = re.search(r"(\d+)\.(\d+)", proc.stdout)
+    if not match:
+        raise RuntimeError(f"cannot read the Podman version: {proc.stdout.strip()} {proc.stderr.strip()}")
+    return int(match.group(1)), int(match.group(2))
+
+
+def ensure_podman(check: bool) -> tuple[bool, str]:
+    """Install Podman from the distribution when missing (never from a third-party URL)."""
+    if shutil.which("podman"):
+        return False, ""
+    if check:
+        return True, "podman would be installed"
+    if shutil.which("apt-get"):
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        proc = subprocess.run(["apt-get", "install", "-y", "-q", "podman", "runc"], capture_output=True, text=True,
+                              env=env, timeout=900)
+    elif shutil.which("dnf"):
+        proc = subprocess.run(["dnf", "install", "-y", "podman"], capture_output=True, text=True, timeout=900)
+    else:
+        raise RuntimeError("podman is not installed and neither apt-get nor dnf is available")
+    if proc.returncode != 0 or not shutil.which("podman"):
+        raise RuntimeError("podman is not installed and installing it failed: "
+                           + (proc.stderr or proc.stdout).strip()[-400:]
+                           + " — install podman on this host (or give it access to its package mirror) and re-run")
+    return True, "podman installed"
+
+
+def present_images() -> set[str]:
+    """Every local image reference, in one podman call (one `image exists` per image costs ~0.3 s each)."""
+    proc = run(["podman", "images", "--format", "{{.Repository}}:{{.Tag}}"], timeout=120)
+    return {line.strip() for line in proc.stdout.splitlines() if line.strip()}
+
+
+def pull(image: str, attempts: int = 3) -> None:
+    last = ""
+    for i in range(attempts):
+        proc = run(["podman", "pull", "--quiet", image], timeout=1800)
+        if proc.returncode == 0:
+            return
+        last = (proc.stderr or proc.stdout).strip()
+        time.sleep(2 * (i + 1))
+    raise RuntimeError(f"cannot pull {image}: {last[-500:]}")
+
+
+# ----------------------------------------------------------------------------- files
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def read(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError:
+        return None
+
+
+def write_atomic(path: str, data: bytes, mode: int) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.omldeploy-tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.write(fd, data)
+        os.fchmod(fd, mode)
+        os.fchown(fd, 0, 0)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def masked_diff(path: str, old: bytes | None, new: bytes, secret: bool) -> str:
+    if secret:
+        old_keys = _env_keys(old or b"")
+        new_keys = _env_keys(new)
+        if old_keys is not None and new_keys is not None:
+            lines = [f"+ {k}=***" for k in new_keys if k not in old_keys]
+            lines += [f"- {k}=***" for k in old_keys if k not in new_keys]
+            lines += [f"~ {k}=*** (value changed)" for k in new_keys
+                      if k in old_keys and old_keys[k] != new_keys[k]]
+            return "\n".join(lines) if lines else "(mode or formatting changed)"
+        return "(secret content changed; not shown)"
+    old_text = (old or b"").decode("utf-8", "replace").splitlines()
+    new_text = new.decode("utf-8", "replace").splitlines()
+    diff = difflib.unified_diff(old_text, new_text, f"{path} (host)", f"{path} (rendered)", lineterm="", n=1)
+    return "\n".join(list(diff)[:200])
+
+
+def _env_keys(data: bytes) -> dict[str, str] | None:
+    out: dict[str, str] = {}
+    for line in data.decode("utf-8", "replace").splitlines():
+        if not line or line.startswith("#"):
+            continue
+        if "=" not in line:
+            return None
+        key, value = line.split("=", 1)
+        out[key] = sha(value.encode())
+    return out
+
+
+# ----------------------------------------------------------------------------- systemd / health
+
+def systemctl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return run(["systemctl", *args], timeout=300, check=check)
+
+
+def is_active(unit: str) -> bool:
+    return systemctl("is-active", "--quiet", f"{unit}.service", check=False).returncode == 0
+
+
+def is_enabled(unit: str) -> bool:
+    out = systemctl("is-enabled", f"{unit}.service", check=False).stdout.strip()
+    return out in ("enabled", "generated", "static", "alias", "indirect", "enabled-runtime")
+
+
+def journal(unit: str, lines: int = 25) -> str:
+    proc = run(["journalctl", "-u", f"{unit}.service", "-n", str(lines), "--no-pager", "-o", "cat"], timeout=30)
+    return proc.stdout.strip()
+
+
+def probe(health: dict[str, Any], container: str) -> tuple[bool, str]:
+    kind = health.get("kind", "active")
+    host = health.get("host") or "127.0.0.1"
+    port = int(health.get("port") or 0)
+    if kind == "tcp":
+        try:
+            with socket.create_connection((host, port), timeout=2):
+                return True, f"tcp {host}:{port} open"
+        except OSError as exc:
+            return False, f"tcp {host}:{port}: {exc}"
+    if kind in ("http", "https"):
+        url = f"{kind}://{host}:{port}{health.get('path', '/')}"
+        ctx = None
+        if kind == "https":
+            # liveness, not identity: the certificate may not name the LAN address probed here
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        try:
+            with urllib.request.urlopen(url, timeout=3, context=ctx) as resp:
+                return resp.status < 500, f"{url} -> {resp.status}"
+        except urllib.error.HTTPError as exc:
+            return exc.code < 500, f"{url} -> {exc.code}"
+        except (OSError, ssl.SSLError) as exc:
+            return False, f"{url}: {exc}"
+    if kind == "exec":
+        proc = run(["podman", "exec", container, *health.get("command", [])], timeout=30)
+        return proc.returncode == 0, f"exec {' '.join(health.get('command', []))} -> {proc.returncode}"
+    return True, "unit active"
+
+
+def wait_healthy(unit: dict[str, Any]) -> tuple[float, str]:
+    health = unit["health"]
+    timeout = int(health.get("timeout", 90))
+    t0 = time.monotonic()
+    detail = ""
+    while True:
+        if not is_active(unit["name"]):
+            # Restart=on-failure may bring it back; give it the same deadline
+            state = systemctl("is-active", unit["name"] + ".service", check=False).stdout.strip()
+            detail = f"unit {unit['name']}.service is {state}"
+        else:
+            ok, detail = probe(health, unit["container"])
+            if ok:
+                return time.monotonic() - t0, detail
+        if time.monotonic() - t0 > timeout:
+            raise HealthError(unit["name"], timeout, detail)
+        time.sleep(0.5)
+
+
+class HealthError(RuntimeError):
+    def __init__(self, unit: str, timeout: int, detail: str) -> None:
+        super().__init__(f"{unit}.service did not become healthy within {timeout}s ({detail})")
+        self.unit = unit
+        self.detail = detail
+
+
+def run_hooks(hooks: list[str]) -> None:
+    for hook in hooks:
+        proc = run(["/bin/sh", "-c", hook], timeout=600)
+        if proc.returncode != 0:
+            raise RuntimeError(f"hook failed ({proc.returncode}): {(proc.stderr or proc.stdout).strip()[-600:]}")
+
+
+# ----------------------------------------------------------------------------- phases
+
+def select_style(requested: str) -> tuple[str, str]:
+    major, minor = podman_version()
+    version = f"{major}.{minor}"
+    if requested in ("classic", "quadlet"):
+        if requested == "quadlet" and (major, minor) < (4, 4):
+            raise RuntimeError(f"podman_unit_style is quadlet but this host has Podman {version} (Quadlet needs 4.4+)")
+        return requested, version
+    return ("quadlet" if (major, minor) >= (4, 4) else "classic"), version
+
+
+def stage(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
+    check = module.check_mode
+    tenant = p["tenant"]
+    state = load_state(tenant)
+    result: dict[str, Any] = {"changed_files": [], "diffs": {}, "pulled": [], "to_pull": [], "removed_units": [],
+                              "notes": []}
+    installed, note = ensure_podman(check)
+    if note:
+        result["notes"].append(note)
+    if installed and check:
+        style, version = (p["unit_style"] if p["unit_style"] != "auto" else "unknown"), "missing"
+    else:
+        style, version = select_style(p["unit_style"])
+    result["style"], result["podman_version"] = style, version
+    skip_kind = {"classic": "quadlet", "quadlet": "unit"}.get(style)
+
+    for d in p["directories"]:
+        if not os.path.isdir(d["path"]):
+            result["changed_files"].append(d["path"] + "/")
+            if not check:
+                os.makedirs(d["path"], mode=int(d["mode"], 8), exist_ok=True)
+                os.chmod(d["path"], int(d["mode"], 8))
+
+    tz = p.get("timezone")
+    if tz and os.path.exists(f"/usr/share/zoneinfo/{tz}"):
+        # Link /etc/localtime directly: timedatectl would also call settimeofday(), which can warp the
+        # clock of a machine hosting containers (see docs); containers get TZ from their env anyway.
+        target = f"/usr/share/zoneinfo/{tz}"
+        if os.path.realpath("/etc/localtime") != os.path.realpath(target):
+            result["changed_files"].append("/etc/localtime")
+            if not check:
+                tmp = "/etc/localtime.omldeploy-tmp"
+                if os.path.lexists(tmp):
+                    os.unlink(tmp)
+                os.symlink(target, tmp)
+                os.replace(tmp, "/etc/localtime")
+                write_atomic("/etc/timezone", (tz + "\n").encode(), 0o644)
+
+    wanted_files: list[str] = []
+    reload_needed = False
+    for f in p["files"]:
+        if f["kind"] == skip_kind:
+            continue
+        path = f["path"]
+        wanted_files.append(path)
+        data = base64.b64decode(f["content"])
+        mode = int(f["mode"], 8)
+        current = read(path)
+        if current is not None and f.get("only_if_missing"):
+            continue
+        mode_ok = current is not None and (os.stat(path).st_mode & 0o7777) == mode
+        if current == data and mode_ok:
+            continue
+        result["changed_files"].append(path)
+        if f["kind"] in ("unit", "quadlet", "hostunit"):
+            reload_needed = True
+        if check:
+            result["diffs"][path] = masked_diff(path, current, data, bool(f.get("secret")))
+        else:
+            write_atomic(path, data, mode)
+
+    units = p["units"]
+    names = [u["name"] for u in units]
+    # Files of the other unit style for our units (style switched, or Podman upgraded): remove them.
+    stale_files = []
+    if skip_kind:
+        for u in names:
+            other = os.path.join(UNIT_DIRS[skip_kind], u + (".container" if skip_kind == "quadlet" else ".service"))
+            if os.path.exists(other) and any(o in state.get("files", []) for o in (other,)):
+                stale_files.append(other)
+    removed = [] if p.get("partial") else [u for u in state.get("units", []) if u not in names]
+    result["removed_units"] = removed
+    for path in stale_files:
+        result["changed_files"].append(path + " (removed)")
+        reload_needed = True
+        if not check:
+            os.unlink(path)
+
+    changed = set(result["changed_files"])
+    restart = {u["name"] for u in units if changed & set(u["files"])}
+    restart |= set(state.get("pending", [])) & set(names)
+    # same-host dependents restart with what they depend on
+    grew = True
+    while grew:
+        grew = False
+        for u in units:
+            if u["name"] not in restart and restart & set(u["after"]):
+                restart.add(u["name"])
+                grew = True
+    result["restart"] = [n for n in names if n in restart]
+
+    images = sorted({u["image"] for u in units} | set(p.get("extra_images", [])))
+    have = present_images()
+    for image in images:
+        if image in have:
+            continue
+        if check:
+            result["to_pull"].append(image)
+        else:
+            pull(image)
+            result["pulled"].append(image)
+
+    if not check:
+        state.update({
+            "pending": result["restart"],
+            "reload": bool(state.get("reload")) or reload_needed or bool(removed),
+            "removed": sorted(set(state.get("removed", [])) | set(removed)),
+            "style": style,
+        })
+        save_state(tenant, state)
+    result["changed"] = bool(result["changed_files"] or result["pulled"] or removed)
+    return result
+
+
+def activate(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
+    tenant = p["tenant"]
+    state = load_state(tenant)
+    units = sorted(p["units"], key=lambda u: (u["start_order"], u["name"]))
+    style = state.get("style") or select_style(p["unit_style"])[0]
+    result: dict[str, Any] = {"restarted": [], "started": [], "stopped": [], "health": {}, "reloaded": False}
+    for name in state.get("removed", []):
+        if is_active(name):
+            systemctl("stop", f"{name}.service", check=False)
+            result["stopped"].append(name)
+        systemctl("disable", f"{name}.service", check=False)
+        for d, ext in (("/etc/systemd/system", ".service"), ("/etc/containers/systemd", ".container")):
+            path = os.path.join(d, name + ext)
+            if os.path.exists(path):
+                os.unlink(path)
+        state["reload"] = True
+    if state.get("reload"):
+        systemctl("daemon-reload")
+        result["reloaded"] = True
+        state["reload"] = False
+    state["removed"] = []
+    for hu in p.get("host_units", []):
+        if not is_enabled_file(hu):
+            systemctl("enable", "--now", hu, check=False)
+    pending = list(state.get("pending", []))
+    for u in units:
+        name = u["name"]
+        needs_restart = name in pending
+        if not u["enabled"]:
+            if style == "classic" and is_enabled(name):
+                systemctl("disable", f"{name}.service", check=False)
+            if needs_restart and is_active(name):
+                # the active HA node keeps running with the new settings
+                run_hooks(u.get("pre_start", []))
+                systemctl("restart", f"{name}.service")
+                result["restarted"].append(name)
+            pending = [x for x in pending if x != name]
+            state["pending"] = pending
+            save_state(tenant, state)
+            continue
+        if style == "classic" and not is_enabled(name):
+            systemctl("enable", f"{name}.service")
+        active = is_active(name)
+        if needs_restart or not active:
+            run_hooks(u.get("pre_start", []))
+            with contextlib.suppress(RuntimeError):  # reported below, with the journal, by the health wait
+                systemctl("restart" if active else "start", f"{name}.service")
+            (result["restarted"] if active else result["started"]).append(name)
+            try:
+                seconds, detail = wait_healthy(u)
+            except HealthError as exc:
+                state["pending"] = pending
+                save_state(tenant, state)
+                result.update(failed=True, failed_unit=name, journal=journal(name))
+                module.fail_json(msg=str(exc), report=result)
+            result["health"][name] = {"seconds": round(seconds, 2), "detail": detail, "restarts": n_restarts(name)}
+            run_hooks(u.get("post_start", []))
+        pending = [x for x in pending if x != name]
+        state["pending"] = pending
+        save_state(tenant, state)
+    settle(module, units, result, tenant, state)
+    if p.get("partial"):
+        state["units"] = sorted(set(state.get("units", [])) | {u["name"] for u in units})
+        state["files"] = sorted(set(state.get("files", [])) | set(p.get("files_index", [])))
+    else:
+        state["units"] = [u["name"] for u in units]
+        state["files"] = p.get("files_index", [])
+    state["host_units"] = p.get("host_units", [])
+    save_state(tenant, state)
+    result["changed"] = bool(result["restarted"] or result["started"] or result["stopped"] or result["reloaded"])
+    return result
+
+
+def n_restarts(unit: str) -> str:
+    return systemctl("show", "-p", "NRestarts", "--value", f"{unit}.service", check=False).stdout.strip()
+
+
+def settle(module: AnsibleModule, units: list[dict[str, Any]], result: dict[str, Any], tenant: str,
+           state: dict[str, Any]) -> None:
+    """A component that passed its health check must still be up a moment later: catches crash loops
+    (a process that listens, then exits on a bad setting) before the run is called a success."""
+    touched = [u for u in units if u["name"] in result["health"]]
+    if not touched:
+        return
+    time.sleep(3)
+    for u in touched:
+        name = u["name"]
+        if not is_active(name) or n_restarts(name) != result["health"][name]["restarts"]:
+            state["pending"] = sorted(set(state.get("pending", [])) | {name})
+            save_state(tenant, state)
+            result.update(failed=True, failed_unit=name, journal=journal(name))
+            module.fail_json(msg=f"{name}.service became healthy, then stopped or restarted (crash loop)",
+                             report=result)
+
+
+def is_enabled_file(unit: str) -> bool:
+    return systemctl("is-enabled", unit, check=False).stdout.strip() == "enabled" and \
+        systemctl("is-active", unit, check=False).stdout.strip() == "active"
+
+
+def status(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
+    out = []
+    for u in sorted(p["units"], key=lambda u: (u["start_order"], u["name"])):
+        name = u["name"]
+        props = systemctl("show", f"{name}.service", "-p", "ActiveState,SubState,ActiveEnterTimestampMonotonic",
+                          check=False).stdout
+        info = dict(line.split("=", 1) for line in props.splitlines() if "=" in line)
+        image = ""
+        proc = run(["podman", "inspect", "--format", "{{.ImageName}}", u["container"]], timeout=30)
+        if proc.returncode == 0:
+            image = proc.stdout.strip()
+        healthy, detail = (False, "not running")
+        if info.get("ActiveState") == "active":
+            healthy, detail = probe(u["health"], u["container"])
+        uptime = None
+        mono = info.get("ActiveEnterTimestampMonotonic", "0")
+        if mono.isdigit() and int(mono) > 0:
+            uptime = round(time.clock_gettime(time.CLOCK_MONOTONIC) - int(mono) / 1e6, 1)
+        out.append({"unit": name, "state": info.get("ActiveState", "unknown"), "sub": info.get("SubState", ""),
+                    "image": image, "want_image": u["image"], "healthy": healthy, "detail": detail,
+                    "uptime": uptime, "enabled": u["enabled"]})
+    return {"units": out, "changed": False}
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "tenant": {"type": "str", "required": True},
+            "phase": {"type": "str", "required": True, "choices": ["stage", "activate", "status"]},
+            "files": {"type": "list", "elements": "dict", "default": []},
+            "files_index": {"type": "list", "elements": "str", "default": []},
+            "directories": {"type": "list", "elements": "dict", "default": []},
+            "units": {"type": "list", "elements": "dict", "default": []},
+            "host_units": {"type": "list", "elements": "str", "default": []},
+            "extra_images": {"type": "list", "elements": "str", "default": []},
+            "unit_style": {"type": "str", "default": "auto"},
+            "timezone": {"type": "str", "default": ""},
+            "partial": {"type": "bool", "default": False},
+        },
+        supports_check_mode=True,
+    )
+    p = module.params
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*$", p["tenant"]):
+        module.fail_json(msg="bad tenant name")
+    try:
+        if p["phase"] == "stage":
+            report = stage(module, p)
+        elif p["phase"] == "activate":
+            report = {"skipped": True, "changed": False} if module.check_mode else activate(module, p)
+        else:
+            report = status(module, p)
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+        module.fail_json(msg=str(exc), report={"failed": True, "error": str(exc)})
+    module.exit_json(changed=bool(report.get("changed")), report=report)
+
+
+if __name__ == "__main__":
+    main()

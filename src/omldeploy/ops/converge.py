@@ -1,0 +1,192 @@
+"""install, per-component actions and status: render, lock, apply, report, record.
+
+`install` and the per-component actions are the same operation: make the hosts match the rendered
+bundle (all components, or one group). Re-running with no change restarts nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from omldeploy.apply.engine import HostResult, RunResult, run_phases
+from omldeploy.apply.select import select
+from omldeploy.inventory.model import Tenant
+from omldeploy.render import material
+from omldeploy.render.build import render_tenant
+from omldeploy.render.bundle import Bundle
+from omldeploy.state import ledger
+from omldeploy.state.lock import tenant_lock
+from omldeploy.state.runlog import Redactor, RunLog
+
+
+@dataclass
+class Reporter:
+    """Where an operation writes: live lines for the operator, the same (redacted) into the run log."""
+
+    say: Callable[[str], None]
+    warn: Callable[[str], None]
+    verbose: bool = False
+    log: RunLog | None = None
+    redact: Redactor = field(default_factory=lambda: Redactor([]))
+    t0: float = field(default_factory=time.monotonic)
+
+    def line(self, text: str) -> None:
+        text = self.redact(text)
+        self.say(text)
+        if self.log:
+            self.log.write(text)
+
+    def progress(self, host: str, step: str, outcome: str, detail: str) -> None:
+        if outcome == "start":
+            if self.log:
+                self.log.write(f"[{time.monotonic() - self.t0:6.1f}s] {host} {step} started")
+            return
+        first = detail.splitlines()[0] if detail else ""
+        self.line(f"[{time.monotonic() - self.t0:6.1f}s] {host:<18} {step:<9} {outcome:<11} {first}")
+
+    def ansible(self, text: str) -> None:
+        text = self.redact(text)
+        if self.log:
+            self.log.write(text)
+        if self.verbose:
+            self.say(text)
+
+
+def redactor(tenant: Tenant) -> Redactor:
+    generated = material.tenant_secrets(tenant.folder).values()
+    return Redactor([*tenant.secret_values(), *generated])
+
+
+def bundle_for(tenant: Tenant, action: str) -> Bundle:
+    bundle = render_tenant(tenant)
+    if action in ("install", "update") or action.startswith("restart"):
+        return bundle
+    return select(bundle, action)
+
+
+def converge(tenant: Tenant, action: str, reporter: Reporter, *, check: bool = False) -> int:
+    bundle = bundle_for(tenant, action)
+    if not bundle.hosts:
+        reporter.warn(f"no host of tenant {tenant.name} runs anything for '{action}' in layout {tenant.layout.name}")
+        return 2
+    reporter.redact = redactor(tenant)
+    started = ledger.now()
+    with tenant_lock(tenant.folder, tenant.name, action):
+        reporter.log = RunLog(tenant.folder, action + ("-check" if check else ""), reporter.redact)
+        try:
+            units = sum(len(h.units) for h in bundle.hosts)
+            mode = " (check: nothing will be changed)" if check else ""
+            reporter.line(f"{action} tenant {tenant.name}: {tenant.layout.describe()}, {len(bundle.hosts)} host(s), "
+                          f"{units} unit(s){mode}")
+            result = run_phases(tenant, bundle, ["stage", "activate"], check=check, progress=reporter.progress,
+                                stdout=reporter.ansible)
+            report(tenant, bundle, result, reporter)
+            outcome = "check" if check else ("ok" if result.ok else "failed")
+            ledger.append(tenant.folder, ledger.Record(
+                action=action, outcome=outcome, started=started, duration=round(result.duration, 1),
+                versions=dict(tenant.versions), hosts=[h.host for h in bundle.hosts],
+                changed=result.changed_files(), restarted=result.restarted(),
+                detail=_failure_text(result) if not result.ok else "",
+                extra={"images": {h.host: h.images for h in bundle.hosts}},
+            ))
+            reporter.line(f"log: {reporter.log.path}")
+            return 0 if result.ok else 1
+        finally:
+            reporter.log.close()
+
+
+def report(tenant: Tenant, bundle: Bundle, result: RunResult, reporter: Reporter) -> None:
+    reporter.line("")
+    rows: list[tuple[str, ...]] = []
+    for hb in bundle.hosts:
+        h = result.hosts[hb.host]
+        stage = h.stage or {}
+        act = h.activate or {}
+        state = "ok" if not (h.error or h.unreachable) else ("UNREACHABLE" if h.unreachable else "FAILED")
+        if result.check and not h.error:
+            state = "check"
+        rows.append((hb.host, str(len(stage.get("changed_files", []))),
+                     str(len(stage.get("pulled", [])) or len(stage.get("to_pull", []))),
+                     ", ".join(act.get("started", [])) or "-", ", ".join(act.get("restarted", [])) or "-", state))
+    _table(reporter, ("host", "files changed", "images pulled", "started", "restarted", "result"), rows)
+    restarted = result.restarted()
+    if result.check:
+        _print_diffs(result, reporter)
+    elif result.ok:
+        if not result.changed_files() and not restarted:
+            reporter.line(f"nothing changed, nothing restarted ({result.duration:.1f}s)")
+        else:
+            reporter.line(f"done in {result.duration:.1f}s: {result.changed_files()} file(s) changed, "
+                          f"{len(restarted)} unit(s) started or restarted")
+    if not result.ok:
+        reporter.line(_failure_text(result))
+
+
+def _failure_text(result: RunResult) -> str:
+    lines = []
+    for h in result.hosts.values():
+        if h.unreachable:
+            lines.append(f"FAILED: host {h.host} is unreachable over SSH during {h.failed_step}: {h.error}\n"
+                         f"  check that it is up and that ansible_host/port/key are right, then re-run; "
+                         f"{_safety(h)}")
+        elif h.error:
+            lines.append(f"FAILED: host {h.host}, step {h.failed_step}: {h.error}")
+            act = h.activate or {}
+            if act.get("journal"):
+                lines.append(f"  last journal lines of {act.get('failed_unit')}.service:")
+                lines += [f"    {x}" for x in str(act["journal"]).splitlines()[-15:]]
+            lines.append(f"  fix the cause and re-run: {_safety(h)}")
+    if result.aborted:
+        lines.append(f"FAILED: {result.aborted}")
+    return "\n".join(lines) or "FAILED"
+
+
+def _safety(h: HostResult) -> str:
+    if h.failed_step == "stage":
+        return "the run stopped before restarting anything on any host."
+    return "units already restarted stay on the new settings; pending restarts are remembered and retried."
+
+
+def _print_diffs(result: RunResult, reporter: Reporter) -> None:
+    for h in result.hosts.values():
+        stage = h.stage or {}
+        if stage.get("to_pull"):
+            reporter.line(f"{h.host}: would pull {', '.join(stage['to_pull'])}")
+        if stage.get("restart"):
+            reporter.line(f"{h.host}: would (re)start {', '.join(stage['restart'])}")
+        for path, diff in sorted((stage.get("diffs") or {}).items()):
+            reporter.line(f"--- {h.host}:{path}")
+            for line in str(diff).splitlines():
+                reporter.line(f"    {line}")
+
+
+def _table(reporter: Reporter, headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(headers[i]), *(len(r[i]) for r in rows)) if rows else len(headers[i])
+              for i in range(len(headers))]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    reporter.line(fmt.format(*headers).rstrip())
+    for r in rows:
+        reporter.line(fmt.format(*r).rstrip())
+
+
+def status(tenant: Tenant, reporter: Reporter, as_json: bool = False) -> tuple[int, dict[str, Any]]:
+    bundle = render_tenant(tenant)
+    reporter.redact = redactor(tenant)
+    result = run_phases(tenant, bundle, ["status"])
+    data: dict[str, Any] = {"tenant": tenant.name, "hosts": {}}
+    healthy = result.ok
+    for name, h in result.hosts.items():
+        if h.unreachable or h.error:
+            data["hosts"][name] = {"error": h.error, "unreachable": h.unreachable}
+            healthy = False
+            continue
+        units = (h.status or {}).get("units", [])
+        data["hosts"][name] = {"units": units}
+        for u in units:
+            if u["enabled"] and not u["healthy"]:
+                healthy = False
+    data["healthy"] = healthy
+    return (0 if healthy else 1), data

@@ -1,0 +1,74 @@
+"""Build the test images of the catalog and push them to a sandbox's registry.
+
+All images share the cached Debian layer and the payload layer (the minio image adds the weed
+layer); each image differs only by its config (entrypoint role, CMD, env). Every catalog image is
+pushed at its `default` and `alt` tags and as `<default>-broken` (refuses to start).
+"""
+
+from __future__ import annotations
+
+import time
+
+from ..errors import SandboxError
+from ..progress import say, step
+from ..s3store import weed_binary
+from ..state import SandboxState
+from .baselayer import Layer, ensure_base_layer
+from .catalog import CatalogImage, load_catalog
+from .oci import RegistryClient, image_config, manifest
+from .payload import payload_layer, weed_layer
+from .specs import BROKEN_SUFFIX, PATH, SPECS, ImageSpec, missing_spec
+
+
+def _config_env(spec: ImageSpec, ref: str, broken: bool) -> list[str]:
+    env = [f"PATH={PATH}", "LANG=C.UTF-8", f"SANDBOX_IMAGE={ref}"]
+    env += [f"{k}={v}" for k, v in spec.env]
+    if broken:
+        env.append("SANDBOX_UNHEALTHY=start")
+    return env
+
+
+def tags_of(entry: CatalogImage) -> list[tuple[str, bool]]:
+    """(tag, broken) pairs pushed for one catalog image."""
+    return [(entry.default, False), (entry.alt, False), (entry.default + BROKEN_SUFFIX, True)]
+
+
+def build_and_push(st: SandboxState, only: list[str] | None) -> list[str]:
+    """Ensure the layers are cached, push blobs and manifests; return the pushed references."""
+    catalog = load_catalog()
+    keys = list(catalog) if only is None else only
+    unknown = [k for k in keys if k not in catalog]
+    if unknown:
+        raise SandboxError(f"unknown image key(s) {', '.join(unknown)}; known: {', '.join(catalog)}")
+    for key in keys:
+        if key not in SPECS:
+            say(f"WARNING: no sandbox stand-in for {key} ({catalog[key].repo}); its image only fails "
+                "with a FATAL line saying so")
+    base = ensure_base_layer()
+    top = payload_layer()
+    weed: Layer | None = None
+    if any(SPECS[k].needs_weed for k in keys):
+        weed = weed_layer(weed_binary())
+    client = RegistryClient(st.net.registry)
+    pushed: list[str] = []
+    t0 = time.monotonic()
+    with step(f"pushing {len(keys)} test images to {st.net.registry}"):
+        for key in keys:
+            entry, spec = catalog[key], SPECS.get(key, missing_spec(key))
+            layers = [base] + ([weed] if spec.needs_weed and weed is not None else []) + [top]
+            for layer in layers:
+                how = client.push_blob(entry.repo, layer.digest, layer.size, layer=layer)
+                if how == "uploaded":
+                    say(f"  uploaded layer {layer.path.name} ({layer.size / 1e6:.0f} MB) to {entry.repo}")
+            for tag, broken in tags_of(entry):
+                ref = f"{st.net.registry}/{entry.repo}:{tag}"
+                cfg = image_config(layers, entrypoint=["/usr/local/bin/oml-sandbox-entry", spec.role],
+                                   cmd=list(spec.cmd), env=_config_env(spec, f"{entry.repo}:{tag}", broken),
+                                   workdir=spec.workdir, ports=spec.ports, volumes=spec.volumes,
+                                   labels={"org.omldeploy.sandbox": "test-image",
+                                           "org.omldeploy.sandbox.key": key, **spec.labels})
+                client.push_blob(entry.repo, cfg.digest, cfg.size, data=cfg.data)
+                client.put_manifest(entry.repo, tag, manifest(cfg, layers))
+                pushed.append(ref)
+    say(f"{len(pushed)} image references in {st.net.registry} ({time.monotonic() - t0:.1f}s)")
+    return pushed

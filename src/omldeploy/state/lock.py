@@ -1,0 +1,51 @@
+"""One operation per tenant at a time; different tenants run concurrently.
+
+An advisory `flock` on `<tenant>/.omldeploy/lock`: released by the kernel if the process dies, so a
+crash never leaves a stale lock. The holder writes who/what/when into the file for the refusal message.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import getpass
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+
+class TenantBusy(Exception):
+    def __init__(self, tenant: str, holder: dict[str, object]) -> None:
+        who = f"{holder.get('user', '?')}@{holder.get('host', '?')} (pid {holder.get('pid', '?')})"
+        since = holder.get("since", "?")
+        super().__init__(f"tenant {tenant} is busy: '{holder.get('action', '?')}' run by {who} since {since}")
+        self.holder = holder
+
+
+@contextmanager
+def tenant_lock(folder: Path, tenant: str, action: str) -> Iterator[None]:
+    path = folder / ".omldeploy" / "lock"
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raw = os.pread(fd, 4096, 0).decode("utf-8", "replace")
+            try:
+                holder = json.loads(raw)
+            except ValueError:
+                holder = {}
+            raise TenantBusy(tenant, holder) from None
+        info = {"user": getpass.getuser(), "host": socket.gethostname(), "pid": os.getpid(), "action": action,
+                "since": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info).encode(), 0)
+        yield
+    finally:
+        with suppress(OSError):
+            os.ftruncate(fd, 0)
+        os.close(fd)

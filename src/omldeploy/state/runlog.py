@@ -1,0 +1,36 @@
+"""Run logs under `<tenant>/.omldeploy/logs/` (0600), with every known secret replaced by ***."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TextIO
+
+
+class Redactor:
+    def __init__(self, secrets: Iterable[str]) -> None:
+        values = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        self._pattern = re.compile("|".join(re.escape(v) for v in values)) if values else None
+
+    def __call__(self, text: str) -> str:
+        return self._pattern.sub("***", text) if self._pattern else text
+
+
+class RunLog:
+    def __init__(self, folder: Path, action: str, redact: Redactor) -> None:
+        logs = folder / ".omldeploy" / "logs"
+        logs.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.path = logs / f"{time.strftime('%Y%m%d-%H%M%S')}-{action}.log"
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._fh: TextIO = os.fdopen(fd, "a", encoding="utf-8")
+        self._redact = redact
+
+    def write(self, text: str) -> None:
+        self._fh.write(self._redact(text if text.endswith("\n") else text + "\n"))
+        self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.close()

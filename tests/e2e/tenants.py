@@ -1,0 +1,54 @@
+"""Tenants for e2e tests: the bundled example inventories pointed at sandbox hosts.
+
+Only what an operator would change is changed: host addresses, SSH connection variables, the image
+registry (the sandbox's local registry), passwords (fresh random ones) and, for cloud, the managed
+PostgreSQL host and the bucket.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from omldeploy.inventory import Tenant, load_tenant
+from omldeploy.sandbox import Host, Sandbox
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "src" / "omldeploy" / "examples"
+PASSWORD_KEYS = ("postgres_password", "s3_http_admin_pass", "bucket_access_key", "bucket_secret_key",
+                 "ami_password", "dialer_password")
+
+
+def write_tenant(instances: Path, name: str, layout: str, sandbox: Sandbox, hosts: list[Host],
+                 extra: dict[str, Any] | None = None, host_extra: dict[str, dict[str, Any]] | None = None) -> Tenant:
+    data = yaml.safe_load((EXAMPLES / f"inventory_{layout}.yml").read_text())
+    inv_hosts = data["all"]["hosts"]
+    for (_, hvars), h in zip(inv_hosts.items(), hosts, strict=True):
+        hvars["ansible_host"] = h.ip
+        hvars["omni_ip_lan"] = h.ip
+    for hname, hv in (host_extra or {}).items():
+        inv_hosts[hname].update(hv)
+    v = data["all"]["vars"]
+    for key in PASSWORD_KEYS:
+        if key in v:
+            v[key] = "e2e-" + secrets.token_hex(10)
+    for key in ("data_host", "voice_host", "application_host"):
+        v.pop(key, None)
+    v.update(sandbox.ansible_connection_vars())
+    v["container_image_registry"] = sandbox.registry
+    v["TZ"] = "America/Argentina/Cordoba"
+    v["infra_env"] = "lan"
+    v.pop("omni_ip_wan", None)
+    v.update(extra or {})
+    folder = instances / name
+    folder.mkdir(parents=True, exist_ok=True)
+    inv = folder / "inventory.yml"
+    inv.write_text(yaml.safe_dump(data, sort_keys=False))
+    inv.chmod(0o600)
+    return load_tenant(folder, name)
+
+
+def passwords(tenant: Tenant) -> list[str]:
+    return [tenant.settings.text(k) for k in PASSWORD_KEYS if tenant.settings.has(k)]

@@ -109,9 +109,9 @@ def test_deploy_sh_maps_onto_omldeploy(tmp_path: Path) -> None:
     copy.mkdir()
     (copy / "deploy.sh").write_text((ROOT / "deploy.sh").read_text())
     assert main(["--instances", str(copy / "instances"), "tenant", "new", "t1", "--layout", "aio"]) == 0
-    proc = subprocess.run(["bash", str(copy / "deploy.sh"), "--action=install", "--tenant=t1"], capture_output=True,
-                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
-    assert proc.returncode == 3 and "install" in proc.stderr and "Traceback" not in proc.stderr
+    proc = subprocess.run(["bash", str(copy / "deploy.sh"), "--action=restart_core", "--tenant=t1"],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    assert proc.returncode == 3 and "restart_core" in proc.stderr and "Traceback" not in proc.stderr
     proc = subprocess.run(["bash", str(copy / "deploy.sh"), "--action=install", "--tenant=missing"],
                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
     assert proc.returncode == 2 and "tenant folder not found" in proc.stderr

@@ -36,12 +36,37 @@ TIER_ORDER = ("data", "aio", "voice", "app", "haproxy")
 @dataclass
 class HostResult:
     host: str
-    stage: dict[str, Any] | None = None
-    activate: dict[str, Any] | None = None
-    status: dict[str, Any] | None = None
+    reports: dict[str, dict[str, Any]] = field(default_factory=dict)  # step name -> module report
     error: str | None = None
     unreachable: bool = False
     failed_step: str | None = None
+
+    @property
+    def stage(self) -> dict[str, Any] | None:
+        return self.reports.get("stage")
+
+    @property
+    def activate(self) -> dict[str, Any] | None:
+        return self.reports.get("activate")
+
+    @property
+    def status(self) -> dict[str, Any] | None:
+        return self.reports.get("status")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One module call on some hosts. Steps run in order; a failing `fatal` step stops the run.
+
+    `args` maps host -> module arguments (written to 0600 files, read by a lookup on the controller).
+    `secret` hides the call's arguments and raw result from Ansible's output and events (the module's
+    `report` is surfaced by a following debug task, so it must not contain secrets)."""
+
+    name: str
+    module: str
+    args: dict[str, dict[str, Any]]
+    secret: bool = False
+    fatal: bool = True
 
 
 @dataclass
@@ -131,28 +156,41 @@ def _activate_args(tenant: Tenant, hb: HostBundle, phase: str = "activate") -> d
     }
 
 
-def _playbook(tenant: Tenant, phases: list[str], check: bool) -> list[dict[str, Any]]:
-    def call(phase: str, secret: bool) -> list[dict[str, Any]]:
-        reg = f"omldeploy_{phase}"
-        args = "{{ lookup('file', omldeploy_dir + '/' + inventory_hostname + '." + phase + ".json') | from_json }}"
-        return [
-            {"name": phase, "omldeploy_host": args, "register": reg, "no_log": secret, "ignore_errors": True},
-            {"name": f"{phase} report", "ansible.builtin.debug": {"var": f"{reg}.report"}},
-            {"name": f"{phase} failed", "ansible.builtin.fail": {"msg": "{{ " + reg + ".msg | default('failed') }}"},
-             "when": f"{reg} is failed"},
-        ]
-
-    plays: list[dict[str, Any]] = []
+def phase_steps(tenant: Tenant, bundle: Bundle, phases: list[str], check: bool = False) -> list[Step]:
+    """stage (all hosts) → activate tier by tier → status, as Steps of the host module."""
+    steps: list[Step] = []
     if "stage" in phases:
-        plays.append({"name": "stage", "hosts": "all", "gather_facts": False, "any_errors_fatal": True,
-                      "max_fail_percentage": 0, "tasks": call("stage", secret=True)})
+        steps.append(Step("stage", "omldeploy_host", {hb.host: _stage_args(tenant, hb) for hb in bundle.hosts},
+                          secret=True))
     if "activate" in phases and not check:
+        names = {hb.host for hb in bundle.hosts}
         for i, members in enumerate(tiers(tenant)):
-            plays.append({"name": f"activate tier {i}", "hosts": ",".join(members), "gather_facts": False,
-                          "any_errors_fatal": True, "max_fail_percentage": 0,
-                          "tasks": call("activate", secret=False)})
+            in_run = [m for m in members if m in names]
+            if in_run:
+                steps.append(Step(f"activate-{i}", "omldeploy_host",
+                                  {m: _activate_args(tenant, bundle.host(m)) for m in in_run}))
     if "status" in phases:
-        plays.append({"name": "status", "hosts": "all", "gather_facts": False, "tasks": call("status", False)})
+        steps.append(Step("status", "omldeploy_host",
+                          {hb.host: _activate_args(tenant, hb, "status") for hb in bundle.hosts}, fatal=False))
+    return steps
+
+
+def _playbook(steps: list[Step]) -> list[dict[str, Any]]:
+    plays: list[dict[str, Any]] = []
+    for i, step in enumerate(steps):
+        reg = f"omldeploy_r{i}"
+        args = "{{ lookup('file', omldeploy_dir + '/' + inventory_hostname + '." + str(i) + ".json') | from_json }}"
+        tasks = [
+            {"name": step.name, step.module: args, "register": reg, "no_log": step.secret, "ignore_errors": True},
+            {"name": f"{step.name} report", "ansible.builtin.debug": {"var": f"{reg}.report"}},
+            {"name": f"{step.name} failed",
+             "ansible.builtin.fail": {"msg": "{{ " + reg + ".msg | default('failed') }}"}, "when": f"{reg} is failed"},
+        ]
+        play: dict[str, Any] = {"name": step.name, "hosts": ",".join(step.args), "gather_facts": False,
+                                "tasks": tasks}
+        if step.fatal:
+            play.update(any_errors_fatal=True, max_fail_percentage=0)
+        plays.append(play)
     return plays
 
 
@@ -164,48 +202,57 @@ def run_phases(
     check: bool = False,
     progress: Progress | None = None,
     stdout: Callable[[str], None] | None = None,
-    limit_hosts: list[str] | None = None,
 ) -> RunResult:
-    """Run the given phases; returns per-host reports. Never raises for host-side failures."""
+    """Converge hosts to the bundle (or report status); see `phase_steps`."""
+    return run_steps(tenant, phase_steps(tenant, bundle, phases, check), check=check, progress=progress,
+                     stdout=stdout)
+
+
+def run_steps(
+    tenant: Tenant,
+    steps: list[Step],
+    *,
+    check: bool = False,
+    progress: Progress | None = None,
+    stdout: Callable[[str], None] | None = None,
+) -> RunResult:
+    """Run module calls on the tenant's hosts through ansible-runner. Never raises for host-side
+    failures: they are in the per-host results."""
     import ansible_runner  # type: ignore[import-untyped,unused-ignore]
 
     t0 = time.monotonic()
-    hosts = [hb for hb in bundle.hosts if limit_hosts is None or hb.host in limit_hosts]
-    result = RunResult(ok=False, check=check, duration=0.0,
-                       hosts={hb.host: HostResult(hb.host) for hb in hosts})
+    names = [h.name for h in tenant.hosts if any(h.name in s.args for s in steps)]
+    result = RunResult(ok=False, check=check, duration=0.0, hosts={n: HostResult(n) for n in names})
     workdir = Path(tempfile.mkdtemp(prefix=f"omldeploy-{tenant.name}-"))
     os.chmod(workdir, 0o700)
     try:
         argdir = workdir / "args"
         argdir.mkdir(mode=0o700)
-        for hb in hosts:
-            for phase in phases:
-                args = _stage_args(tenant, hb) if phase == "stage" else _activate_args(tenant, hb, phase)
-                path = argdir / f"{hb.host}.{phase}.json"
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        for i, step in enumerate(steps):
+            for host, args in step.args.items():
+                fd = os.open(argdir / f"{host}.{i}.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
                 with os.fdopen(fd, "w") as fh:
                     json.dump(args, fh)
-        inventory = {"all": {"hosts": {hb.host: _connection_vars(tenant.host(hb.host)) for hb in hosts},
+        inventory = {"all": {"hosts": {n: _connection_vars(tenant.host(n)) for n in names},
                              "vars": {"omldeploy_dir": str(argdir)}}}
         (workdir / "inventory").mkdir()
         (workdir / "inventory" / "hosts.yml").write_text(yaml.safe_dump(inventory, sort_keys=False))
         (workdir / "project").mkdir()
-        (workdir / "project" / "apply.yml").write_text(yaml.safe_dump(_playbook(tenant, phases, check),
-                                                                      sort_keys=False))
+        (workdir / "project" / "apply.yml").write_text(yaml.safe_dump(_playbook(steps), sort_keys=False))
         handler = _EventHandler(result, progress, stdout)
-        envvars = _ansible_env(workdir)
         runner = ansible_runner.run(
             private_data_dir=str(workdir),
             playbook="apply.yml",
-            envvars=envvars,
+            envvars=_ansible_env(workdir),
             cmdline="--check --diff" if check else None,
             quiet=True,
             event_handler=handler,
             settings={"suppress_ansible_output": True},
-            forks=max(5, len(hosts)),
+            forks=max(5, len(names)),
         )
-        result.ok = runner.rc == 0 and not any(h.error or h.unreachable for h in result.hosts.values())
-        if runner.rc != 0 and not any(h.error or h.unreachable for h in result.hosts.values()):
+        failed = any(h.error or h.unreachable for h in result.hosts.values())
+        result.ok = runner.rc == 0 and not failed
+        if runner.rc != 0 and not failed:
             tail = (runner.stdout.read() if runner.stdout else "")[-2000:]
             result.aborted = f"ansible-playbook exited {runner.rc}: {tail.strip()}"
     finally:
@@ -261,25 +308,26 @@ class _EventHandler:
             return True
         hr = self.result.hosts[host]
         step = task.split(" ")[0]
-        if kind == "runner_on_start" and task in ("stage", "activate", "status") and self.progress:
-            self.progress(host, task, "start", "")
+        label = step.split("-")[0]  # activate-1 -> activate
+        if kind == "runner_on_start" and " " not in task and self.progress:
+            self.progress(host, label, "start", "")
         elif kind == "runner_on_unreachable":
             hr.unreachable = True
-            hr.failed_step = step
+            hr.failed_step = label
             hr.error = str(res.get("msg", "unreachable")).strip()
             if self.progress:
-                self.progress(host, step, "unreachable", hr.error)
+                self.progress(host, label, "unreachable", hr.error)
         elif kind == "runner_on_ok" and task.endswith(" report"):
-            report = res.get(f"omldeploy_{step}.report")
+            report = next((v for k, v in res.items() if k.endswith(".report")), None)
             if isinstance(report, dict):
-                setattr(hr, step, report)
+                hr.reports[label] = report
                 if self.progress and not report.get("failed"):
-                    self.progress(host, step, "ok", summarize(step, report))
+                    self.progress(host, label, "ok", summarize(label, report))
         elif kind == "runner_on_failed" and task.endswith(" failed"):
-            hr.failed_step = step
+            hr.failed_step = label
             hr.error = str(res.get("msg", "failed"))
             if self.progress:
-                self.progress(host, step, "failed", hr.error)
+                self.progress(host, label, "failed", hr.error)
         return True
 
 
@@ -294,6 +342,10 @@ def summarize(step: str, report: dict[str, Any]) -> str:
             parts.append(f"to (re)start: {', '.join(report['restart'])}")
         parts.append(f"{report.get('style', '?')} units, podman {report.get('podman_version', '?')}")
         return "; ".join(parts)
+    if step == "status":
+        units = report.get("units", [])
+        bad = [u["unit"] for u in units if not u.get("healthy") and u.get("enabled")]
+        return f"{len(units)} unit(s), " + (f"unhealthy: {', '.join(bad)}" if bad else "all healthy")
     if step == "activate":
         started, restarted = report.get("started", []), report.get("restarted", [])
         if not started and not restarted and not report.get("stopped"):
@@ -306,6 +358,4 @@ def summarize(step: str, report: dict[str, Any]) -> str:
         if report.get("stopped"):
             parts.append(f"removed {', '.join(report['stopped'])}")
         return "; ".join(parts)
-    units = report.get("units", [])
-    bad = [u["unit"] for u in units if not u.get("healthy") and u.get("enabled")]
-    return f"{len(units)} unit(s), " + (f"unhealthy: {', '.join(bad)}" if bad else "all healthy")
+    return str(report.get("summary", "done"))

@@ -65,11 +65,24 @@ def add_parsers(sub: Any) -> None:
                            help="show what would change on each host (diffs with secrets masked), change nothing")
             p.add_argument("--verbose", "-v", action="store_true", help="stream Ansible's own output")
             p.set_defaults(func=_converge(name))
+        elif name in ("backup", "restore") and _backups() is not None:
+            mod = _backups()
+            assert mod is not None
+            mod.configure_action_parser(name, p)  # adds options and sets func
         elif name == "status":
             p.add_argument("--json", action="store_true")
             p.set_defaults(func=_status)
         else:
             p.set_defaults(func=_unavailable(name))
+
+
+def _backups() -> Any:
+    """The backup/restore CLI module, when present (it registers `backup`, `restore`, `backups`)."""
+    try:
+        from omldeploy.cli import backups
+    except ImportError:
+        return None
+    return backups
 
 
 def _reporter(args: argparse.Namespace) -> Reporter:

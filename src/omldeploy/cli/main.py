@@ -38,6 +38,9 @@ def build_parser() -> Parser:
     inspect.add_parsers(sub)
     tenants.add_parsers(sub)
     actions.add_parsers(sub)
+    backups = actions._backups()
+    if backups is not None:
+        backups.add_parsers(sub)  # `omldeploy backups list|verify|prune`
     try:
         from omldeploy.sandbox.cli import add_parser as add_sandbox
     except ImportError:  # the sandbox is optional at runtime (it needs root and test tooling)

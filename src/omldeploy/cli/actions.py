@@ -78,11 +78,12 @@ def add_parsers(sub: Any) -> None:
 
 def _backups() -> Any:
     """The backup/restore CLI module, when present (it registers `backup`, `restore`, `backups`)."""
+    import importlib
+
     try:
-        from omldeploy.cli import backups
-    except ImportError:
+        return importlib.import_module("omldeploy.cli.backups")
+    except ModuleNotFoundError:
         return None
-    return backups
 
 
 def _reporter(args: argparse.Namespace) -> Reporter:

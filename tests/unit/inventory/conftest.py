@@ -11,7 +11,7 @@ import contextlib
 import io
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -207,7 +207,6 @@ class TenantDir:
 
     instances: Path
     name: str
-    files: dict[str, bytes] = field(default_factory=dict)
 
     @property
     def folder(self) -> Path:
@@ -253,10 +252,6 @@ def run_cli(*argv: str) -> CliResult:
 
 def errors(problems: Iterable[Problem]) -> list[Problem]:
     return [p for p in problems if p.severity == "error"]
-
-
-def warnings(problems: Iterable[Problem]) -> list[Problem]:
-    return [p for p in problems if p.severity == "warning"]
 
 
 def describe(problems: Iterable[Problem]) -> str:

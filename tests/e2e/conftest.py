@@ -3,7 +3,7 @@
 Everything here is marked `e2e` and skipped (with the reason) when not running as root. The
 sandbox is named `e2e` so it never collides with an operator's `default` sandbox; it is removed in
 a finalizer unless OMLDEPLOY_E2E_KEEP=1. Host OSes come from OMLDEPLOY_E2E_HOSTS (comma list,
-default "debian12,debian13,debian12"): h1, h2, h3 ...
+default: h1 debian12, h2 debian13 for test_sandbox; h3.. for the install tests, see test_install.py)
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from omldeploy.sandbox.images.catalog import load_catalog
 from omldeploy.sandbox.s3store import weed_binary
 
 E2E_NAME = "e2e"
-DEFAULT_HOSTS = "debian12,debian13,debian12"
+DEFAULT_HOSTS = "debian12,debian13,debian12,debian13,debian12,debian12,debian12,debian12,debian12"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

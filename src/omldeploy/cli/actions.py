@@ -11,6 +11,8 @@ from typing import Any
 from omldeploy import __version__
 from omldeploy.cli import context
 from omldeploy.cli.output import Console
+from omldeploy.inventory.schema import VERSION_KEYS
+from omldeploy.ops import upgrade as upgrade_op
 from omldeploy.ops.converge import Reporter, converge, status
 from omldeploy.state.lock import TenantBusy
 
@@ -69,6 +71,20 @@ def add_parsers(sub: Any) -> None:
             mod = _backups()
             assert mod is not None
             mod.configure_action_parser(name, p)  # adds options and sets func
+        elif name == "upgrade":
+            p.add_argument("--release", help="take the seven image versions from this catalog release")
+            p.add_argument("--no-backup", action="store_true", help="skip the pre-upgrade backup (said loudly)")
+            p.add_argument("--no-rollback", action="store_true",
+                           help="keep the failed state for debugging instead of rolling back")
+            p.add_argument("--verbose", "-v", action="store_true", help="stream Ansible's own output")
+            p.set_defaults(func=_upgrade)
+        elif name == "rollback":
+            p.add_argument("--to", type=int, metavar="N", help="history entry to return to (see --list; default 2)")
+            p.add_argument("--list", action="store_true", help="show the deployment history and exit")
+            p.add_argument("--with-data", action="store_true",
+                           help="also restore the backup taken before the upgrade being undone")
+            p.add_argument("--verbose", "-v", action="store_true", help="stream Ansible's own output")
+            p.set_defaults(func=_rollback)
         elif name == "status":
             p.add_argument("--json", action="store_true")
             p.set_defaults(func=_status)
@@ -101,6 +117,39 @@ def _converge(action: str) -> Handler:
             return 4
 
     return handler
+
+
+def _upgrade(args: argparse.Namespace) -> int:
+    tenant = context.load(args)
+    try:
+        return upgrade_op.upgrade(tenant, _reporter(args), release=args.release, backup=not args.no_backup,
+                                  rollback=not args.no_rollback)
+    except upgrade_op.UpgradeError as exc:
+        Console().error(f"{exc}; nothing was done")
+        return 2
+    except TenantBusy as exc:
+        Console().error(f"{exc}; wait for it to finish (nothing was done)")
+        return 4
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    tenant = context.load(args)
+    console = Console()
+    if args.list:
+        rows = [(str(n), r.started, r.action, r.versions.get("omnileads_version", "-"),
+                 ", ".join(f"{k.removesuffix('_version')}={v}" for k, v in sorted(r.versions.items())
+                           if k != "omnileads_version" and k in VERSION_KEYS))
+                for n, r in upgrade_op.history(tenant.folder)]
+        console.table(("#", "deployed", "by", "omlapp", "other versions"), rows, indent="")
+        return 0
+    try:
+        return upgrade_op.rollback(tenant, _reporter(args), to=args.to, with_data=args.with_data)
+    except upgrade_op.UpgradeError as exc:
+        console.error(f"{exc}; nothing was done")
+        return 2
+    except TenantBusy as exc:
+        console.error(f"{exc}; wait for it to finish (nothing was done)")
+        return 4
 
 
 def _status(args: argparse.Namespace) -> int:

@@ -60,18 +60,31 @@ def redactor(tenant: Tenant) -> Redactor:
     return Redactor([*tenant.secret_values(), *generated])
 
 
+WHOLE_TENANT = ("install", "upgrade", "rollback", "update")
+
+
 def bundle_for(tenant: Tenant, action: str) -> Bundle:
     bundle = render_tenant(tenant)
-    if action in ("install", "update") or action.startswith("restart"):
+    if action in WHOLE_TENANT:
         return bundle
     return select(bundle, action)
 
 
-def converge(tenant: Tenant, action: str, reporter: Reporter, *, check: bool = False) -> int:
+def converge(tenant: Tenant, action: str, reporter: Reporter, *, check: bool = False,
+             extra: dict[str, Any] | None = None) -> int:
+    result = converge_result(tenant, action, reporter, check=check, extra=extra)
+    if result is None:
+        return 2
+    return 0 if result.ok else 1
+
+
+def converge_result(tenant: Tenant, action: str, reporter: Reporter, *, check: bool = False,
+                    extra: dict[str, Any] | None = None) -> RunResult | None:
+    """Make the hosts match the rendered tenant; None when nothing of `action` runs in this layout."""
     bundle = bundle_for(tenant, action)
     if not bundle.hosts:
         reporter.warn(f"no host of tenant {tenant.name} runs anything for '{action}' in layout {tenant.layout.name}")
-        return 2
+        return None
     reporter.redact = redactor(tenant)
     started = ledger.now()
     with tenant_lock(tenant.folder, tenant.name, action):
@@ -90,12 +103,13 @@ def converge(tenant: Tenant, action: str, reporter: Reporter, *, check: bool = F
                 versions=dict(tenant.versions), hosts=[h.host for h in bundle.hosts],
                 changed=result.changed_files(), restarted=result.restarted(),
                 detail=_failure_text(result) if not result.ok else "",
-                extra={"images": {h.host: h.images for h in bundle.hosts}},
+                extra={"images": {h.host: h.images for h in bundle.hosts}, **(extra or {})},
             ))
             reporter.line(f"log: {reporter.log.path}")
-            return 0 if result.ok else 1
+            return result
         finally:
             reporter.log.close()
+            reporter.log = None
 
 
 def report(tenant: Tenant, bundle: Bundle, result: RunResult, reporter: Reporter) -> None:

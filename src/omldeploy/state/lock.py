@@ -25,9 +25,15 @@ class TenantBusy(Exception):
         self.holder = holder
 
 
+_HELD: set[Path] = set()  # locks this process holds: nested operations (upgrade → backup) re-enter
+
+
 @contextmanager
 def tenant_lock(folder: Path, tenant: str, action: str) -> Iterator[None]:
-    path = folder / ".omldeploy" / "lock"
+    path = (folder / ".omldeploy" / "lock").resolve()
+    if path in _HELD:
+        yield
+        return
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
@@ -44,7 +50,11 @@ def tenant_lock(folder: Path, tenant: str, action: str) -> Iterator[None]:
                 "since": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(info).encode(), 0)
-        yield
+        _HELD.add(path)
+        try:
+            yield
+        finally:
+            _HELD.discard(path)
     finally:
         with suppress(OSError):
             os.ftruncate(fd, 0)

@@ -24,7 +24,7 @@ from omldeploy.inventory.problems import Problem
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "src" / "omldeploy" / "examples"
 LAYOUTS = ("aio", "ait", "cloud", "ha")
-DELETE = object()  # sentinel value for `edit_*` helpers: remove the key
+DELETE = object()  # value for the `set_*` helpers meaning: remove the key
 
 
 def example_text(layout: str) -> str:

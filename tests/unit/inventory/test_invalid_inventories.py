@@ -465,10 +465,11 @@ def test_all_problems_at_once(tenant_dir: Any, layout: str) -> None:
 
 
 def test_problem_format_names_file_line_found_and_allowed(tenant_dir: Any) -> None:
-    td = tenant_dir(build("aio", replace("infra_env: lan", "infra_env: wan")))
+    inv = build("aio", replace("infra_env: lan", "infra_env: wan"))
+    td = tenant_dir(inv)
     (p,) = errors(td.problems())
-    assert p.format() == (f"{td.inventory}:26: error: infra_env: is not one of the allowed values "
-                          "(found: 'wan') (allowed: cloud, lan)")
+    assert p.format() == (f"{td.inventory}:{_line(inv, 'infra_env: wan')}: error: infra_env: is not one of the "
+                          "allowed values (found: 'wan') (allowed: cloud, lan)")
 
 
 def test_missing_inventory_file(tmp_path: Any) -> None:

@@ -239,6 +239,8 @@ def wait_healthy(unit: dict[str, Any]) -> tuple[float, str]:
             # Restart=on-failure may bring it back; give it the same deadline
             state = systemctl("is-active", unit["name"] + ".service", check=False).stdout.strip()
             detail = f"unit {unit['name']}.service is {state}"
+            if state == "failed":  # gave up restarting (start limit): no point waiting any longer
+                raise HealthError(unit["name"], int(time.monotonic() - t0), detail)
         else:
             ok, detail = probe(health, unit["container"])
             if ok:
@@ -290,6 +292,19 @@ def stage(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
     result["style"], result["podman_version"] = style, version
     skip_kind = {"classic": "quadlet", "quadlet": "unit"}.get(style)
 
+    # Pull first: a missing or unreachable image fails the run before any file on the host changes.
+    units = p["units"]
+    images = sorted({u["image"] for u in units} | set(p.get("extra_images", [])))
+    have = present_images() if shutil.which("podman") else set()
+    for image in images:
+        if image in have:
+            continue
+        if check:
+            result["to_pull"].append(image)
+        else:
+            pull(image)
+            result["pulled"].append(image)
+
     for d in p["directories"]:
         if not os.path.isdir(d["path"]):
             result["changed_files"].append(d["path"] + "/")
@@ -335,7 +350,6 @@ def stage(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
         else:
             write_atomic(path, data, mode)
 
-    units = p["units"]
     names = [u["name"] for u in units]
     # Files of the other unit style for our units (style switched, or Podman upgraded): remove them.
     stale_files = []
@@ -365,16 +379,6 @@ def stage(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
                 grew = True
     result["restart"] = [n for n in names if n in restart]
 
-    images = sorted({u["image"] for u in units} | set(p.get("extra_images", [])))
-    have = present_images()
-    for image in images:
-        if image in have:
-            continue
-        if check:
-            result["to_pull"].append(image)
-        else:
-            pull(image)
-            result["pulled"].append(image)
 
     if not check:
         state.update({

@@ -1,0 +1,199 @@
+"""upgrade and rollback: new image versions behind health gates, with an automatic way back.
+
+upgrade: versions from the inventory (or `--release X` from the catalog) → every new image pulled on
+its hosts before anything changes (a missing tag fails with nothing changed) → pre-upgrade backup
+(unless `--no-backup`) → components restarted in dependency order, only those whose image or files
+changed, each gated by its health check → on a failed gate the previously deployed versions (from the
+ledger) are put back and verified, and the command exits non-zero with a report.
+
+rollback: the versions of an earlier successful run from the ledger (default: the one before the
+current), optionally with the data (`--with-data` restores the backup taken before that upgrade).
+Both keep the inventory in step (the `*_version` lines are rewritten) so a later `install` does not
+undo them silently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+from typing import Any
+
+from omldeploy.apply.engine import RunResult
+from omldeploy.catalog.releases import find_release, releases
+from omldeploy.inventory import Tenant
+from omldeploy.inventory.schema import VERSION_KEYS
+from omldeploy.ops.converge import Reporter, converge, converge_result
+from omldeploy.state import ledger
+from omldeploy.state.lock import tenant_lock
+
+
+class UpgradeError(Exception):
+    """Bad request (unknown release, nothing to roll back to): exit 2, nothing done."""
+
+
+def _deployed(folder: Path) -> list[ledger.Record]:
+    """Successful converging runs, oldest first."""
+    return [r for r in ledger.read(folder)
+            if r.outcome == "ok" and r.action in ("install", "upgrade", "rollback")]
+
+
+def history(folder: Path) -> list[tuple[int, ledger.Record]]:
+    """Numbered distinct version sets that were deployed successfully (1 = most recent)."""
+    out: list[tuple[int, ledger.Record]] = []
+    last: dict[str, str] | None = None
+    for rec in reversed(_deployed(folder)):
+        if rec.versions != last:
+            out.append((len(out) + 1, rec))
+            last = rec.versions
+    return out
+
+
+def pin_versions(tenant: Tenant, versions: dict[str, str]) -> list[str]:
+    """Rewrite the inventory's `*_version:` lines (comments and layout kept); returns changed keys."""
+    path = tenant.inventory_path
+    text = path.read_text(encoding="utf-8")
+    changed = []
+    for key in VERSION_KEYS:
+        want = versions.get(key)
+        if want is None:
+            continue
+        pattern = re.compile(rf"^(\s+){key}:[^\n]*$", re.M)
+        match = pattern.search(text)
+        if match:
+            new = text[:match.start()] + f"{match.group(1)}{key}: {want}" + text[match.end():]
+        else:
+            vars_line = re.search(r"^(\s*)vars:\s*$", text, re.M)
+            if vars_line is None:
+                continue
+            new = text[:vars_line.end()] + f"\n{vars_line.group(1)}  {key}: {want}" + text[vars_line.end():]
+        if new != text:
+            changed.append(key)
+            text = new
+    if changed:
+        path.with_name(path.name + ".bak").write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
+        path.write_text(text, encoding="utf-8")
+    return changed
+
+
+def _with_versions(tenant: Tenant, versions: dict[str, str]) -> Tenant:
+    merged = dict(tenant.versions)
+    merged.update(versions)
+    return dataclasses.replace(tenant, versions=merged)
+
+
+def _backup_hook() -> Any:
+    """The backup operations module, when this build has it."""
+    import importlib
+
+    try:
+        return importlib.import_module("omldeploy.ops.backup")
+    except ModuleNotFoundError:
+        return None
+
+
+def _failed_before_changes(result: RunResult) -> bool:
+    """A failure in the stage step (pull or prerequisite) happens before any file or unit changes."""
+    failed = [h for h in result.hosts.values() if h.error or h.unreachable]
+    return bool(failed) and all(h.failed_step == "stage" for h in failed)
+
+
+def upgrade(tenant: Tenant, reporter: Reporter, *, release: str | None = None, backup: bool = True,
+            rollback: bool = True) -> int:
+    with tenant_lock(tenant.folder, tenant.name, "upgrade"):
+        return _upgrade(tenant, reporter, release=release, backup=backup, rollback=rollback)
+
+
+def _upgrade(tenant: Tenant, reporter: Reporter, *, release: str | None, backup: bool, rollback: bool) -> int:
+    target = dict(tenant.versions)
+    if release is not None:
+        rel = find_release(release)
+        if rel is None:
+            raise UpgradeError(f"release {release!r} is not in the catalog (known: "
+                               f"{', '.join(r.name for r in releases())})")
+        target.update(rel.tags)
+    deployed = _deployed(tenant.folder)
+    previous = deployed[-1].versions if deployed else None
+    new_tenant = _with_versions(tenant, target)
+    changes = {k: (previous or {}).get(k, "-") + " -> " + v for k, v in target.items()
+               if previous is None or previous.get(k) != v}
+    if not changes:
+        reporter.line(f"tenant {tenant.name} already runs these versions; checking that the hosts match")
+    else:
+        reporter.line("version changes: " + ", ".join(f"{k} {c}" for k, c in sorted(changes.items())))
+    backup_id = None
+    if backup and changes:
+        backup_op = _backup_hook()
+        if backup_op is None:
+            reporter.warn("no backup support in this build: upgrading WITHOUT a pre-upgrade backup")
+        else:
+            reporter.line("taking a pre-upgrade backup (skip with --no-backup)")
+            outcome: tuple[str | None, int] = backup_op.backup_for_upgrade(tenant, reporter)
+            backup_id, backup_code = outcome
+            if backup_code != 0:
+                reporter.line("the pre-upgrade backup failed: nothing was upgraded (use --no-backup to force)")
+                return backup_code
+    elif not backup:
+        reporter.warn("--no-backup: upgrading WITHOUT a pre-upgrade backup; a failed schema migration "
+                      "could not be undone")
+    if release is not None:
+        pin_versions(tenant, target)
+    result = converge_result(new_tenant, "upgrade", reporter, extra={"backup": backup_id, "previous": previous})
+    if result is not None and not result.ok and _failed_before_changes(result):
+        reporter.line("upgrade refused before anything changed (see above): every component still runs "
+                      "the previous versions")
+        if release is not None and previous is not None:
+            pin_versions(tenant, previous)
+        return 1
+    if result is not None and result.ok:
+        if changes and changes.keys() & {"omnileads_version"}:
+            reporter.line("the web app changed version: its database migrations may have run. To return "
+                          "to the old version WITH the old data: omldeploy rollback --with-data"
+                          + (f" (backup {backup_id})" if backup_id else ""))
+        return 0
+    if not rollback or previous is None:
+        reporter.line("upgrade FAILED; left as is (--no-rollback)" if not rollback
+                      else "upgrade FAILED and there is no earlier successful run to roll back to")
+        return 1
+    reporter.line("upgrade FAILED a health gate: rolling back automatically to the previous versions")
+    if release is not None:
+        pin_versions(tenant, previous)
+    back = converge(_with_versions(tenant, previous), "rollback", reporter,
+                    extra={"reason": "automatic after failed upgrade"})
+    if back == 0:
+        reporter.line("rolled back: every component runs the previous versions and is healthy. "
+                      "The upgrade failed (see above); the inventory still names the new versions.")
+    else:
+        reporter.line("the automatic rollback FAILED too: see above; run `omldeploy status` and fix by hand")
+    return 1
+
+
+def rollback(tenant: Tenant, reporter: Reporter, *, to: int | None = None, with_data: bool = False) -> int:
+    with tenant_lock(tenant.folder, tenant.name, "rollback"):
+        return _rollback(tenant, reporter, to=to, with_data=with_data)
+
+
+def _rollback(tenant: Tenant, reporter: Reporter, *, to: int | None, with_data: bool) -> int:
+    hist = history(tenant.folder)
+    if len(hist) < 2 and to is None:
+        raise UpgradeError("nothing to roll back to: the ledger has no earlier successful run with other versions")
+    index = to if to is not None else 2
+    chosen = next((rec for n, rec in hist if n == index), None)
+    if chosen is None:
+        raise UpgradeError(f"no entry {index} in the deployment history (1..{len(hist)}); "
+                           "see `omldeploy rollback --list`")
+    reporter.line(f"rolling back tenant {tenant.name} to the versions deployed {chosen.started} ({chosen.action})")
+    pin_versions(tenant, chosen.versions)
+    code = converge(_with_versions(tenant, chosen.versions), "rollback", reporter,
+                    extra={"to": chosen.started})
+    if code != 0 or not with_data:
+        return code
+    after = [r for r in ledger.read(tenant.folder) if r.action == "upgrade" and r.started > chosen.started]
+    backup_id = next((r.extra.get("backup") for r in after if r.extra.get("backup")), None)
+    backup_op = _backup_hook()
+    if backup_id is None or backup_op is None:
+        reporter.line("no pre-upgrade backup is recorded after that run: data left as is")
+        return 1
+    reporter.line(f"restoring the pre-upgrade backup {backup_id}")
+    restored: int = backup_op.restore_for_rollback(tenant, reporter, str(backup_id))
+    return restored

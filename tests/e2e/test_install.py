@@ -1,0 +1,302 @@
+"""`install` on real sandbox hosts, the way an operator runs it (`./deploy.sh --action=install`).
+
+Hosts (see conftest DEFAULT_HOSTS): h3 Debian 12 AIO (classic units), h4 Debian 13 AIO (Quadlet),
+h5-h7 AIT (data, voice, app), h8 + h9 cloud (app on h8, a "managed" PostgreSQL requiring SSL on h9,
+the bucket on the sandbox S3 store). The OMniLeads application images are the sandbox's stand-ins.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+from tests.e2e.tenants import passwords, write_tenant
+
+from omldeploy.inventory import Tenant, load_tenant
+from omldeploy.ops.converge import Reporter, converge
+from omldeploy.sandbox import Host, S3Info, Sandbox
+from omldeploy.state import ledger
+from omldeploy.state.lock import tenant_lock
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cli(instances: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    return subprocess.run([sys.executable, "-m", "omldeploy", "--instances", str(instances), *args],
+                          capture_output=True, text=True, env=env, timeout=900)
+
+
+def deploy_sh(instances: Path, action: str, tenant: str) -> subprocess.CompletedProcess[str]:
+    """The seed's entry point, run from a copy of the tool whose instances/ is our folder."""
+    tool = instances.parent / "tool"
+    tool.mkdir(exist_ok=True)
+    (tool / "deploy.sh").write_text((ROOT / "deploy.sh").read_text())
+    link = tool / "instances"
+    if not link.exists():
+        link.symlink_to(instances)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    return subprocess.run(["bash", str(tool / "deploy.sh"), f"--action={action}", f"--tenant={tenant}"],
+                          capture_output=True, text=True, env=env, timeout=900)
+
+
+def last_record(tenant: Tenant) -> ledger.Record:
+    return ledger.read(tenant.folder)[-1]
+
+
+def health(ip: str, port: int) -> dict[str, Any]:
+    with urllib.request.urlopen(f"http://{ip}:{port}/health", timeout=10) as resp:
+        data: dict[str, Any] = json.loads(resp.read())
+        return data
+
+
+def https_with_tenant_ca(tenant: Tenant, ip: str) -> str:
+    """TLS handshake with nginx verified against the tenant's own CA (and the IP in the certificate)."""
+    ctx = ssl.create_default_context(cafile=str(tenant.folder / ".omldeploy/pki/ca.pem"))
+    with socket.create_connection((ip, 443), timeout=10) as raw, ctx.wrap_socket(raw, server_hostname=ip) as tls:
+        cert = tls.getpeercert()
+        assert cert is not None
+        return str(dict(x[0] for x in cert["issuer"])["commonName"])
+
+
+def assert_no_secret(tenant: Tenant, *texts: str) -> None:
+    logs = "".join(p.read_text() for p in (tenant.folder / ".omldeploy/logs").glob("*.log"))
+    for secret in passwords(tenant):
+        for text in (*texts, logs):
+            assert secret not in text
+
+
+@pytest.fixture(scope="module")
+def instances(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("e2e-install") / "instances"
+
+
+def hosts(sandbox: Sandbox, *names: str) -> list[Host]:
+    return [sandbox.host(n) for n in names]
+
+
+# --------------------------------------------------------------------------- AIO, Debian 12, classic
+
+
+@pytest.fixture(scope="module")
+def aio12(sandbox: Sandbox, instances: Path) -> Tenant:
+    h = sandbox.host("h3")
+    assert h.os == "debian12"
+    tenant = write_tenant(instances, "aio12", "aio", sandbox, [h])
+    proc = deploy_sh(instances, "install", "aio12")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert_no_secret(tenant, proc.stdout, proc.stderr)
+    return tenant
+
+
+def test_aio_debian12_installs_with_classic_units(aio12: Tenant, sandbox: Sandbox, instances: Path) -> None:
+    ip = sandbox.host("h3").ip
+    rec = last_record(aio12)
+    assert rec.outcome == "ok" and rec.changed > 0 and len(rec.restarted) == 17
+    units = sandbox.run("h3", "ls /etc/systemd/system/*.service; ls /etc/containers/systemd 2>/dev/null | wc -l").stdout
+    assert "/etc/systemd/system/nginx.service" in units and units.strip().endswith("0")
+    status = cli(instances, "status", "--tenant", "aio12", "--json")
+    data = json.loads(status.stdout)
+    assert status.returncode == 0 and data["healthy"], status.stdout
+    units_state = {u["unit"]: u for u in data["hosts"]["omnileads_aio"]["units"]}
+    assert all(u["state"] == "active" for u in units_state.values())
+    assert units_state["postgresql"]["image"].endswith("/omnileads/postgres:230204.01")
+    assert https_with_tenant_ca(aio12, ip) == "omldeploy aio12 CA"
+    app = health(ip, 8099)
+    assert app["ok"] and all(app["reached"][k]["ok"] for k in ("postgres", "redis", "s3"))
+    assert aio12.settings.text("bucket_access_key") in app["reached"]["s3"]["detail"]  # the app's own key
+    env_mode = sandbox.run("h3", "stat -c %a /etc/default/django.env /etc/omnileads/certs/key.pem").stdout.split()
+    assert env_mode == ["600", "600"]
+
+
+def test_aio_second_run_changes_nothing(aio12: Tenant, instances: Path) -> None:
+    proc = deploy_sh(instances, "install", "aio12")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rec = last_record(aio12)
+    assert rec.outcome == "ok" and rec.changed == 0 and rec.restarted == []
+    assert "nothing changed, nothing restarted" in proc.stdout
+    assert_no_secret(aio12, proc.stdout, proc.stderr)
+
+
+def test_oml_manage_reaches_the_app(aio12: Tenant, sandbox: Sandbox) -> None:
+    sandbox.run("h3", "oml_manage --reset_pass")
+    commands = health(sandbox.host("h3").ip, 8099)["manage_commands"]
+    assert any("cambiar_admin_password" in json.dumps(c) for c in commands)
+    assert sandbox.run("h3", "oml_manage --help").returncode == 0
+
+
+def test_check_shows_masked_diff_and_changes_nothing(aio12: Tenant, sandbox: Sandbox, instances: Path) -> None:
+    before = sandbox.run("h3", "sha256sum /etc/default/django.env /etc/default/kamailio.env").stdout
+    inv = aio12.folder / "inventory.yml"
+    original = inv.read_text()
+    new_pw = "checkmode-" + os.urandom(6).hex()
+    inv.write_text(original.replace(aio12.settings.text("ami_password"), new_pw).replace("shm_size: 64",
+                                                                                          "shm_size: 96"))
+    try:
+        proc = cli(instances, "install", "--tenant", "aio12", "--check")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        out = proc.stdout
+        assert "AMI_PASSWORD=*** (value changed)" in out and "+SHM_SIZE=96" in out
+        assert "would (re)start" in out and "kamailio" in out
+        assert new_pw not in out + proc.stderr and aio12.settings.text("ami_password") not in out
+        assert sandbox.run("h3", "sha256sum /etc/default/django.env /etc/default/kamailio.env").stdout == before
+        assert last_record(aio12).outcome == "check"
+    finally:
+        inv.write_text(original)
+
+
+def test_a_second_operation_on_a_busy_tenant_is_refused(aio12: Tenant, instances: Path) -> None:
+    with tenant_lock(aio12.folder, "aio12", "backup"):
+        proc = cli(instances, "install", "--tenant", "aio12")
+    assert proc.returncode == 4
+    assert "busy" in proc.stderr and "'backup'" in proc.stderr and "pid" in proc.stderr
+
+
+# --------------------------------------------------------------------------- AIO, Debian 13, Quadlet
+
+
+def test_aio_debian13_installs_with_quadlet(sandbox: Sandbox, instances: Path) -> None:
+    h = sandbox.host("h4")
+    assert h.os == "debian13"
+    tenant = write_tenant(instances, "aio13", "aio", sandbox, [h])
+    proc = cli(instances, "install", "--tenant", "aio13")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "quadlet units, podman 5." in proc.stdout
+    listing = sandbox.run("h4", "ls /etc/containers/systemd; ls /etc/systemd/system | grep -c '^nginx.service' || true")
+    assert "nginx.container" in listing.stdout and listing.stdout.strip().endswith("0")
+    assert sandbox.run("h4", "systemctl is-active nginx.service postgresql.service omnileads.service").returncode == 0
+    assert https_with_tenant_ca(tenant, h.ip) == "omldeploy aio13 CA"
+    again = cli(instances, "install", "--tenant", "aio13")
+    assert again.returncode == 0 and last_record(tenant).changed == 0 and last_record(tenant).restarted == []
+
+
+# --------------------------------------------------------------------------- AIT
+
+
+@pytest.fixture(scope="module")
+def ait(sandbox: Sandbox, instances: Path) -> Tenant:
+    tenant = write_tenant(instances, "ait", "ait", sandbox, hosts(sandbox, "h5", "h6", "h7"))
+    proc = cli(instances, "install", "--tenant", "ait")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert_no_secret(tenant, proc.stdout, proc.stderr)
+    return tenant
+
+
+def test_ait_installs_across_three_hosts(ait: Tenant, sandbox: Sandbox, instances: Path) -> None:
+    data, voice, app = hosts(sandbox, "h5", "h6", "h7")
+    status = cli(instances, "status", "--tenant", "ait", "--json")
+    assert status.returncode == 0, status.stdout
+    uwsgi = health(app.ip, 8099)
+    assert data.ip in uwsgi["reached"]["postgres"]["detail"] and data.ip in uwsgi["reached"]["s3"]["detail"]
+    assert health(voice.ip, 7088)["ok"]
+    assert "postgresql" not in sandbox.run("h7", "ls /etc/systemd/system").stdout
+    assert https_with_tenant_ca(ait, app.ip) == "omldeploy ait CA"
+
+
+def test_ait_changing_one_setting_restarts_only_what_uses_it(ait: Tenant, instances: Path) -> None:
+    inv = ait.folder / "inventory.yml"
+    inv.write_text(inv.read_text().replace("shm_size: 64", "shm_size: 128"))
+    proc = cli(instances, "install", "--tenant", "ait")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rec = last_record(ait)
+    # kamailio reads SHM_SIZE; nginx depends on kamailio on the same host and restarts with it
+    assert sorted(rec.restarted) == ["omnileads_app:kamailio", "omnileads_app:nginx"]
+
+
+def _link(sandbox: Sandbox, host: str, up: bool) -> None:
+    veth = sandbox.state.net.host_veth(sandbox.host(host).number)
+    subprocess.run(["ip", "link", "set", veth, "up" if up else "down"], check=True)
+
+
+def test_ait_lost_host_mid_install_fails_cleanly_then_converges(ait: Tenant, sandbox: Sandbox) -> None:
+    """The app host drops off the network once the data host is activated; the run must fail naming
+    it, and a re-run after the link is back must finish the pending restart."""
+    inv = ait.folder / "inventory.yml"
+    inv.write_text(inv.read_text().replace("pkg_size: 8", "pkg_size: 16"))
+    tenant = load_tenant(ait.folder, "ait")
+    lines: list[str] = []
+    cut = threading.Event()
+
+    def progress_say(text: str) -> None:
+        lines.append(text)
+        if "omnileads_voice" in text and "activate" in text and not cut.is_set():
+            _link(sandbox, "h7", up=False)
+            cut.set()
+
+    try:
+        code = converge(tenant, "install", Reporter(say=progress_say, warn=lines.append))
+    finally:
+        _link(sandbox, "h7", up=True)
+    out = "\n".join(lines)
+    assert cut.is_set(), out
+    assert code == 1
+    assert "omnileads_app" in out and "unreachable" in out.lower() and "re-run" in out
+    assert last_record(tenant).outcome == "failed"
+    again: list[str] = []
+    code = converge(tenant, "install", Reporter(say=again.append, warn=again.append))
+    assert code == 0, "\n".join(again)
+    assert "omnileads_app:kamailio" in last_record(tenant).restarted
+    final: list[str] = []
+    assert converge(tenant, "install", Reporter(say=final.append, warn=final.append)) == 0
+    assert last_record(tenant).restarted == []
+
+
+# --------------------------------------------------------------------------- cloud
+
+
+PG_UNIT = """[Unit]
+Description=managed PostgreSQL stand-in (requires SSL)
+[Service]
+ExecStartPre=-/usr/bin/podman rm -f managed-pg
+ExecStart=/usr/bin/podman run --rm --name managed-pg --network=host --env-file=/etc/default/managed-pg.env \
+ -v managed_pg:/var/lib/postgresql/data {image} postgres -c listen_addresses=* -c port=25060
+ExecStop=/usr/bin/podman stop -t 5 managed-pg
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def test_cloud_with_managed_postgres_over_ssl_and_external_bucket(sandbox: Sandbox, sandbox_s3: S3Info,
+                                                                   instances: Path) -> None:
+    app, db = hosts(sandbox, "h8", "h9")
+    admin_pw = "mgd-" + os.urandom(8).hex()
+    sandbox.run("h9", "umask 077; cat > /etc/default/managed-pg.env", input_text=(
+        f"POSTGRES_USER=doadmin\nPOSTGRES_PASSWORD={admin_pw}\nPOSTGRES_DB=defaultdb\nPOSTGRES_SSL=require\n"))
+    sandbox.run("h9", "cat > /etc/systemd/system/managed-pg.service",
+                input_text=PG_UNIT.format(image=sandbox.image_ref("postgres")))
+    sandbox.run("h9", "systemctl daemon-reload && systemctl start managed-pg && "
+                      "for i in $(seq 120); do podman exec managed-pg pg_isready -q -p 25060 && exit 0; "
+                      "sleep 0.5; done; exit 1", timeout=180)
+    s3 = boto3.client("s3", endpoint_url=sandbox_s3.endpoint, aws_access_key_id=sandbox_s3.access_key,
+                      aws_secret_access_key=sandbox_s3.secret_key, region_name="us-east-1",
+                      config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
+    s3.create_bucket(Bucket="cloud-tenant")
+    tenant = write_tenant(instances, "cloud", "aio", sandbox, [app], extra={
+        "postgres_host": db.ip, "postgres_out": True, "postgres_ssl": True, "postgres_port": 25060,
+        "postgres_user": "doadmin", "postgres_password": admin_pw, "postgres_maintenance_db": "defaultdb",
+        "bucket_url": sandbox_s3.endpoint, "bucket_access_key": sandbox_s3.access_key,
+        "bucket_secret_key": sandbox_s3.secret_key, "bucket_name": "cloud-tenant", "callrec_device": "s3",
+    })
+    assert tenant.layout.name == "cloud-aio"
+    proc = cli(instances, "install", "--tenant", "cloud")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    units = sandbox.run("h8", "ls /etc/systemd/system").stdout
+    assert "postgresql.service" not in units and "minio.service" not in units
+    uwsgi = health(app.ip, 8099)
+    assert "ssl true" in uwsgi["reached"]["postgres"]["detail"] and db.ip in uwsgi["reached"]["postgres"]["detail"]
+    assert "cloud-tenant" in uwsgi["reached"]["s3"]["detail"]
+    dbs = sandbox.run("h9", "podman exec managed-pg psql -U doadmin -d defaultdb -p 25060 -tAc "
+                            "\"select datname from pg_database\"").stdout.split()
+    assert "omnileads" in dbs  # created by omldeploy over SSL with the maintenance database
+    assert_no_secret(tenant, proc.stdout, proc.stderr)

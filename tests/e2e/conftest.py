@@ -21,7 +21,7 @@ from omldeploy.sandbox.images.catalog import load_catalog
 from omldeploy.sandbox.s3store import weed_binary
 
 E2E_NAME = "e2e"
-DEFAULT_HOSTS = "debian12,debian13,debian12,debian13,debian12,debian12,debian12,debian12,debian12"
+DEFAULT_HOSTS = "debian12,debian13,debian12,debian13,debian12,debian12,debian12,debian12,debian12,debian12"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

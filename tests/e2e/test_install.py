@@ -275,13 +275,15 @@ def test_cloud_with_managed_postgres_over_ssl_and_external_bucket(sandbox: Sandb
         f"POSTGRES_USER=doadmin\nPOSTGRES_PASSWORD={admin_pw}\nPOSTGRES_DB=defaultdb\nPOSTGRES_SSL=require\n"))
     sandbox.run("h9", "cat > /etc/systemd/system/managed-pg.service",
                 input_text=PG_UNIT.format(image=sandbox.image_ref("postgres")))
-    sandbox.run("h9", "systemctl daemon-reload && systemctl start managed-pg && "
+    sandbox.run("h9", "systemctl stop managed-pg 2>/dev/null; podman volume rm -f managed_pg >/dev/null; "
+                      "systemctl daemon-reload && systemctl start managed-pg && "
                       "for i in $(seq 120); do podman exec managed-pg pg_isready -q -p 25060 && exit 0; "
                       "sleep 0.5; done; exit 1", timeout=180)
     s3 = boto3.client("s3", endpoint_url=sandbox_s3.endpoint, aws_access_key_id=sandbox_s3.access_key,
                       aws_secret_access_key=sandbox_s3.secret_key, region_name="us-east-1",
                       config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
-    s3.create_bucket(Bucket="cloud-tenant")
+    if "cloud-tenant" not in [b["Name"] for b in s3.list_buckets().get("Buckets", [])]:
+        s3.create_bucket(Bucket="cloud-tenant")  # the operator's bucket exists before install
     tenant = write_tenant(instances, "cloud", "aio", sandbox, [app], extra={
         "postgres_host": db.ip, "postgres_out": True, "postgres_ssl": True, "postgres_port": 25060,
         "postgres_user": "doadmin", "postgres_password": admin_pw, "postgres_maintenance_db": "defaultdb",

@@ -267,6 +267,9 @@ def _ansible_env(workdir: Path) -> dict[str, str]:
         "PATH": f"{bindir}:{os.environ.get('PATH', '/usr/bin:/bin')}",
         "ANSIBLE_LIBRARY": str(LIBRARY),
         "ANSIBLE_PIPELINING": "True",
+        # ansible-runner turns host key checking off by default; keep it on (the per-host
+        # ssh_common_args default to StrictHostKeyChecking=accept-new: trust on first use)
+        "ANSIBLE_HOST_KEY_CHECKING": "True",
         "ANSIBLE_SSH_ARGS": "-C -o ControlMaster=auto -o ControlPersist=120s -o ServerAliveInterval=10",
         "ANSIBLE_SSH_RETRIES": "1",
         "ANSIBLE_TIMEOUT": "15",

@@ -6,6 +6,7 @@ so every component of a tenant agrees on where PostgreSQL, Redis and the bucket 
 
 from __future__ import annotations
 
+import shlex
 from typing import TYPE_CHECKING
 
 from omldeploy import __version__
@@ -145,3 +146,25 @@ def omlapp(ctx: Ctx, role: str) -> Env:
         env += [("SURVEY_VERSION", "develop"), ("WALLBOARD_VERSION", "develop"),
                 ("PREMIUM_REPORTS_VERSION", "develop")]
     return env
+
+
+GEXEC = "\\gexec"  # psql: run each result row as a statement (CREATE DATABASE cannot run in a DO block)
+
+
+def database_hooks(ctx: Ctx, env_file: str) -> list[str]:
+    """Create the tenant database (and plperl) if missing — locally or on the managed server — before
+    the first component that uses it starts. A one-shot PostgreSQL client container reads the
+    component's own env file, so no credential is on a command line. Idempotent."""
+    s = ctx.tenant.settings
+    db = s.text("postgres_database")
+    image = ctx.image("postgres")
+    create = (f"SELECT 'CREATE DATABASE \"{db}\"' WHERE NOT EXISTS "
+              f"(SELECT FROM pg_database WHERE datname = '{db}')")
+    script = "printf '%s\\n' " + shlex.quote(create + " " + GEXEC) + " | psql -v ON_ERROR_STOP=1 -q"
+    client = f"podman run --rm --network=host --env-file={env_file}"
+    maint = s.text("postgres_maintenance_db")
+    hooks = [f"{client} -e PGDATABASE={shlex.quote(maint)} {image} sh -c {shlex.quote(script)}"]
+    if not s.has("restore_file_timestamp") and not s.has("upgrade_from_oml_1"):
+        ext = "psql -q -c 'CREATE EXTENSION IF NOT EXISTS plperl' || echo 'plperl is not available' >&2"
+        hooks.append(f"{client} {image} sh -c {shlex.quote(ext)}")
+    return hooks

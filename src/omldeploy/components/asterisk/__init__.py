@@ -51,6 +51,13 @@ class Asterisk(Component):
         ]
         return env
 
+    def pre_start(self, ctx: Ctx) -> list[str]:
+        # Asterisk is the first database client to start on voice/AIO hosts
+        return common.database_hooks(ctx, self.env_file or "")
+
+    def hook_images(self, ctx: Ctx) -> list[str]:
+        return [ctx.image("postgres")]
+
     def volumes(self, ctx: Ctx) -> list[Volume]:
         return [Volume(CUSTOM_DIR, CUSTOM_DIR), Volume("asterisk_logs", "/var/log/asterisk", "rw")]
 

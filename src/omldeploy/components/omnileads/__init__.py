@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import shlex
-
 from omldeploy.components import common
 from omldeploy.components.base import Component, ConfigFile, Health, Port, Volume
 from omldeploy.placement import Ctx
-
-GEXEC = "\\gexec"  # psql: run each result row as a statement (CREATE DATABASE cannot run in a DO block)
 
 
 class Django(Component):
@@ -36,21 +32,7 @@ class Django(Component):
         return vols
 
     def pre_start(self, ctx: Ctx) -> list[str]:
-        """Create the tenant database if missing (locally or on the managed server), using a one-shot
-        PostgreSQL client container with the app's own env file (no credentials on a command line)."""
-        s = ctx.tenant.settings
-        db = s.text("postgres_database")
-        image = ctx.image("postgres")
-        create = (f"SELECT 'CREATE DATABASE \"{db}\"' WHERE NOT EXISTS "
-                  f"(SELECT FROM pg_database WHERE datname = '{db}')")
-        script = "printf '%s\\n' " + shlex.quote(create + " " + GEXEC) + " | psql -v ON_ERROR_STOP=1 -q"
-        client = "podman run --rm --network=host --env-file=/etc/default/django.env"
-        maint = s.text("postgres_maintenance_db")
-        hooks = [f"{client} -e PGDATABASE={shlex.quote(maint)} {image} sh -c {shlex.quote(script)}"]
-        if not s.has("restore_file_timestamp") and not s.has("upgrade_from_oml_1"):
-            ext = "psql -q -c 'CREATE EXTENSION IF NOT EXISTS plperl' || echo 'plperl is not available' >&2"
-            hooks.append(f"{client} {image} sh -c {shlex.quote(ext)}")
-        return hooks
+        return common.database_hooks(ctx, self.env_file or "")
 
     def hook_images(self, ctx: Ctx) -> list[str]:
         return [ctx.image("postgres")]

@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""Benchmark: web-endpoint unavailability during an AIO app upgrade, omldeploy vs the naive order.
+
+Usage (root): PYTHONPATH=src python bench/upgrade_downtime.py [--keep]
+
+A probe thread sends HTTPS GETs to nginx every 50 ms (bounded: it stops with the measurement) and
+records failures (connection errors or HTTP >= 500). Compared in one run on the same host:
+  - `omldeploy upgrade` of omnileads_version A -> B (images pulled first, only changed units restarted
+    in dependency order, each waiting for its health check);
+  - the naive order: stop every unit, pull the new images, start every unit (then wait healthy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import ssl
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))
+
+from tests.e2e.tenants import write_tenant  # noqa: E402
+
+from omldeploy.apply.engine import run_phases  # noqa: E402
+from omldeploy.catalog.releases import images  # noqa: E402
+from omldeploy.inventory import load_tenant  # noqa: E402
+from omldeploy.ops.converge import Reporter, converge  # noqa: E402
+from omldeploy.ops.upgrade import upgrade  # noqa: E402
+from omldeploy.render.build import render_tenant  # noqa: E402
+from omldeploy.sandbox import Sandbox, UpRequest, down, up  # noqa: E402
+from omldeploy.sandbox.images.build import build_and_push  # noqa: E402
+
+
+class Probe:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.ctx = ssl.create_default_context()
+        self.ctx.check_hostname = False
+        self.ctx.verify_mode = ssl.CERT_NONE
+        self.results: list[tuple[float, bool]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + 900  # bounded in time as well
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            ok = False
+            try:
+                with urllib.request.urlopen(self.url, timeout=1, context=self.ctx) as resp:
+                    ok = resp.status < 500
+            except urllib.error.HTTPError as exc:
+                ok = exc.code < 500
+            except OSError:
+                ok = False
+            self.results.append((time.monotonic(), ok))
+            time.sleep(0.05)
+
+    def __enter__(self) -> Probe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def report(self) -> str:
+        failed = sum(1 for _, ok in self.results if not ok)
+        gap = longest = 0.0
+        start = None
+        for t, ok in self.results:
+            if not ok and start is None:
+                start = t
+            elif ok and start is not None:
+                gap = t - start
+                longest = max(longest, gap)
+                start = None
+        if start is not None:
+            longest = max(longest, self.results[-1][0] - start)
+        return f"{failed} failed of {len(self.results)} requests, longest outage {longest:.2f} s"
+
+
+def set_version(path: Path, key: str, tag: str) -> None:
+    path.write_text(re.sub(rf"^(\s+){key}:.*$", rf"\g<1>{key}: '{tag}'", path.read_text(), flags=re.M))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--keep", action="store_true")
+    args = ap.parse_args()
+    st = up(UpRequest(name="benchup", hosts=1, oses=("debian12",), registry=True, s3=False))
+    try:
+        build_and_push(st, only=None)
+        sb = Sandbox(st)
+        inst = Path(tempfile.mkdtemp(prefix="omldeploy-bench-")) / "instances"
+        tenant = write_tenant(inst, "downtime", "aio", sb, [sb.host("h1")])
+        ref = images()["omlapp"]
+        quiet = Reporter(say=lambda _t: None, warn=lambda _t: None)
+        set_version(tenant.inventory_path, "omnileads_version", ref.default)
+        assert converge(load_tenant(tenant.folder), "install", quiet) == 0
+        url = f"https://{sb.host('h1').ip}/"
+
+        set_version(tenant.inventory_path, "omnileads_version", ref.alt)
+        with Probe(url) as probe:
+            t0 = time.monotonic()
+            assert upgrade(load_tenant(tenant.folder), quiet, backup=False) == 0
+            took = time.monotonic() - t0
+        print(f"omldeploy upgrade omlapp {ref.default} -> {ref.alt}: {took:.1f} s; {probe.report()}")
+
+        set_version(tenant.inventory_path, "omnileads_version", ref.default)
+        new = load_tenant(tenant.folder)
+        bundle = render_tenant(new)
+        hb = bundle.hosts[0]
+        units = [u.name + ".service" for u in sorted(hb.units, key=lambda u: u.start_order)]
+        with Probe(url) as probe:
+            t0 = time.monotonic()
+            sb.run("h1", "systemctl stop " + " ".join(reversed(units)), timeout=600)
+            for image in hb.images:
+                sb.run("h1", f"podman pull -q {image} >/dev/null", timeout=600)
+            # the naive way also re-renders everything; let omldeploy write the files, then start all
+            assert converge(new, "install", quiet) == 0
+            while True:
+                result = run_phases(new, bundle, ["status"])
+                state = [u for h in result.hosts.values() for u in (h.status or {}).get("units", [])]
+                if state and all(u["healthy"] for u in state if u["enabled"]):
+                    break
+                time.sleep(0.5)
+            took = time.monotonic() - t0
+        print(f"naive stop all / pull / start all ({ref.alt} -> {ref.default}): {took:.1f} s; {probe.report()}")
+    finally:
+        if not args.keep:
+            down("benchup")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

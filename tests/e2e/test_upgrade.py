@@ -1,0 +1,157 @@
+"""upgrade / rollback / per-component actions on a real AIO host (h10, Debian 12).
+
+The sandbox registry holds every image at two tags (`default` = A, `alt` = B) and a `-broken`
+variant that refuses to start, so upgrades, rollbacks and failed health gates are real.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tests.e2e.tenants import write_tenant
+
+from omldeploy.catalog.releases import images
+from omldeploy.inventory import Tenant
+from omldeploy.inventory.schema import VERSION_KEYS
+from omldeploy.sandbox import Sandbox
+from omldeploy.state import ledger
+
+ROOT = Path(__file__).resolve().parents[2]
+HOST = "h10"
+
+
+def cli(instances: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    return subprocess.run([sys.executable, "-m", "omldeploy", "--instances", str(instances), *args],
+                          capture_output=True, text=True, env=env, timeout=900)
+
+
+def tags(which: str) -> dict[str, str]:
+    out = {}
+    for ref in images().values():
+        if ref.tag_key in VERSION_KEYS:
+            out[ref.tag_key] = ref.default if which == "A" else ref.alt
+    return out
+
+
+def set_versions(tenant: Tenant, versions: dict[str, str]) -> None:
+    inv = tenant.inventory_path
+    text = inv.read_text()
+    for key, tag in versions.items():
+        text = re.sub(rf"^(\s+){key}:.*$", rf"\g<1>{key}: '{tag}'", text, flags=re.M)
+    inv.write_text(text)
+
+
+def running_images(instances: Path, tenant: str) -> dict[str, str]:
+    proc = cli(instances, "status", "--tenant", tenant, "--json")
+    data = json.loads(proc.stdout)
+    assert data["healthy"], proc.stdout
+    return {u["unit"]: u["image"] for h in data["hosts"].values() for u in h["units"]}
+
+
+def unit_starts(sandbox: Sandbox) -> str:
+    return sandbox.run(HOST, "systemctl show -p ActiveEnterTimestamp '*.service' | sort | md5sum; "
+                             "md5sum /etc/default/*.env /etc/systemd/system/*.service | md5sum").stdout
+
+
+def rows(sandbox: Sandbox, tenant: Tenant) -> str:
+    user, db = tenant.settings.text("postgres_user"), tenant.settings.text("postgres_database")
+    return sandbox.run(HOST, f"podman exec oml-postgresql-server psql -U {user} -d {db} -tAc "
+                             "'select count(*), sum(n) from upgrade_probe'").stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def instances(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("e2e-upgrade") / "instances"
+
+
+@pytest.fixture(scope="module")
+def aio(sandbox: Sandbox, instances: Path) -> Tenant:
+    tenant = write_tenant(instances, "upg", "aio", sandbox, [sandbox.host(HOST)])
+    set_versions(tenant, tags("A"))
+    proc = cli(instances, "install", "--tenant", "upg")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    user, db = tenant.settings.text("postgres_user"), tenant.settings.text("postgres_database")
+    sandbox.run(HOST, f"podman exec oml-postgresql-server psql -U {user} -d {db} -c "
+                      "'create table upgrade_probe as select g as n from generate_series(1, 5000) g'")
+    return tenant
+
+
+def test_upgrade_a_to_b_then_rollback(aio: Tenant, sandbox: Sandbox, instances: Path) -> None:
+    before = rows(sandbox, aio)
+    set_versions(aio, tags("B"))
+    proc = cli(instances, "upgrade", "--tenant", "upg", "--no-backup")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "WITHOUT a pre-upgrade backup" in proc.stderr + proc.stdout
+    running = running_images(instances, "upg")
+    b = tags("B")
+    assert running["omnileads"].endswith(f"/omnileads/omlapp:{b['omnileads_version']}")
+    assert running["nginx"].endswith(f"/omnileads/nginx:{b['nginx_version']}")
+    assert running["postgresql"].endswith(f"/omnileads/postgres:{b['postgres_version']}")
+    assert rows(sandbox, aio) == before
+    rec = ledger.read(aio.folder)[-1]
+    assert rec.action == "upgrade" and rec.outcome == "ok" and rec.versions["nginx_version"] == b["nginx_version"]
+
+    listing = cli(instances, "rollback", "--tenant", "upg", "--list")
+    assert listing.returncode == 0 and "upgrade" in listing.stdout and "install" in listing.stdout
+    back = cli(instances, "rollback", "--tenant", "upg")
+    assert back.returncode == 0, back.stdout + back.stderr
+    a = tags("A")
+    running = running_images(instances, "upg")
+    assert running["omnileads"].endswith(f":{a['omnileads_version']}") and running["nginx"].endswith(
+        f":{a['nginx_version']}")
+    assert f"nginx_version: {a['nginx_version']}" in aio.inventory_path.read_text()  # inventory kept in step
+    assert rows(sandbox, aio) == before
+
+
+def test_failed_health_gate_rolls_back_by_itself(aio: Tenant, sandbox: Sandbox, instances: Path) -> None:
+    a = tags("A")
+    set_versions(aio, {**a, "nginx_version": a["nginx_version"] + "-broken"})
+    proc = cli(instances, "upgrade", "--tenant", "upg", "--no-backup")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "nginx.service did not become healthy" in out and "rolling back automatically" in out
+    assert "rolled back: every component runs the previous versions and is healthy" in out
+    running = running_images(instances, "upg")  # asserts healthy
+    assert running["nginx"].endswith(f"/omnileads/nginx:{a['nginx_version']}")
+    assert [r.action for r in ledger.read(aio.folder)[-2:]] == ["upgrade", "rollback"]
+    set_versions(aio, a)
+
+
+def test_missing_tag_stops_nothing_and_changes_nothing(aio: Tenant, sandbox: Sandbox, instances: Path) -> None:
+    a = tags("A")
+    before = unit_starts(sandbox)
+    set_versions(aio, {**a, "omnileads_version": "9.9.9-does-not-exist"})
+    proc = cli(instances, "upgrade", "--tenant", "upg", "--no-backup")
+    set_versions(aio, a)
+    assert proc.returncode == 1
+    assert "cannot pull" in proc.stdout and "refused before anything changed" in proc.stdout
+    assert unit_starts(sandbox) == before
+
+
+def test_per_component_actions_touch_only_their_component(aio: Tenant, sandbox: Sandbox, instances: Path) -> None:
+    def deploy(action: str) -> ledger.Record:
+        proc = cli(instances, action, "--tenant", "upg")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        rec = ledger.read(aio.folder)[-1]
+        assert rec.action == action
+        return rec
+
+    sandbox.run(HOST, "systemctl stop nginx")
+    assert deploy("nginx").restarted == ["omnileads_aio:nginx"]
+    sandbox.run(HOST, "systemctl stop asterisk")
+    assert deploy("voice").restarted == ["omnileads_aio:asterisk"]
+    assert deploy("redis").restarted == []
+    assert deploy("postgres").restarted == []
+    inv = aio.inventory_path
+    inv.write_text(inv.read_text().replace("SCA: 3600", "SCA: 7200"))
+    rec = deploy("app")
+    assert sorted(rec.restarted) == ["omnileads_aio:daphne", "omnileads_aio:nginx", "omnileads_aio:omlcron",
+                                     "omnileads_aio:omnileads"]
+    assert deploy("install").restarted == []

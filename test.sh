@@ -12,6 +12,10 @@ if [ ! -x .venv/bin/pytest ] || [ pyproject.toml -nt .venv/.installed ]; then
   touch .venv/.installed
 fi
 export PATH="$PWD/.venv/bin:$PATH"
+if [ "$(id -u)" = 0 ]; then
+  # a sandbox left by an interrupted run (processes gone, mounts/namespaces left) is cleaned first
+  .venv/bin/omldeploy sandbox down --name e2e >/dev/null 2>&1 || true
+fi
 .venv/bin/ruff check src tests bench
 .venv/bin/mypy --strict src/omldeploy
 exec .venv/bin/python -m pytest "${@:-tests}"

@@ -1,0 +1,98 @@
+"""What the apply engine sends to hosts, checked without hosts."""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from omldeploy.apply.engine import _playbook, phase_steps, tiers
+from omldeploy.apply.select import select
+from omldeploy.render.build import render_tenant
+from tests.unit.conftest import MakeTenant
+
+MODULE = Path(__file__).resolve().parents[3] / "src/omldeploy/apply/ansible/library/omldeploy_host.py"
+
+
+def host_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("omldeploy_host", MODULE)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["omldeploy_host"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_tiers_start_what_others_depend_on(make_tenant: MakeTenant) -> None:
+    assert tiers(make_tenant("ait")) == [["omnileads_data"], ["omnileads_voice"], ["omnileads_app"]]
+    assert tiers(make_tenant("ha")) == [["sql_1", "sql_2"], ["voice_1", "voice_2"], ["app_1", "app_2"],
+                                        ["haproxy_1", "haproxy_2"]]
+
+
+def test_stage_carries_files_and_is_hidden_from_ansible_output(make_tenant: MakeTenant) -> None:
+    tenant = make_tenant("aio", vars={"postgres_password": "stage-secret-123"})
+    bundle = render_tenant(tenant)
+    steps = phase_steps(tenant, bundle, ["stage", "activate"])
+    assert [s.name for s in steps] == ["stage", "activate-0"]
+    stage = steps[0]
+    assert stage.secret and not steps[1].secret
+    files = {f["path"]: f for f in stage.args["omnileads_aio"]["files"]}
+    assert b"stage-secret-123" in base64.b64decode(files["/etc/default/django.env"]["content"])
+    assert files["/etc/default/django.env"]["mode"] == "0600"
+    assert "stage-secret-123" not in json.dumps(steps[1].args)  # activate args carry no secrets
+    play = _playbook(steps)
+    assert play[0]["tasks"][0]["no_log"] is True and play[0]["any_errors_fatal"] is True
+    assert play[0]["tasks"][1]["ansible.builtin.debug"] == {"var": "omldeploy_r0.report"}
+
+
+def test_check_mode_never_activates(make_tenant: MakeTenant) -> None:
+    tenant = make_tenant("ait")
+    steps = phase_steps(tenant, render_tenant(tenant), ["stage", "activate"], check=True)
+    assert [s.name for s in steps] == ["stage"]
+
+
+def test_per_component_selection(make_tenant: MakeTenant) -> None:
+    tenant = make_tenant("ait")
+    sel = select(render_tenant(tenant), "redis")
+    assert [h.host for h in sel.hosts] == ["omnileads_data"]
+    assert {u.name for u in sel.hosts[0].units} == {"redis", "prometheus_redis"}
+    paths = {f.path for f in sel.hosts[0].files}
+    assert "/etc/default/redis.env" in paths and "/etc/default/postgres.env" not in paths
+    assert sel.hosts[0].partial
+    app = select(render_tenant(tenant), "app")
+    assert {u.name for u in app.hosts[0].units} == {"kamailio", "websockets", "omnileads", "daphne", "omlcron",
+                                                    "nginx"}
+
+
+def test_masked_diff_shows_keys_not_values() -> None:
+    mod = host_module()
+    diff = mod.masked_diff("/etc/default/x.env", b"A=1\nPGPASSWORD=old-pass\n", b"A=1\nPGPASSWORD=new-pass\nB=2\n",
+                           True)
+    assert "~ PGPASSWORD=*** (value changed)" in diff and "+ B=***" in diff
+    assert "old-pass" not in diff and "new-pass" not in diff
+    plain = mod.masked_diff("/etc/x.conf", b"a\n", b"b\n", False)
+    assert "-a" in plain and "+b" in plain
+
+
+STYLES = [("auto", (4, 3), "classic"), ("auto", (4, 4), "quadlet"), ("auto", (5, 4), "quadlet"),
+          ("classic", (5, 4), "classic")]
+
+
+@pytest.mark.parametrize(("requested", "version", "style"), STYLES)
+def test_unit_style_by_podman_version(requested: str, version: tuple[int, int], style: str,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    mod = host_module()
+    monkeypatch.setattr(mod, "podman_version", lambda: version)
+    assert mod.select_style(requested)[0] == style
+
+
+def test_quadlet_refused_on_old_podman(monkeypatch: pytest.MonkeyPatch) -> None:
+    mod = host_module()
+    monkeypatch.setattr(mod, "podman_version", lambda: (4, 3))
+    with pytest.raises(RuntimeError, match=r"Quadlet needs 4\.4"):
+        mod.select_style("quadlet")

@@ -119,6 +119,8 @@ _KEYS: list[Key] = [
     Key("email_use_ssl", "bool"),
     Key("email_use_tls", "bool"),
     Key("restore_file_timestamp", "str"),
+    Key("backup_keep", "int", note="retention after each backup: keep the N newest (omldeploy backups)"),
+    Key("backup_keep_days", "int", note="retention after each backup: keep backups younger than D days"),
     Key("scalable_tunings", "marker"),
     Key("video_host", "host", unused=True, note="the seed never read it"),
     Key("backup_bucket", "str", unused=True, note="the seed never read it"),

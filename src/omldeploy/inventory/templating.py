@@ -27,8 +27,23 @@ def _to_bool(value: Any) -> bool:
     return str(value).strip().lower() in ("1", "true", "yes", "on", "y")
 
 
+class _BoundedSandbox(SandboxedEnvironment):
+    """The sandbox plus a cap on arithmetic that could hang validation (`{{ 9**9**9 }}`, `'x' * 10**9`)."""
+
+    intercepted_binops = frozenset(["**", "*"])
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, int) and abs(right) > 64:
+            raise TemplateError("exponent too large in an inventory expression")
+        if operator == "*" and (isinstance(left, str | list) or isinstance(right, str | list)):
+            count = right if isinstance(right, int) else left if isinstance(left, int) else 0
+            if isinstance(count, int) and count > 10_000:
+                raise TemplateError("repetition too large in an inventory expression")
+        return super().call_binop(context, operator, left, right)
+
+
 def _ansible_env() -> SandboxedEnvironment:
-    env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    env = _BoundedSandbox(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
     # The few Ansible filters that inventories use in practice.
     env.filters["bool"] = _to_bool
     env.filters["mandatory"] = lambda v: v

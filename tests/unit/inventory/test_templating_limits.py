@@ -1,0 +1,17 @@
+"""Inventory expressions cannot hang validation with huge arithmetic."""
+
+from __future__ import annotations
+
+import pytest
+
+from omldeploy.inventory.templating import _ENV, TemplateError
+
+
+@pytest.mark.parametrize("expr", ["{{ 2**100000000 }}", "{{ 'x' * 100000000 }}", "{{ [1] * 10**6 }}"])
+def test_huge_results_are_refused(expr: str) -> None:
+    with pytest.raises(TemplateError, match="too large"):
+        _ENV.from_string(expr).render()
+
+
+def test_ordinary_arithmetic_still_works() -> None:
+    assert _ENV.from_string("{{ 2**10 }} {{ 'ab' * 3 }}").render() == "1024 ababab"

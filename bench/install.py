@@ -26,9 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 from tests.e2e.tenants import write_tenant  # noqa: E402
 
-from omldeploy.apply.engine import run_phases  # noqa: E402
 from omldeploy.inventory import Tenant  # noqa: E402
-from omldeploy.ops.converge import Reporter, converge  # noqa: E402
+from omldeploy.ops.converge import Reporter, converge, wait_until_healthy  # noqa: E402
 from omldeploy.render.build import render_tenant  # noqa: E402
 from omldeploy.sandbox import Sandbox, UpRequest, down, up  # noqa: E402
 from omldeploy.sandbox.images.build import build_and_push  # noqa: E402
@@ -53,12 +52,8 @@ def naive_rerun(tenant: Tenant, sandbox: Sandbox, host_of: dict[str, str]) -> fl
     for hb in bundle.hosts:
         names = " ".join(f"{u.name}.service" for u in sorted(hb.units, key=lambda u: u.start_order))
         sandbox.run(host_of[hb.host], f"for u in {names}; do systemctl restart $u; done", timeout=600)
-    while True:
-        result = run_phases(tenant, bundle, ["status"])
-        units = [u for h in result.hosts.values() for u in (h.status or {}).get("units", [])]
-        if units and all(u["healthy"] for u in units if u["enabled"]):
-            return time.monotonic() - t0
-        time.sleep(0.5)
+    wait_until_healthy(tenant)
+    return time.monotonic() - t0
 
 
 def main() -> int:

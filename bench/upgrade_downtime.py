@@ -29,10 +29,9 @@ sys.path.insert(0, str(ROOT))
 
 from tests.e2e.tenants import write_tenant  # noqa: E402
 
-from omldeploy.apply.engine import run_phases  # noqa: E402
 from omldeploy.catalog.releases import images  # noqa: E402
 from omldeploy.inventory import load_tenant  # noqa: E402
-from omldeploy.ops.converge import Reporter, converge  # noqa: E402
+from omldeploy.ops.converge import Reporter, converge, wait_until_healthy  # noqa: E402
 from omldeploy.ops.upgrade import upgrade  # noqa: E402
 from omldeploy.render.build import render_tenant  # noqa: E402
 from omldeploy.sandbox import Sandbox, UpRequest, down, up  # noqa: E402
@@ -126,12 +125,7 @@ def main() -> int:
                 sb.run("h1", f"podman pull -q {image} >/dev/null", timeout=600)
             # the naive way also re-renders everything; let omldeploy write the files, then start all
             assert converge(new, "install", quiet) == 0
-            while True:
-                result = run_phases(new, bundle, ["status"])
-                state = [u for h in result.hosts.values() for u in (h.status or {}).get("units", [])]
-                if state and all(u["healthy"] for u in state if u["enabled"]):
-                    break
-                time.sleep(0.5)
+            wait_until_healthy(new)
             took = time.monotonic() - t0
         print(f"naive stop all / pull / start all ({ref.alt} -> {ref.default}): {took:.1f} s; {probe.report()}")
     finally:

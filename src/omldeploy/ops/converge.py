@@ -186,6 +186,19 @@ def _table(reporter: Reporter, headers: tuple[str, ...], rows: list[tuple[str, .
         reporter.line(fmt.format(*r).rstrip())
 
 
+def wait_until_healthy(tenant: Tenant, timeout: float = 300.0) -> float:
+    """Poll `status` until every enabled unit of every host is healthy; seconds waited (TimeoutError)."""
+    bundle = render_tenant(tenant)
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        result = run_phases(tenant, bundle, ["status"])
+        units = [u for h in result.hosts.values() for u in (h.status or {}).get("units", [])]
+        if result.ok and units and all(u["healthy"] for u in units if u["enabled"]):
+            return time.monotonic() - t0
+        time.sleep(0.5)
+    raise TimeoutError(f"tenant {tenant.name} not healthy after {timeout:.0f}s")
+
+
 def status(tenant: Tenant, reporter: Reporter, as_json: bool = False) -> tuple[int, dict[str, Any]]:
     bundle = render_tenant(tenant)
     reporter.redact = redactor(tenant)

@@ -14,7 +14,6 @@ from omldeploy.cli.output import Console
 from omldeploy.inventory.schema import VERSION_KEYS
 from omldeploy.ops import upgrade as upgrade_op
 from omldeploy.ops.converge import Reporter, converge, status
-from omldeploy.state.lock import TenantBusy
 
 # Every action the seed's deploy.sh accepts (seed and HEAD), with a one-line description.
 SEED_ACTIONS: dict[str, str] = {
@@ -109,27 +108,15 @@ def _reporter(args: argparse.Namespace) -> Reporter:
 
 def _converge(action: str) -> Handler:
     def handler(args: argparse.Namespace) -> int:
-        tenant = context.load(args)
-        try:
-            return converge(tenant, action, _reporter(args), check=bool(args.check))
-        except TenantBusy as exc:
-            Console().error(f"{exc}; wait for it to finish (nothing was done)")
-            return 4
+        return converge(context.load(args), action, _reporter(args), check=bool(args.check))
 
     return handler
 
 
 def _upgrade(args: argparse.Namespace) -> int:
     tenant = context.load(args)
-    try:
-        return upgrade_op.upgrade(tenant, _reporter(args), release=args.release, backup=not args.no_backup,
-                                  rollback=not args.no_rollback)
-    except upgrade_op.UpgradeError as exc:
-        Console().error(f"{exc}; nothing was done")
-        return 2
-    except TenantBusy as exc:
-        Console().error(f"{exc}; wait for it to finish (nothing was done)")
-        return 4
+    return upgrade_op.upgrade(tenant, _reporter(args), release=args.release, backup=not args.no_backup,
+                              rollback=not args.no_rollback)
 
 
 def _rollback(args: argparse.Namespace) -> int:
@@ -142,14 +129,7 @@ def _rollback(args: argparse.Namespace) -> int:
                 for n, r in upgrade_op.history(tenant.folder)]
         console.table(("#", "deployed", "by", "omlapp", "other versions"), rows, indent="")
         return 0
-    try:
-        return upgrade_op.rollback(tenant, _reporter(args), to=args.to, with_data=args.with_data)
-    except upgrade_op.UpgradeError as exc:
-        console.error(f"{exc}; nothing was done")
-        return 2
-    except TenantBusy as exc:
-        console.error(f"{exc}; wait for it to finish (nothing was done)")
-        return 4
+    return upgrade_op.rollback(tenant, _reporter(args), to=args.to, with_data=args.with_data)
 
 
 def _status(args: argparse.Namespace) -> int:

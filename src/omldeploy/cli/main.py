@@ -16,6 +16,8 @@ from omldeploy import __version__
 from omldeploy.cli import actions, inspect, tenants
 from omldeploy.cli.output import Console
 from omldeploy.inventory.problems import InventoryError
+from omldeploy.ops.upgrade import UpgradeError
+from omldeploy.state.lock import TenantBusy
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_UNAVAILABLE, EXIT_BUSY, EXIT_BUG = 0, 1, 2, 3, 4, 70
 
@@ -64,6 +66,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except InventoryError as exc:
         console.problems(exc.problems)
+        return EXIT_INPUT
+    except TenantBusy as exc:
+        console.error(f"{exc}; wait for it to finish (nothing was done)")
+        return EXIT_BUSY
+    except UpgradeError as exc:
+        console.error(f"{exc}; nothing was done")
         return EXIT_INPUT
     except KeyboardInterrupt:
         console.error("interrupted")

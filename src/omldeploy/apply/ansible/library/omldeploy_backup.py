@@ -29,6 +29,7 @@ ops (argument `op`):
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import hmac
@@ -133,7 +134,7 @@ class S3:
         return urllib.parse.quote(path, safe="/~")
 
     def _headers(self, method: str, path: str, query: dict[str, str], payload_hash: str) -> dict[str, str]:
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         amzdate = now.strftime("%Y%m%dT%H%M%SZ")
         day = amzdate[:8]
         host = f"{self.bucket}.{self.host}" if self.virtual else self.host
@@ -258,14 +259,21 @@ class S3:
 
     def stream(self, key: str) -> Iterator[bytes]:
         resp = self.open("GET", key)
+        finished = False
         try:
             while True:
                 chunk = resp.read(CHUNK)
                 if not chunk:
+                    finished = True
                     return
                 yield chunk
         finally:
             resp.close()
+            if not finished:  # a half-read response leaves the connection unusable
+                conn = getattr(self._local, "conn", None)
+                if conn is not None:
+                    conn.close()
+                self._local.conn = None
 
 
 def _local(tag: str) -> str:
@@ -344,16 +352,17 @@ class Upload:
     def abort(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
         if self.upload_id:
-            try:
+            with contextlib.suppress(OpError):
                 self.s3.request("DELETE", self.key, {"uploadId": self.upload_id}, ok=(200, 204), retries=1)
-            except OpError:
-                pass
 
 
 # ============================================================================ PostgreSQL access
 
 def pg_argv(db: dict[str, Any], tool: str, args: list[str], interactive: bool = True) -> list[str]:
-    """Command line for a PostgreSQL client tool; no credential in it (see the module docstring)."""
+    """Command line for a PostgreSQL client tool; no credential in it (see the module docstring).
+    Mode "local" runs the tools found on PATH with the connection from the PG* environment."""
+    if db["mode"] == "local":
+        return [tool, *args]
     if db["mode"] == "exec":
         inner = 'PGUSER="${POSTGRES_USER:-postgres}" PGPASSWORD="${POSTGRES_PASSWORD:-}" exec "$@"'
         return ["podman", "exec", *(["-i"] if interactive else []), db["container"], "sh", "-c", inner, "sh",
@@ -408,10 +417,8 @@ class Progress:
         os.replace(tmp, self.path)
 
     def done(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(self.path)
-        except OSError:
-            pass
 
 
 class Tail:
@@ -551,7 +558,7 @@ def _dump(s3: S3, p: dict[str, Any]) -> dict[str, Any]:
 
 
 def _upload_dir(s3: S3, root: str, prefix: str) -> list[dict[str, Any]]:
-    out = []
+    out: list[dict[str, Any]] = []
     if not os.path.isdir(root):
         return out
     for dirpath, dirnames, filenames in os.walk(root):
@@ -776,10 +783,8 @@ def op_restore_db(p: dict[str, Any]) -> dict[str, Any]:
         stats = psql(db, "SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname NOT IN "
                          "('pg_catalog','information_schema');", database=scratch).strip()
     except BaseException:
-        try:
+        with contextlib.suppress(OpError):
             psql(db, f"DROP DATABASE IF EXISTS {ident(scratch)};\n")
-        except OpError:
-            pass
         raise
     finally:
         progress.done()
@@ -867,6 +872,11 @@ def op_swap_files(p: dict[str, Any]) -> dict[str, Any]:
     return {"restored": sorted(os.listdir(target)), "previous_kept_in": kept}
 
 
+def op_unstage(p: dict[str, Any]) -> dict[str, Any]:
+    shutil.rmtree(p["staging"], ignore_errors=True)
+    return {"removed": p["staging"]}
+
+
 def op_units(p: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"stopped": [], "reloaded": []}
     for unit in p.get("stop", []):
@@ -895,7 +905,8 @@ def op_delete(p: dict[str, Any]) -> dict[str, Any]:
 OPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "probe": op_probe, "backup": op_backup, "put_json": op_put_json, "catalog": op_catalog, "verify": op_verify,
     "inspect": op_inspect, "restore_db": op_restore_db, "swap_db": op_swap_db, "drop_scratch": op_drop_scratch,
-    "stage_files": op_stage_files, "swap_files": op_swap_files, "units": op_units, "delete": op_delete,
+    "stage_files": op_stage_files, "unstage": op_unstage, "swap_files": op_swap_files, "units": op_units,
+    "delete": op_delete,
 }
 
 

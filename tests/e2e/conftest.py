@@ -40,6 +40,8 @@ def sandbox() -> Iterator[Sandbox]:
     """The session sandbox, up with registry, S3 store and all test images pushed."""
     wanted = os.environ.get("OMLDEPLOY_E2E_HOSTS", DEFAULT_HOSTS)
     oses = tuple(x.strip() for x in wanted.split(",") if x.strip())
+    if os.environ.get("OMLDEPLOY_E2E_KEEP") != "1":
+        down(E2E_NAME)  # fresh hosts every session: nothing left over from an interrupted run
     # on a cold cache the image layers build while the hosts' root filesystems build
     with ThreadPoolExecutor(max_workers=1) as pool:
         layers = pool.submit(lambda: (ensure_base_layer(), weed_binary()))

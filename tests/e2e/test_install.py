@@ -214,6 +214,25 @@ def test_ait_changing_one_setting_restarts_only_what_uses_it(ait: Tenant, instan
     assert sorted(rec.restarted) == ["omnileads_app:kamailio", "omnileads_app:nginx"]
 
 
+def test_ait_per_component_actions_and_status(ait: Tenant, sandbox: Sandbox, instances: Path) -> None:
+    sandbox.run("h7", "systemctl stop nginx")
+    status = cli(instances, "status", "--tenant", "ait")
+    assert status.returncode == 1 and "NOT healthy" in status.stdout and "nginx" in status.stdout
+    for action, stop, expected in (("nginx", None, ["omnileads_app:nginx"]),
+                                   ("redis", None, []),
+                                   ("postgres", None, []),
+                                   ("voice", ("h6", "asterisk"), ["omnileads_voice:asterisk"]),
+                                   ("app", None, [])):
+        if stop:
+            sandbox.run(stop[0], f"systemctl stop {stop[1]}")
+        proc = deploy_sh(instances, action, "ait")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        rec = last_record(ait)
+        assert rec.action == action and rec.restarted == expected, (action, rec.restarted)
+    assert last_record(ait).hosts == ["omnileads_app"]
+    assert cli(instances, "status", "--tenant", "ait").returncode == 0
+
+
 def _link(sandbox: Sandbox, host: str, up: bool) -> None:
     veth = sandbox.state.net.host_veth(sandbox.host(host).number)
     subprocess.run(["ip", "link", "set", veth, "up" if up else "down"], check=True)

@@ -78,11 +78,29 @@ def _plan_hosts(st: SandboxState, req: UpRequest) -> list[HostState]:
     return new
 
 
+INOTIFY_INSTANCES = 4096
+
+
+def raise_inotify_limits() -> None:
+    """Each test host runs its own systemd, journald, udev... and they all share the machine's
+    per-user inotify instance limit (default 128): past ~10 hosts, boots fail with "Failed to create
+    inotify object: Too many open files". Raise it (never lower it); it is a controller-only setting."""
+    path = Path("/proc/sys/fs/inotify/max_user_instances")
+    try:
+        current = int(path.read_text().strip())
+        if current < INOTIFY_INSTANCES:
+            path.write_text(str(INOTIFY_INSTANCES))
+            say(f"raised fs.inotify.max_user_instances from {current} to {INOTIFY_INSTANCES} for the test hosts")
+    except (OSError, ValueError) as exc:
+        say(f"could not raise fs.inotify.max_user_instances ({exc}); many hosts may fail to boot")
+
+
 def up(req: UpRequest) -> SandboxState:
     """Create/boot the sandbox described by `req` and wait until every host is ready."""
     require_root()
     paths.check_name(req.name)
     consume_clock_warp()
+    raise_inotify_limits()
     st = _new_state(req.name)
     net = st.net
     new_hosts = _plan_hosts(st, req)

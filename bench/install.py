@@ -61,7 +61,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--keep", action="store_true", help="leave the bench sandbox running")
     args = ap.parse_args()
-    st = up(UpRequest(name="bench", hosts=4, oses=("debian12",), registry=True, s3=False))
+    st = up(UpRequest(name="bench-install", hosts=4, oses=("debian12",), registry=True, s3=False))
     try:
         build_and_push(st, only=None)
         sb = Sandbox(st)
@@ -81,7 +81,7 @@ def main() -> int:
               f"({', '.join(f'{t:.1f}' for t in naive)})")
     finally:
         if not args.keep:
-            down("bench")
+            down("bench-install")
     return 0
 
 

@@ -94,7 +94,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
-    st = up(UpRequest(name="benchup", hosts=1, oses=("debian12",), registry=True, s3=False))
+    st = up(UpRequest(name="bench-upgrade", hosts=1, oses=("debian12",), registry=True, s3=False))
     try:
         build_and_push(st, only=None)
         sb = Sandbox(st)
@@ -130,7 +130,7 @@ def main() -> int:
         print(f"naive stop all / pull / start all ({ref.alt} -> {ref.default}): {took:.1f} s; {probe.report()}")
     finally:
         if not args.keep:
-            down("benchup")
+            down("bench-upgrade")
     return 0
 
 

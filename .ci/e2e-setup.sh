@@ -7,10 +7,12 @@
 #   iproute2            network namespaces, bridge and veths
 #   openssh-client      the controller side of SSH (and ssh-keygen for host/controller keys)
 #   tar, ca-certificates, curl: image layers, HTTPS to the Debian mirror, debugging
+#   postgresql-15       the integration tier's real PostgreSQL (tests start their own server from
+#                       /usr/lib/postgresql/15/bin on a free loopback port; the packaged cluster is unused)
 # Podman is NOT needed on the controller: the hosts have their own, and the test images are
 # assembled and pushed by Python (omldeploy.sandbox.images).
 set -euo pipefail
-PKGS=(debootstrap systemd-container docker-registry iproute2 openssh-client tar ca-certificates curl)
+PKGS=(debootstrap systemd-container docker-registry iproute2 openssh-client tar ca-certificates curl postgresql-15)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -62,7 +62,7 @@ def generate(sb: Sandbox, size_mb: int) -> int:
         if size >= size_mb * 1_000_000:
             psql(sb, "VACUUM ANALYZE")
             return int(psql(sb, "SELECT pg_database_size(current_database())"))
-        lo, hi = batch * 500_000 + 1, (batch + 1) * 500_000
+        lo, hi = batch * 250_000 + 1, (batch + 1) * 250_000
         psql(sb, f"INSERT INTO bench_contacts SELECT g, '+54351' || lpad(g::text, 8, '0'), 'contact ' || md5(g::text),"
                  f" jsonb_build_object('campaign', g % 97, 'h', md5((g * 7)::text)) FROM generate_series({lo}, {hi}) g;"
                  f"INSERT INTO bench_calls (contact, agent, started, secs, disposition, note) SELECT g, g % 300,"
@@ -125,7 +125,7 @@ def main_bench() -> int:
             ("omldeploy restore (end to end, incl. restart+health)", ours_restore, raw_restore),
         ]
         print(f"\ndatabase {human_size(db_bytes)}, raw dump {human_size(dump_bytes)}, "
-              f"omldeploy dump {human_size(our_dump_bytes)} (host: sandbox Debian 12, 2 vCPU controller)")
+              f"omldeploy backup objects {human_size(our_dump_bytes)} (sandbox Debian 12 host)")
         print(f"{'step':<54} {'seconds':>8} {'DB MB/s':>8} {'dump MB/s':>9} {'ratio':>6}")
         for name, secs, ref in rows:
             ratio = f"{secs / ref:.2f}" if ref else ""

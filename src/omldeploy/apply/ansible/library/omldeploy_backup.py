@@ -915,7 +915,10 @@ def main() -> None:
         argument_spec={
             "op": {"type": "str", "required": True, "choices": sorted(OPS)},
             "tenant": {"type": "str", "required": True},
-            "s3": {"type": "dict", "no_log": True},
+            "s3": {"type": "dict"},  # endpoint, region, bucket, access_key, verify_tls
+            # only the secret is no_log: Ansible masks every occurrence of a no_log value in the result,
+            # which would also hide the endpoint and bucket name from error messages
+            "s3_secret_key": {"type": "str", "no_log": True},
             "db": {"type": "dict"},
             "files": {"type": "dict"},
             "format": {"type": "str", "default": "custom"},
@@ -937,7 +940,9 @@ def main() -> None:
             "media": {"type": "bool", "default": False},
         },
     )
-    p = module.params
+    p = dict(module.params)
+    if p.get("s3") is not None:
+        p["s3"] = {**p["s3"], "secret_key": p.get("s3_secret_key") or ""}
     if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*$", p["tenant"]):
         module.fail_json(msg="bad tenant name", report={"failed": True})
     try:

@@ -1,0 +1,341 @@
+"""backup, backups list|verify|prune: the controller side (the host side is the omldeploy_backup module).
+
+A backup is: the tenant database dumped (custom format by default) and streamed to the bucket from the
+host that reaches PostgreSQL, the Asterisk custom files uploaded from the voice host, then a manifest
+with sizes and sha256 of every object. The manifest is written last, so a backup without one never
+passes for complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from omldeploy import __version__
+from omldeploy.apply.engine import RunResult, Step, run_steps
+from omldeploy.backup import catalog, layout, manifest, retention
+from omldeploy.backup.progress import Bar, Poller
+from omldeploy.backup.target import CUSTOM_DIR, Target, TargetError, resolve
+from omldeploy.inventory.model import Tenant
+from omldeploy.ops.converge import Reporter, redactor
+from omldeploy.render.build import render_tenant
+from omldeploy.state import ledger
+from omldeploy.state.lock import tenant_lock
+from omldeploy.state.runlog import RunLog
+
+MODULE = "omldeploy_backup"
+EXIT_OK, EXIT_FAILED, EXIT_INPUT = 0, 1, 2
+
+
+class OpFailed(Exception):
+    """A step failed on a host; the message is for the operator (secrets are redacted on output)."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class Session:
+    tenant: Tenant
+    target: Target
+    reporter: Reporter
+
+    def step(self, name: str, calls: dict[str, dict[str, Any]], progress_host: str | None = None
+             ) -> dict[str, dict[str, Any]]:
+        """Run one module call per host (in parallel); raise OpFailed naming the host on any failure."""
+        public = {k: v for k, v in self.target.s3.items() if k != "secret_key"}
+        args = {h: {"tenant": self.tenant.name, "s3": public, "s3_secret_key": self.target.s3["secret_key"], **a}
+                for h, a in calls.items()}
+        with self._progress(progress_host):
+            result = run_steps(self.tenant, [Step(name, MODULE, args, secret=True)],
+                               stdout=self.reporter.ansible)
+        return self.reports(name, result)
+
+    def reports(self, name: str, result: RunResult) -> dict[str, dict[str, Any]]:
+        errors = []
+        for h in result.hosts.values():
+            if h.unreachable:
+                errors.append(f"host {h.host} is unreachable over SSH: {h.error}")
+            elif h.error:
+                errors.append(f"{h.host}: {h.error}")
+        if result.aborted and not errors:
+            errors.append(result.aborted)
+        if errors:
+            raise OpFailed("; ".join(errors))
+        return {h: r.reports.get(name, {}) for h, r in result.hosts.items()}
+
+    @contextlib.contextmanager
+    def _progress(self, host: str | None) -> Iterator[None]:
+        if host is None:
+            yield
+            return
+        bar = Bar(host, self.reporter.line)
+        with Poller(self.tenant.host(host), self.tenant.name, bar):
+            try:
+                yield
+            finally:
+                bar.finish()
+
+
+def open_session(tenant: Tenant, reporter: Reporter) -> Session:
+    reporter.redact = redactor(tenant)
+    try:
+        target = resolve(tenant, render_tenant(tenant))
+    except TargetError as exc:
+        raise OpFailed(str(exc), EXIT_INPUT) from None
+    return Session(tenant, target, reporter)
+
+
+@contextlib.contextmanager
+def logged(tenant: Tenant, reporter: Reporter, action: str) -> Iterator[None]:
+    """A run log for this operation, unless an enclosing one (upgrade -> backup) already writes one."""
+    if reporter.log is not None:
+        yield
+        return
+    reporter.log = RunLog(tenant.folder, action, reporter.redact)
+    try:
+        yield
+    finally:
+        reporter.line(f"log: {reporter.log.path}")
+        reporter.log.close()
+        reporter.log = None
+
+
+# ----------------------------------------------------------------------------- backup
+
+def backup(tenant: Tenant, reporter: Reporter, *, fmt: str = "custom", verify: bool = False,
+           backup_id: str | None = None) -> int:
+    return run_backup(tenant, reporter, fmt=fmt, verify=verify, backup_id=backup_id)[0]
+
+
+def backup_for_upgrade(tenant: Tenant, reporter: Reporter) -> tuple[str | None, int]:
+    """The pre-upgrade backup (called by ops/upgrade.py under its lock): (backup id, exit code)."""
+    code, bid = run_backup(tenant, reporter, fmt="custom", verify=False)
+    return (bid if code == 0 else None), code
+
+
+def restore_for_rollback(tenant: Tenant, reporter: Reporter, backup_id: str) -> int:
+    """`rollback --with-data`: restore the backup taken before the upgrade being rolled back."""
+    from omldeploy.ops.restore import restore
+
+    return restore(tenant, reporter, backup_id)
+
+
+def run_backup(tenant: Tenant, reporter: Reporter, *, fmt: str = "custom", verify: bool = False,
+               backup_id: str | None = None) -> tuple[int, str | None]:
+    try:
+        sess = open_session(tenant, reporter)
+    except OpFailed as exc:
+        reporter.line(f"FAILED: {exc}")
+        return exc.code, None
+    t = sess.target
+    started_iso = ledger.now()
+    with tenant_lock(tenant.folder, tenant.name, "backup"), logged(tenant, reporter, "backup"):
+        t0 = time.time()
+        bid = backup_id or layout.new_id(t0)
+        reporter.line(f"backup {bid} of tenant {tenant.name} ({tenant.layout.describe()}) to {t.where}")
+        reporter.line(f"  database '{t.db['database']}' from {t.db_host} ({_access(t)}), {fmt} format; "
+                      f"Asterisk files from {t.files_host or '(no voice host)'}:{CUSTOM_DIR}")
+        try:
+            existing = sess.step("inspect", {t.db_host: {"op": "inspect", "ts": bid}})[t.db_host]
+            if existing.get("manifest") or existing.get("dump"):
+                raise OpFailed(f"a backup with id {bid} already exists in the bucket", EXIT_INPUT)
+            calls: dict[str, dict[str, Any]] = {
+                t.db_host: {"op": "backup", "db": t.db, "format": fmt, "dump_key": layout.dump_key(bid, fmt)}}
+            if t.files_host:
+                files = {"dir": CUSTOM_DIR, "prefix": layout.files_prefix(bid)}
+                calls.setdefault(t.files_host, {"op": "backup"})["files"] = files
+            reports = sess.step("backup", calls, progress_host=t.db_host)
+            objects = [o for h in calls for o in reports[h].get("objects", [])]
+            dbr = reports[t.db_host]
+            duration = time.time() - t0
+            doc = manifest.build(backup_id=bid, tenant=tenant.name, layout=tenant.layout.name,
+                                 versions=dict(tenant.versions), images=t.images, db=dbr, objects=objects,
+                                 started=t0, duration=duration, dump_format=fmt, db_mode=t.db["mode"],
+                                 files_host=t.files_host, files_dir=CUSTOM_DIR)
+            sess.step("manifest", {t.db_host: {"op": "put_json", "key": layout.manifest_key(bid), "document": doc}})
+        except OpFailed as exc:
+            reporter.line(f"FAILED: backup {bid}: {exc}")
+            reporter.line("  nothing usable was written: a backup without manifest.json is never offered for "
+                          "restore (`omldeploy backups prune` removes leftovers)")
+            _record(tenant, "backup", "failed", started_iso, t0, {"id": bid}, str(exc))
+            return exc.code, None
+        dump = manifest.dump_object(doc) or {}
+        rate = dump.get("size", 0) / 1e6 / max(dbr.get("dump_seconds") or duration, 0.001)
+        reporter.line(f"  {dump.get('key')}: {catalog.human_size(int(dump.get('size', 0)))} in "
+                      f"{dbr.get('dump_seconds')}s ({rate:.1f} MB/s), PostgreSQL {dbr.get('server_version')}, "
+                      f"sha256 {str(dump.get('sha256'))[:16]}…")
+        reporter.line(f"  {doc['asterisk']['files']} Asterisk file(s) under {layout.files_prefix(bid)}")
+        reporter.line(f"backup {bid} done in {duration:.1f}s: {len(objects)} object(s), "
+                      f"{catalog.human_size(doc['total_bytes'])}, manifest {layout.manifest_key(bid)}")
+        code = EXIT_OK
+        if verify:
+            code = _verify_ids(sess, [bid], {bid: doc})
+        _record(tenant, "backup", "ok" if code == 0 else "failed", started_iso, t0,
+                {"id": bid, "bytes": doc["total_bytes"], "objects": len(objects)}, "")
+        if code == 0:
+            code = _scheduled_retention(sess)
+        return code, bid
+
+
+def _access(t: Target) -> str:
+    if t.db["mode"] == "exec":
+        return f"podman exec {t.db['container']}"
+    return f"client container with {t.db['env_file']}"
+
+
+def _record(tenant: Tenant, action: str, outcome: str, started: str, t0: float, extra: dict[str, Any],
+            detail: str) -> None:
+    ledger.append(tenant.folder, ledger.Record(action=action, outcome=outcome, started=started,
+                                               duration=round(time.time() - t0, 1), versions=dict(tenant.versions),
+                                               hosts=[], detail=detail, extra=extra))
+
+
+def _scheduled_retention(sess: Session) -> int:
+    s = sess.tenant.settings
+    keep = s.num("backup_keep") if s.has("backup_keep") else None
+    days = float(s.num("backup_keep_days")) if s.has("backup_keep_days") else None
+    if keep is None and days is None:
+        return EXIT_OK
+    sess.reporter.line(f"retention from the inventory (backup_keep={keep}, backup_keep_days={days}):")
+    return _prune(sess, keep, days, yes=True)
+
+
+# ----------------------------------------------------------------------------- list
+
+def fetch_catalog(sess: Session) -> tuple[list[catalog.Entry], dict[str, Any], int]:
+    t = sess.target
+    rep = sess.step("catalog", {t.db_host: {"op": "catalog", "media": True}})[t.db_host]
+    return catalog.build(rep.get("objects", []), rep.get("documents", {})), rep.get("documents", {}), \
+        int(rep.get("media_root_objects", 0))
+
+
+def list_backups(tenant: Tenant, reporter: Reporter) -> tuple[int, list[catalog.Entry], int]:
+    try:
+        sess = open_session(tenant, reporter)
+        entries, _, media = fetch_catalog(sess)
+    except OpFailed as exc:
+        reporter.line(f"FAILED: {exc}")
+        return exc.code, [], 0
+    return EXIT_OK, entries, media
+
+
+# ----------------------------------------------------------------------------- verify
+
+def verify(tenant: Tenant, reporter: Reporter, backup_id: str | None = None) -> int:
+    try:
+        sess = open_session(tenant, reporter)
+    except OpFailed as exc:
+        reporter.line(f"FAILED: {exc}")
+        return exc.code
+    with tenant_lock(tenant.folder, tenant.name, "backups-verify"), logged(tenant, reporter, "backups-verify"):
+        try:
+            entries, docs, _ = fetch_catalog(sess)
+            if backup_id is not None:
+                chosen = [e for e in entries if e.id == backup_id]
+                if not chosen:
+                    raise OpFailed(f"no backup {backup_id} in {sess.target.where}; "
+                                   f"known: {', '.join(e.id for e in entries[-10:]) or 'none'}", EXIT_INPUT)
+            else:
+                chosen = [e for e in entries if e.kind != "incomplete"]
+                if not chosen:
+                    reporter.line(f"no backups in {sess.target.where}")
+                    return EXIT_OK
+            ids = [e.id for e in chosen]
+            return _verify_ids(sess, ids, {i: docs.get(layout.manifest_key(i)) for i in ids})
+        except OpFailed as exc:
+            reporter.line(f"FAILED: {exc}")
+            return exc.code
+
+
+def objects_to_check(sess: Session, bid: str, doc: Any) -> list[dict[str, Any]]:
+    if isinstance(doc, dict):
+        bad = manifest.problems(doc)
+        if bad:
+            raise OpFailed(f"backup {bid}: manifest unusable: {'; '.join(bad)}")
+        return [dict(o) for o in doc["objects"]]
+    t = sess.target
+    rep = sess.step("inspect", {t.db_host: {"op": "inspect", "ts": bid}})[t.db_host]
+    out = []
+    if rep.get("dump"):
+        out.append(rep["dump"])
+    out += rep.get("files", [])
+    return out
+
+
+def _verify_ids(sess: Session, ids: list[str], docs: dict[str, Any]) -> int:
+    t = sess.target
+    failed = 0
+    for bid in ids:
+        objects = objects_to_check(sess, bid, docs.get(bid))
+        if not objects:
+            sess.reporter.line(f"backup {bid}: FAILED: no objects found")
+            failed += 1
+            continue
+        rep = sess.step("verify", {t.db_host: {"op": "verify", "db": t.db, "objects": objects}},
+                        progress_host=t.db_host)[t.db_host]
+        results = rep.get("results", [])
+        ok = bool(rep.get("ok"))
+        for r in results:
+            if not r.get("ok"):
+                sess.reporter.line(f"backup {bid}: FAILED {r['key']}: {r.get('error')}")
+        dump = next((r for r in results if r.get("format") in ("custom", "plain")), None)
+        what = ""
+        if dump and dump.get("ok"):
+            what = (f"; dump readable ({dump['format']}"
+                    + (f", {dump['toc_entries']} TOC entries" if dump.get("toc_entries") else "") + ")")
+        checked = sum(1 for r in results if r.get("checked_sha"))
+        sess.reporter.line(f"backup {bid}: {'ok' if ok else 'FAILED'}: {len(results)} object(s) re-read, "
+                           f"{checked} sha256 checked against the manifest{what}")
+        record = {"ok": ok, "epoch": int(time.time()), "verified_at": ledger.now(), "tool_version": __version__,
+                  "results": [{k: r.get(k) for k in ("key", "ok", "error", "size", "sha256")} for r in results]}
+        if isinstance(docs.get(bid), dict):  # seed backups stay untouched: we only annotate our own
+            sess.step("verifyrecord", {t.db_host: {"op": "put_json", "key": layout.verify_key(bid),
+                                                   "document": record}})
+        failed += 0 if ok else 1
+    return EXIT_OK if failed == 0 else EXIT_FAILED
+
+
+# ----------------------------------------------------------------------------- prune
+
+def prune(tenant: Tenant, reporter: Reporter, *, keep: int | None, keep_days: float | None, yes: bool) -> int:
+    try:
+        sess = open_session(tenant, reporter)
+    except OpFailed as exc:
+        reporter.line(f"FAILED: {exc}")
+        return exc.code
+    with tenant_lock(tenant.folder, tenant.name, "backups-prune"), logged(tenant, reporter, "backups-prune"):
+        return _prune(sess, keep, keep_days, yes)
+
+
+def _prune(sess: Session, keep: int | None, keep_days: float | None, yes: bool) -> int:
+    try:
+        entries, _, _ = fetch_catalog(sess)
+        doomed = retention.select(entries, keep=keep, keep_days=keep_days, now=time.time())
+        kept = [e for e in entries if e not in doomed]
+        if not doomed:
+            sess.reporter.line(f"nothing to prune: {len(kept)} backup(s) kept")
+            return EXIT_OK
+        for e in doomed:
+            sess.reporter.line(f"{'deleting' if yes else 'would delete'} backup {e.id} ({e.kind}, "
+                               f"{catalog.human_size(e.size)}, {e.objects} object(s))")
+        if not yes:
+            sess.reporter.line(f"dry run: {len(doomed)} backup(s) would be deleted, {len(kept)} kept; "
+                               "add --yes to delete")
+            return EXIT_OK
+        doomed_ids = {e.id for e in doomed}
+        t = sess.target
+        rep = sess.step("catalog", {t.db_host: {"op": "catalog"}})[t.db_host]
+        keys = [o["key"] for o in rep.get("objects", []) if layout.id_of(o["key"]) in doomed_ids]
+        # the manifest goes first: a half-deleted backup is then "incomplete", never offered for restore
+        keys.sort(key=lambda k: (0 if k.endswith("/manifest.json") else 1, k))
+        sess.step("delete", {t.db_host: {"op": "delete", "keys": keys}})
+        sess.reporter.line(f"deleted {len(doomed)} backup(s) ({len(keys)} object(s)), {len(kept)} kept")
+        return EXIT_OK
+    except (OpFailed, ValueError) as exc:
+        sess.reporter.line(f"FAILED: {exc}")
+        return exc.code if isinstance(exc, OpFailed) else EXIT_INPUT

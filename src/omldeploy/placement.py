@@ -82,9 +82,6 @@ class Ctx:
     def hosts_running(self, component: str) -> list[Host]:
         return [h for h in self.tenant.hosts if component in self.placement.components(h.name)]
 
-    def on_same_host(self, component: str) -> bool:
-        return component in self.placement.components(self.host.name)
-
 
 @dataclass
 class Placement:

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from omldeploy.render.bundle import Bundle, HostBundle
 
-# action -> component group (components declare their groups); actions naming a component match it too
-ACTION_GROUPS = ("app", "voice", "observability", "postgres", "redis", "minio", "asterisk", "kamailio",
-                 "rtpengine", "nginx", "websockets", "cron", "haproxy", "keepalived", "sentinel", "django")
-
 
 def select(bundle: Bundle, action: str) -> Bundle:
+    """Units whose component declares `action` among its groups (or is named so), with their files."""
     out = Bundle(bundle.tenant, bundle.layout)
     for hb in bundle.hosts:
         units = [u for u in hb.units if action in u.groups or u.name == action]

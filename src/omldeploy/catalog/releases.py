@@ -29,10 +29,6 @@ class ImageRef:
     default: str
     alt: str
 
-    def reference(self, registry_override: str | None, tag: str) -> str:
-        registry = registry_override if registry_override else self.registry
-        return f"{registry}/{self.repo}:{tag}"
-
 
 def _load(name: str) -> Any:
     text = resources.files("omldeploy.catalog").joinpath("data", name).read_text(encoding="utf-8")
@@ -63,10 +59,3 @@ def images() -> dict[str, ImageRef]:
                       str(v["alt"]))
         for key, v in data.items()
     }
-
-
-def image_for_tag_key(tag_key: str) -> ImageRef | None:
-    for ref in images().values():
-        if ref.tag_key == tag_key:
-            return ref
-    return None

@@ -100,9 +100,6 @@ class Host:
     vars: Mapping[str, Any] = field(default_factory=dict)  # host-scope keys (typed)
     connection: Mapping[str, Any] = field(default_factory=dict)  # ansible_* variables as written
 
-    def has_role(self, role: str) -> bool:
-        return role in self.roles
-
 
 @dataclass(frozen=True)
 class Tenant:

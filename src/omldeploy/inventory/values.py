@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import json
 import re
 from collections.abc import Callable
 from functools import lru_cache
@@ -154,11 +153,6 @@ def _tz(key: Key, value: Any, literal: str | None) -> str:
     zones = _zones()
     if zones and text not in zones and text != "UTC":
         raise BadValue("is not a known time zone", "an IANA name such as America/Argentina/Cordoba or UTC")
-    return text
-
-
-def json_text(text: str) -> str:
-    json.loads(text)
     return text
 
 

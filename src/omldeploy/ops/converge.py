@@ -199,7 +199,7 @@ def wait_until_healthy(tenant: Tenant, timeout: float = 300.0) -> float:
     raise TimeoutError(f"tenant {tenant.name} not healthy after {timeout:.0f}s")
 
 
-def status(tenant: Tenant, reporter: Reporter, as_json: bool = False) -> tuple[int, dict[str, Any]]:
+def status(tenant: Tenant, reporter: Reporter) -> tuple[int, dict[str, Any]]:
     bundle = render_tenant(tenant)
     reporter.redact = redactor(tenant)
     result = run_phases(tenant, bundle, ["status"])

@@ -124,7 +124,7 @@ def _render_component(comp: Component, ctx: Ctx, hb: HostBundle, names: list[str
         wanted_by=comp.wanted_by,
         enabled=comp.enabled(ctx),
     )
-    style = t.settings.text("podman_unit_style")
+    style = hb.unit_style
     if style in ("classic", "auto"):
         path = f"/etc/systemd/system/{comp.name}.service"
         hb.add(BundleFile(path, units.classic(spec, t.name).encode(), 0o644, kind="unit", component=comp.name))

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from typing import TextIO
 
 from omldeploy.inventory.problems import Problem
+from omldeploy.tables import format_table
 
 
 class Console:
@@ -38,13 +39,5 @@ class Console:
             print(f"{len(errors)} error(s): nothing was changed.", file=self.err)
 
     def table(self, headers: Sequence[str], rows: Iterable[Sequence[object]], indent: str = "  ") -> None:
-        cells = [[str(c) for c in r] for r in rows]
-        widths = [len(h) for h in headers]
-        for r in cells:
-            for i, c in enumerate(r):
-                widths[i] = max(widths[i], len(c))
-        fmt = indent + "  ".join(f"{{:<{w}}}" for w in widths)
-        self.say(fmt.format(*headers).rstrip())
-        self.say(fmt.format(*["-" * w for w in widths]).rstrip())
-        for r in cells:
-            self.say(fmt.format(*r).rstrip())
+        for line in format_table(headers, rows, indent):
+            self.say(line)

@@ -20,6 +20,7 @@ from omldeploy.render.bundle import Bundle
 from omldeploy.state import ledger
 from omldeploy.state.lock import tenant_lock
 from omldeploy.state.runlog import Redactor, RunLog
+from omldeploy.tables import format_table
 
 
 @dataclass
@@ -125,7 +126,9 @@ def report(tenant: Tenant, bundle: Bundle, result: RunResult, reporter: Reporter
         rows.append((hb.host, str(len(stage.get("changed_files", []))),
                      str(len(stage.get("pulled", [])) or len(stage.get("to_pull", []))),
                      ", ".join(act.get("started", [])) or "-", ", ".join(act.get("restarted", [])) or "-", state))
-    _table(reporter, ("host", "files changed", "images pulled", "started", "restarted", "result"), rows)
+    for line in format_table(("host", "files changed", "images pulled", "started", "restarted", "result"), rows,
+                             rule=False):
+        reporter.line(line)
     restarted = result.restarted()
     if result.check:
         _print_diffs(result, reporter)
@@ -175,15 +178,6 @@ def _print_diffs(result: RunResult, reporter: Reporter) -> None:
             reporter.line(f"--- {h.host}:{path}")
             for line in str(diff).splitlines():
                 reporter.line(f"    {line}")
-
-
-def _table(reporter: Reporter, headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
-    widths = [max(len(headers[i]), *(len(r[i]) for r in rows)) if rows else len(headers[i])
-              for i in range(len(headers))]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    reporter.line(fmt.format(*headers).rstrip())
-    for r in rows:
-        reporter.line(fmt.format(*r).rstrip())
 
 
 def wait_until_healthy(tenant: Tenant, timeout: float = 300.0) -> float:

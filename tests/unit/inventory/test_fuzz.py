@@ -19,35 +19,19 @@ from hypothesis.configuration import set_hypothesis_home_dir
 
 from omldeploy.inventory import InventoryError, Tenant, load_text
 from omldeploy.inventory.schema import KEYS
-
-try:  # tests/unit/inventory is not a package: its conftest is importable as a top-level module
-    from .conftest import (
-        LAYOUTS,
-        DataMutation,
-        build,
-        dump,
-        example_text,
-        insert_after,
-        parse,
-        run_cli,
-        set_group,
-        set_host,
-        set_var,
-    )
-except ImportError:
-    from conftest import (  # type: ignore[no-redef]
-        LAYOUTS,
-        DataMutation,
-        build,
-        dump,
-        example_text,
-        insert_after,
-        parse,
-        run_cli,
-        set_group,
-        set_host,
-        set_var,
-    )
+from tests.unit.inventory.conftest import (
+    LAYOUTS,
+    DataMutation,
+    build,
+    dump,
+    example_text,
+    insert_after,
+    parse,
+    run_cli,
+    set_group,
+    set_host,
+    set_var,
+)
 
 # Keep Hypothesis' caches out of the source tree (no example database: every run starts fresh).
 set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "omldeploy-tests-hypothesis")

@@ -14,43 +14,23 @@ import pytest
 
 from omldeploy.catalog.releases import find_release
 from omldeploy.inventory.problems import InventoryError
-
-try:  # tests/unit/inventory is not a package: its conftest is importable as a top-level module
-    from .conftest import (
-        Mutation,
-        TenantDir,
-        build,
-        del_group,
-        del_host,
-        del_var,
-        describe,
-        edit,
-        errors,
-        insert_after,
-        replace,
-        set_group,
-        set_host,
-        set_var,
-        text,
-    )
-except ImportError:
-    from conftest import (  # type: ignore[no-redef]
-        Mutation,
-        TenantDir,
-        build,
-        del_group,
-        del_host,
-        del_var,
-        describe,
-        edit,
-        errors,
-        insert_after,
-        replace,
-        set_group,
-        set_host,
-        set_var,
-        text,
-    )
+from tests.unit.inventory.conftest import (
+    Mutation,
+    TenantDir,
+    build,
+    del_group,
+    del_host,
+    del_var,
+    describe,
+    edit,
+    errors,
+    insert_after,
+    replace,
+    set_group,
+    set_host,
+    set_var,
+    text,
+)
 
 VERSIONS = ("omnileads_version", "websockets_version", "nginx_version", "kamailio_version", "asterisk_version",
             "rtpengine_version", "postgres_version")

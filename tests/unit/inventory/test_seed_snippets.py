@@ -19,11 +19,7 @@ from omldeploy.inventory import Tenant
 from omldeploy.inventory.model import Shape
 from omldeploy.render.build import render_tenant
 from omldeploy.render.bundle import Bundle
-
-try:  # tests/unit/inventory is not a package: its conftest is importable as a top-level module
-    from .conftest import TenantDir, describe, dump, errors
-except ImportError:
-    from conftest import TenantDir, describe, dump, errors  # type: ignore[no-redef]
+from tests.unit.inventory.conftest import TenantDir, describe, dump, errors
 
 # ---------------------------------------------------------------------------- README snippets, verbatim
 

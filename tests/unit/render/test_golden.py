@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.render.golden import FIXTURES, GOLDEN, LAYOUTS, render_layout, tree
+from tests.unit.render.golden import GOLDEN, LAYOUTS, render_layout, tree
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -77,8 +77,3 @@ def test_classic_units_pass_systemd_analyze_verify(layout: str, tmp_path: Path) 
                 continue  # the bundle installs that executable itself
             problems.append(line)
         assert not problems, f"{host_dir.name}: " + "\n".join(problems)
-
-
-def test_fixture_material_is_not_shared_between_tenants() -> None:
-    keys = {layout: (FIXTURES / layout / ".omldeploy/pki/ca.key").read_bytes() for layout in LAYOUTS}
-    assert len(set(keys.values())) == len(LAYOUTS)

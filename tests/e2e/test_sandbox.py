@@ -230,3 +230,24 @@ def test_down_leaves_nothing_behind() -> None:
     assert down(name) is True
     assert _leftovers(name, index, pids) == []
     assert down(name) is False  # idempotent
+
+
+def test_down_after_the_host_supervisor_was_killed() -> None:
+    """A killed nspawn leaves the host's own processes running (podman cleanup among them); `down`
+    must end them before it removes the state directory, or the removal races with their deletes."""
+    name = "e2e-kill"
+    st = up(UpRequest(name=name, hosts=1, oses=("debian12",), registry=False, s3=False))
+    sb = Sandbox(st)
+    sb.run("h1", "systemd-run --unit=osb-straggler sleep 600")
+    sup = st.hosts["h1"].supervisor
+    assert sup is not None
+    kids = [int(x) for x in Path(f"/proc/{sup.pid}/task/{sup.pid}/children").read_text().split()]
+    for pid in [sup.pid, *kids]:
+        os.kill(pid, 9)
+    time.sleep(0.5)
+    index = st.index
+    assert down(name) is True
+    deadline = time.monotonic() + 10  # the killed nspawn itself is reaped by init, not by us
+    while _leftovers(name, index, [sup.pid, *kids]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _leftovers(name, index, [sup.pid, *kids]) == []

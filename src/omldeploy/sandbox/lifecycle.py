@@ -7,8 +7,10 @@ cleans up after a crash halfway through `up`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -149,8 +151,9 @@ def down(name: str) -> bool:
     d = paths.state_dir(name)
     if st is None:
         if d.exists():
+            _kill_namespace_stragglers(name)
             _unmount_all_under(d)
-            shutil.rmtree(d)
+            _remove_tree(d)
             return True
         return False
     net = st.net
@@ -160,6 +163,9 @@ def down(name: str) -> bool:
         killed = stop(records, grace=15.0)
         for rec in killed:
             say(f"had to SIGKILL pid {rec.pid} ({rec.comm})")
+        stragglers = _kill_namespace_stragglers(name)
+        if stragglers:
+            say(f"killed {stragglers} process(es) still running inside the hosts")
     _unmount_all_under(d)
     for ns in _our_netns(name):
         netops.delete_netns(ns)
@@ -170,8 +176,68 @@ def down(name: str) -> bool:
     leftovers = _mounts_under(d)
     if leftovers:
         raise SandboxError(f"could not unmount {', '.join(leftovers)}; state kept in {d}")
-    shutil.rmtree(d)
+    _remove_tree(d)
     return True
+
+
+def _namespace_pids(inodes: set[tuple[int, int]]) -> list[int]:
+    """Processes whose network namespace is one of `inodes` (device, inode pairs)."""
+    pids: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            st = os.stat(entry / "ns" / "net")
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) in inodes:
+            pids.append(int(entry.name))
+    return pids
+
+
+def _kill_namespace_stragglers(name: str, *, wait: float = 10.0) -> int:
+    """SIGKILL every process still living in one of the sandbox's host network namespaces.
+
+    Killing nspawn does not end the host it ran: the host's init is re-parented and its services
+    (podman cleanup among them) keep deleting files under the state directory, which made the
+    removal below race with them. Killing a host's init ends its whole PID namespace, containers
+    included. Returns how many processes had to be killed.
+    """
+    inodes: set[tuple[int, int]] = set()
+    for ns in _our_netns(name):
+        try:
+            st = os.stat(Path("/run/netns") / ns)
+        except OSError:
+            continue
+        inodes.add((st.st_dev, st.st_ino))
+    if not inodes:
+        return 0
+    victims = _namespace_pids(inodes)
+    for pid in victims:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline and _namespace_pids(inodes):
+        time.sleep(0.1)
+    left = _namespace_pids(inodes)
+    if left:
+        raise SandboxError(f"processes {left[:10]} inside sandbox {name} survived SIGKILL; "
+                           f"state kept in {paths.state_dir(name)}")
+    return len(victims)
+
+
+def _remove_tree(d: Path) -> None:
+    """rmtree that tolerates entries vanishing underneath it (a late cleanup inside a host)."""
+    def gone_is_fine(_func: object, _path: str, info: tuple[type[BaseException], BaseException, object]) -> None:
+        if not isinstance(info[1], FileNotFoundError):
+            raise info[1]
+
+    for attempt in range(3):
+        shutil.rmtree(d, onerror=gone_is_fine)
+        if not d.exists():
+            return
+        time.sleep(0.2 * (attempt + 1))
+    raise SandboxError(f"could not remove {d}; remove it by hand")
 
 
 def _our_netns(name: str) -> list[str]:

@@ -20,7 +20,7 @@ from omldeploy.sandbox.images.build import build_and_push
 from omldeploy.sandbox.images.catalog import load_catalog
 from omldeploy.sandbox.s3store import weed_binary
 
-E2E_NAME = "e2e"
+E2E_NAME = os.environ.get("OMLDEPLOY_E2E_NAME", "e2e")  # another name runs beside CI
 DEFAULT_HOSTS = "debian12,debian13,debian12,debian13,debian12,debian12,debian12,debian12,debian12,debian12"
 
 

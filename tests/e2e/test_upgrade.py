@@ -155,3 +155,62 @@ def test_per_component_actions_touch_only_their_component(aio: Tenant, sandbox: 
     assert sorted(rec.restarted) == ["omnileads_aio:daphne", "omnileads_aio:nginx", "omnileads_aio:omlcron",
                                      "omnileads_aio:omnileads"]
     assert deploy("install").restarted == []
+
+
+def started_at(sandbox: Sandbox, unit: str) -> str:
+    return sandbox.run(HOST, f"systemctl show -p ActiveEnterTimestampMonotonic --value {unit}.service").stdout.strip()
+
+
+def test_restart_actions_restart_their_set_in_order_with_health(aio: Tenant, sandbox: Sandbox,
+                                                                instances: Path) -> None:
+    pg = started_at(sandbox, "postgresql")
+    proc = cli(instances, "restart_django", "--tenant", "upg")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rec = ledger.read(aio.folder)[-1]
+    assert rec.action == "restart_django" and rec.outcome == "ok"
+    assert sorted(rec.restarted) == ["omnileads_aio:daphne", "omnileads_aio:nginx", "omnileads_aio:omnileads"]
+    redis_before = started_at(sandbox, "redis")
+    proc = cli(instances, "restart", "--tenant", "upg")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    restarted = set(ledger.read(aio.folder)[-1].restarted)
+    assert {"omnileads_aio:redis", "omnileads_aio:asterisk", "omnileads_aio:nginx"} <= restarted
+    assert "omnileads_aio:postgresql" not in restarted
+    assert started_at(sandbox, "redis") != redis_before
+    assert started_at(sandbox, "postgresql") == pg  # the database is never part of a restart set
+    running_images(instances, "upg")  # healthy afterwards
+
+
+def test_update_writes_and_pulls_but_restarts_nothing(aio: Tenant, sandbox: Sandbox, instances: Path) -> None:
+    inv = aio.inventory_path
+    text = inv.read_text()
+    new = text.replace("SCA: 7200", "SCA: 5400") if "SCA: 7200" in text else text.replace("SCA: 3600", "SCA: 5400")
+    assert new != text
+    inv.write_text(new)
+    before = started_at(sandbox, "omnileads")
+    proc = cli(instances, "update", "--tenant", "upg")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rec = ledger.read(aio.folder)[-1]
+    assert rec.action == "update" and rec.restarted == [] and rec.changed > 0
+    assert "waiting for a restart:" in proc.stdout and "omnileads" in proc.stdout
+    assert started_at(sandbox, "omnileads") == before
+    assert "5400" in sandbox.run(HOST, "cat /etc/default/django.env").stdout
+    proc = cli(instances, "install", "--tenant", "upg")  # finishes exactly the pending restarts
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "omnileads_aio:omnileads" in ledger.read(aio.folder)[-1].restarted
+
+
+def test_recycle_removes_old_versions_only(aio: Tenant, sandbox: Sandbox, instances: Path) -> None:
+    old = sandbox.image_ref("redis", "alt")
+    sandbox.run(HOST, f"podman pull -q {old} >/dev/null")
+    check = cli(instances, "recycle", "--tenant", "upg", "--check")
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert f"would remove image {old}" in check.stdout
+    assert sandbox.run(HOST, f"podman image exists {old}", check=False).returncode == 0  # check removed nothing
+    proc = cli(instances, "recycle", "--tenant", "upg")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert sandbox.run(HOST, f"podman image exists {old}", check=False).returncode == 1
+    running = running_images(instances, "upg")  # still healthy, and what runs is still on the host
+    for image in running.values():
+        assert sandbox.run(HOST, f"podman image exists {image}", check=False).returncode == 0
+    again = cli(instances, "recycle", "--tenant", "upg")
+    assert again.returncode == 0 and "removed image" not in again.stdout

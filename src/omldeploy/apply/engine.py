@@ -129,13 +129,13 @@ def _stage_args(tenant: Tenant, hb: HostBundle) -> dict[str, Any]:
              "only_if_missing": f.only_if_missing, "kind": f.kind, "secret": f.secret}
             for f in hb.files
         ],
-        "units": _unit_args(hb),
+        "units": unit_args(hb),
         "extra_images": sorted({i for u in hb.units for i in u.hook_images}),
         "partial": hb.partial,
     }
 
 
-def _unit_args(hb: HostBundle) -> list[dict[str, Any]]:
+def unit_args(hb: HostBundle) -> list[dict[str, Any]]:
     return [
         {"name": u.name, "container": u.container, "image": u.image, "enabled": u.enabled,
          "start_order": u.start_order, "after": list(u.after), "health": u.health, "files": list(u.files),
@@ -149,10 +149,11 @@ def _activate_args(tenant: Tenant, hb: HostBundle, phase: str = "activate") -> d
         "tenant": tenant.name,
         "phase": phase,
         "unit_style": hb.unit_style,
-        "units": _unit_args(hb),
+        "units": unit_args(hb),
         "host_units": hb.host_units,
         "files_index": sorted(f.path for f in hb.files),
         "partial": hb.partial,
+        "force_restart": list(hb.force_restart),
     }
 
 
@@ -361,4 +362,7 @@ def summarize(step: str, report: dict[str, Any]) -> str:
         if report.get("stopped"):
             parts.append(f"removed {', '.join(report['stopped'])}")
         return "; ".join(parts)
+    if step == "recycle":
+        return (f"{len(report.get('containers', []))} exited container(s), "
+                f"{len(report.get('images', []))} old image(s), {int(report.get('bytes', 0)) / 1e6:.0f} MB")
     return str(report.get("summary", "done"))

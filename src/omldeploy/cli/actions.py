@@ -12,6 +12,7 @@ from omldeploy import __version__
 from omldeploy.cli import context
 from omldeploy.cli.output import Console
 from omldeploy.inventory.schema import VERSION_KEYS
+from omldeploy.ops import recycle as recycle_op
 from omldeploy.ops import upgrade as upgrade_op
 from omldeploy.ops.converge import Reporter, converge, status
 
@@ -40,12 +41,12 @@ SEED_ACTIONS: dict[str, str] = {
     "pgsql_node_takeover_main": "HA: give the primary role back to the PostgreSQL main node",
     "redis_node_takeover_main": "HA: give the Redis master role back to the main app node",
     "pgsql_node_recovery_backup": "HA: rejoin the PostgreSQL backup node as a standby",
-    "restart": "restart every component",
+    "restart": "restart the application stack (not PostgreSQL) in start order, with health checks",
     "restart_django": "restart daphne, django and nginx",
     "restart_asterisk": "restart Asterisk",
-    "restart_core": "restart the core call-handling components",
-    "recycle": "prune unused containers and images on app hosts",
-    "update": "re-render and pull without restarting",
+    "restart_core": "restart Asterisk, daphne, django and nginx",
+    "recycle": "remove exited containers and unused old image versions of the tenant",
+    "update": "write changed files and pull images without restarting anything",
 }
 OWN_ACTIONS: dict[str, str] = {
     "rollback": "return to the versions of an earlier successful run",
@@ -54,7 +55,8 @@ OWN_ACTIONS: dict[str, str] = {
 
 Handler = Callable[[argparse.Namespace], int]
 CONVERGING = ("install", "app", "voice", "observability", "postgres", "redis", "minio", "asterisk", "kamailio",
-              "rtpengine", "nginx", "websockets", "cron", "haproxy", "keepalived", "sentinel")
+              "rtpengine", "nginx", "websockets", "cron", "haproxy", "keepalived", "sentinel",
+              "restart", "restart_django", "restart_asterisk", "restart_core", "update", "recycle")
 
 
 def add_parsers(sub: Any) -> None:
@@ -108,7 +110,11 @@ def _reporter(args: argparse.Namespace) -> Reporter:
 
 def _converge(action: str) -> Handler:
     def handler(args: argparse.Namespace) -> int:
-        return converge(context.load(args), action, _reporter(args), check=bool(args.check))
+        tenant = context.load(args)
+        if action == "recycle":
+            return recycle_op.recycle(tenant, _reporter(args), check=bool(args.check))
+        return converge(tenant, action, _reporter(args), check=bool(args.check),
+                        restart=action.startswith("restart"), stage_only=action == "update")
 
     return handler
 
@@ -164,7 +170,8 @@ def _unavailable(action: str) -> Handler:
         tenant = context.load(args)  # still report inventory problems first
         Console().error(f"action '{action}' is not available in omldeploy {__version__} yet; nothing was done "
                         f"on tenant {tenant.name}. Available now: validate, plan, render, releases, tenant, "
-                        f"install, status and the per-component actions.")
+                        f"install, upgrade, rollback, backup, restore, status, restart*, update, recycle "
+                        f"and the per-component actions.")
         return 3
 
     return handler

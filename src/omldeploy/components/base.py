@@ -80,7 +80,9 @@ class Component:
     owns_env_file: ClassVar[bool] = True  # False when it reuses another component's env file
     roles: ClassVar[tuple[str, ...]] = ()  # host roles it runs on (aio, data, voice, app, haproxy)
     depends_on: ClassVar[tuple[str, ...]] = ()  # components started before it (same host: After=/Wants=)
-    groups: ClassVar[tuple[str, ...]] = ()  # per-component actions that touch it (app, voice, observability)
+    # actions that touch it: per-component re-apply (app, voice, ...) and the seed's restart sets
+    # (restart, restart_core, restart_django, restart_asterisk)
+    groups: ClassVar[tuple[str, ...]] = ()
     wanted_by: ClassVar[str] = "default.target"
     capabilities: ClassVar[tuple[str, ...]] = ()
     start_order: ClassVar[int] = 50  # dependency-ordered start, lower first (seed matrix order)

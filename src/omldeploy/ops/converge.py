@@ -72,20 +72,30 @@ def bundle_for(tenant: Tenant, action: str) -> Bundle:
 
 
 def converge(tenant: Tenant, action: str, reporter: Reporter, *, check: bool = False,
-             extra: dict[str, Any] | None = None) -> int:
-    result = converge_result(tenant, action, reporter, check=check, extra=extra)
+             extra: dict[str, Any] | None = None, restart: bool = False, stage_only: bool = False) -> int:
+    result = converge_result(tenant, action, reporter, check=check, extra=extra, restart=restart,
+                             stage_only=stage_only)
     if result is None:
         return 2
     return 0 if result.ok else 1
 
 
 def converge_result(tenant: Tenant, action: str, reporter: Reporter, *, check: bool = False,
-                    extra: dict[str, Any] | None = None) -> RunResult | None:
-    """Make the hosts match the rendered tenant; None when nothing of `action` runs in this layout."""
+                    extra: dict[str, Any] | None = None, restart: bool = False,
+                    stage_only: bool = False) -> RunResult | None:
+    """Make the hosts match the rendered tenant; None when nothing of `action` runs in this layout.
+
+    restart: also restart every selected unit, changed or not, in start order with health gates
+    (the seed's restart_* actions). stage_only: write files and pull images but restart nothing; the
+    restarts they call for stay pending on the host until the next converging run (the seed's update).
+    """
     bundle = bundle_for(tenant, action)
     if not bundle.hosts:
         reporter.warn(f"no host of tenant {tenant.name} runs anything for '{action}' in layout {tenant.layout.name}")
         return None
+    if restart:
+        for hb in bundle.hosts:
+            hb.force_restart = [u.name for u in hb.units]
     reporter.redact = redactor(tenant)
     started = ledger.now()
     with tenant_lock(tenant.folder, tenant.name, action):
@@ -95,9 +105,21 @@ def converge_result(tenant: Tenant, action: str, reporter: Reporter, *, check: b
             mode = " (check: nothing will be changed)" if check else ""
             reporter.line(f"{action} tenant {tenant.name}: {tenant.layout.describe()}, {len(bundle.hosts)} host(s), "
                           f"{units} unit(s){mode}")
-            result = run_phases(tenant, bundle, ["stage", "activate"], check=check, progress=reporter.progress,
+            phases = ["stage"] if stage_only else ["stage", "activate"]
+            result = run_phases(tenant, bundle, phases, check=check, progress=reporter.progress,
                                 stdout=reporter.ansible)
             report(tenant, bundle, result, reporter)
+            if restart and check:
+                for hb in bundle.hosts:
+                    reporter.line(f"{hb.host}: would restart in this order: "
+                                  + ", ".join(u.name for u in sorted(hb.units, key=lambda u: u.start_order)))
+            if stage_only and result.ok and not check:
+                waiting = {h: (r.stage or {}).get("restart", []) for h, r in result.hosts.items()}
+                for h, names in waiting.items():
+                    if names:
+                        reporter.line(f"{h}: waiting for a restart: {', '.join(names)}")
+                if any(waiting.values()):
+                    reporter.line("nothing was restarted; `omldeploy install` restarts exactly these units")
             outcome = "check" if check else ("ok" if result.ok else "failed")
             ledger.append(tenant.folder, ledger.Record(
                 action=action, outcome=outcome, started=started, duration=round(result.duration, 1),

@@ -59,6 +59,7 @@ class HostBundle:
     host_units: list[str] = field(default_factory=list)
     directories: list[tuple[str, int]] = field(default_factory=list)
     partial: bool = False  # only some components (per-component action): keep the others untouched
+    force_restart: list[str] = field(default_factory=list)  # restarted even when nothing changed (restart_*)
 
     def add(self, f: BundleFile) -> None:
         for existing in self.files:

@@ -96,3 +96,41 @@ def test_quadlet_refused_on_old_podman(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(mod, "podman_version", lambda: (4, 3))
     with pytest.raises(RuntimeError, match=r"Quadlet needs 4\.4"):
         mod.select_style("quadlet")
+
+
+@pytest.mark.parametrize(("action", "units"), [
+    ("restart_django", {"daphne", "omnileads", "nginx"}),
+    ("restart_asterisk", {"asterisk"}),
+    ("restart_core", {"asterisk", "daphne", "omnileads", "nginx"}),
+])
+def test_restart_sets_select_the_seed_components(make_tenant: MakeTenant, action: str, units: set[str]) -> None:
+    bundle = select(render_tenant(make_tenant("aio")), action)
+    assert {u.name for hb in bundle.hosts for u in hb.units} == units
+
+
+def test_restart_leaves_postgresql_and_observability_alone(make_tenant: MakeTenant) -> None:
+    bundle = select(render_tenant(make_tenant("ait")), "restart")
+    names = {u.name for hb in bundle.hosts for u in hb.units}
+    assert {"redis", "asterisk", "rtpengine", "kamailio", "omnileads", "nginx", "websockets"} <= names
+    assert not names & {"postgresql", "prometheus", "prometheus_node_exporter", "loki", "promtail"}
+
+
+def test_forced_restarts_reach_the_activate_call(make_tenant: MakeTenant) -> None:
+    tenant = make_tenant("aio")
+    bundle = select(render_tenant(tenant), "restart_django")
+    for hb in bundle.hosts:
+        hb.force_restart = [u.name for u in hb.units]
+    steps = phase_steps(tenant, bundle, ["stage", "activate"])
+    activate = [s for s in steps if s.name.startswith("activate")]
+    assert activate and all(sorted(a["force_restart"]) == ["daphne", "nginx", "omnileads"]
+                            for s in activate for a in s.args.values())
+    assert all(a["partial"] for s in activate for a in s.args.values())
+
+
+@pytest.mark.parametrize(("ref", "repo"), [
+    ("10.99.1.1:5000/omnileads/redis:231125.01", "10.99.1.1:5000/omnileads/redis"),
+    ("docker.io/library/haproxy", "docker.io/library/haproxy"),
+    ("localhost:5000/x/y@sha256:abc", "localhost:5000/x/y"),
+])
+def test_recycle_groups_images_by_repository_not_by_registry_port(ref: str, repo: str) -> None:
+    assert host_module()._repository(ref) == repo

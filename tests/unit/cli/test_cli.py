@@ -82,7 +82,7 @@ def test_instances_from_environment(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 def test_actions_not_built_say_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run(tmp_path, "tenant", "new", "t", "--layout", "aio", capsys=capsys)
-    for action in ("pgsql_node_takeover_main", "restart_core"):
+    for action in ("pgsql_node_takeover_main", "redis_node_takeover_main"):
         code, _, err = run(tmp_path, action, "--tenant", "t", capsys=capsys)
         assert code == 3 and "not available" in err and "nothing was done" in err
 
@@ -109,9 +109,9 @@ def test_deploy_sh_maps_onto_omldeploy(tmp_path: Path) -> None:
     copy.mkdir()
     (copy / "deploy.sh").write_text((ROOT / "deploy.sh").read_text())
     assert main(["--instances", str(copy / "instances"), "tenant", "new", "t1", "--layout", "aio"]) == 0
-    proc = subprocess.run(["bash", str(copy / "deploy.sh"), "--action=restart_core", "--tenant=t1"],
+    proc = subprocess.run(["bash", str(copy / "deploy.sh"), "--action=pgsql_node_takeover_main", "--tenant=t1"],
                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
-    assert proc.returncode == 3 and "restart_core" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 3 and "pgsql_node_takeover_main" in proc.stderr and "Traceback" not in proc.stderr
     proc = subprocess.run(["bash", str(copy / "deploy.sh"), "--action=install", "--tenant=missing"],
                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
     assert proc.returncode == 2 and "tenant folder not found" in proc.stderr

@@ -20,7 +20,7 @@ class Asterisk(Component):
     container = "oml-asterisk-server"
     env_file = "/etc/default/asterisk.env"
     roles = ("aio", "voice")
-    groups = ("voice", "asterisk")
+    groups = ("voice", "asterisk", "restart", "restart_core", "restart_asterisk")
     start_order = 60
 
     def env(self, ctx: Ctx) -> list[tuple[str, str]]:

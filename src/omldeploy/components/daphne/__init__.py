@@ -15,7 +15,7 @@ class Daphne(Component):
     env_file = "/etc/default/daphne.env"
     roles = ("aio", "app")
     depends_on = ("omnileads",)
-    groups = ("app",)
+    groups = ("app", "restart", "restart_core", "restart_django")
     start_order = 86
 
     def env(self, ctx: Ctx) -> list[tuple[str, str]]:

@@ -14,7 +14,7 @@ class Kamailio(Component):
     env_file = "/etc/default/kamailio.env"
     roles = ("aio", "app")
     depends_on = ("redis",)
-    groups = ("app", "kamailio")
+    groups = ("app", "kamailio", "restart")
     start_order = 70
 
     def env(self, ctx: Ctx) -> list[tuple[str, str]]:

@@ -19,7 +19,7 @@ class Minio(Component):
     container = "oml-minio-server"
     env_file = "/etc/default/minio.env"
     roles = ("aio", "data")
-    groups = ("minio",)
+    groups = ("minio", "restart")
     start_order = 10
 
     def placed(self, ctx: Ctx) -> bool:

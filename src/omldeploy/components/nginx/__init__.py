@@ -15,7 +15,7 @@ class Nginx(Component):
     env_file = "/etc/default/nginx.env"
     roles = ("aio", "app")
     depends_on = ("omnileads", "daphne", "websockets", "kamailio")
-    groups = ("app", "nginx")
+    groups = ("app", "nginx", "restart", "restart_core", "restart_django")
     start_order = 90
 
     def env(self, ctx: Ctx) -> list[tuple[str, str]]:

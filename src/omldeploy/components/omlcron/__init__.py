@@ -16,7 +16,7 @@ class Cron(Component):
     env_file = "/etc/default/omlcron.env"
     roles = ("aio", "app")
     depends_on = ("daphne", "omnileads")
-    groups = ("app", "cron")
+    groups = ("app", "cron", "restart")
     start_order = 88
 
     def env(self, ctx: Ctx) -> list[tuple[str, str]]:

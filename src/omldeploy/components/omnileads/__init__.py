@@ -15,7 +15,7 @@ class Django(Component):
     env_file = "/etc/default/django.env"
     roles = ("aio", "app")
     depends_on = ("postgresql", "redis", "minio")
-    groups = ("app", "django")
+    groups = ("app", "django", "restart", "restart_core", "restart_django")
     start_order = 85
 
     def env(self, ctx: Ctx) -> list[tuple[str, str]]:

@@ -18,7 +18,7 @@ class Redis(Component):
     container = "oml-redis-server"
     env_file = "/etc/default/redis.env"
     roles = ("aio", "data")
-    groups = ("redis",)
+    groups = ("redis", "restart")
     start_order = 30
 
     def placed(self, ctx: Ctx) -> bool:

@@ -13,7 +13,7 @@ class RTPengine(Component):
     container = "oml-rtpengine-server"
     env_file = "/etc/default/rtpengine.env"
     roles = ("aio", "voice")
-    groups = ("voice", "rtpengine")
+    groups = ("voice", "rtpengine", "restart")
     start_order = 40
     capabilities = ("NET_ADMIN", "SYS_NICE")
 

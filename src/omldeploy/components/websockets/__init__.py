@@ -14,7 +14,7 @@ class Websockets(Component):
     env_file = "/etc/default/websockets.env"
     roles = ("aio", "app")
     depends_on = ("redis",)
-    groups = ("app", "websockets")
+    groups = ("app", "websockets", "restart")
     wanted_by = "multi-user.target"
     start_order = 75
 

@@ -33,6 +33,7 @@ from omldeploy.inventory import Tenant, load_tenant
 from omldeploy.ops.converge import Reporter, converge
 from omldeploy.sandbox import Sandbox, UpRequest, down, up
 from omldeploy.sandbox.images.build import build_and_push
+from omldeploy.state import ledger
 
 NAME = "e2e-bk"
 LIBRARY = Path(__file__).resolve().parents[2] / "src/omldeploy/apply/ansible/library/omldeploy_backup.py"
@@ -269,6 +270,45 @@ def test_prune_dry_run_then_yes(bk_sandbox: Sandbox, tenants: dict[str, Tenant],
     assert code == 0 and "deleted 1 backup(s)" in out, out
     _, out = ops("backups", "list", "--tenant", "bkaio")
     assert first not in out and second in out
+
+
+def _set_vars(tenant: Tenant, **values: Any) -> None:
+    data = yaml.safe_load(tenant.inventory_path.read_text())
+    for k, v in values.items():
+        if v is None:
+            data["all"]["vars"].pop(k, None)
+        else:
+            data["all"]["vars"][k] = v
+    tenant.inventory_path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def test_scheduled_backup_runs_on_the_host_then_goes_away(bk_sandbox: Sandbox, tenants: dict[str, Tenant],
+                                                          ops: Ops) -> None:
+    sb, t = bk_sandbox, tenants["aio"]
+    unit = "omldeploy-backup-bkaio"
+    _set_vars(t, backup_schedule="*-*-* 03:15", backup_keep=5)
+    code, out = ops("install", "--tenant", "bkaio")
+    assert code == 0, out
+    assert ledger.read(t.folder)[-1].restarted == []  # a timer, not a reason to restart anything
+    assert sb.run("h1", f"systemctl is-enabled {unit}.timer").stdout.strip() == "enabled"
+    assert sb.run("h1", "stat -c %a /etc/omldeploy/backup/bkaio.json").stdout.strip() == "600"
+    before = last_id(ops, "bkaio")
+    sb.run("h1", f"systemctl start {unit}.service", timeout=600)  # what the timer does at 03:15
+    new = last_id(ops, "bkaio")
+    assert new != before
+    code, out = ops("backups", "verify", "--tenant", "bkaio", "--ts", new)
+    assert code == 0, out
+    journal = sb.run("h1", f"journalctl -u {unit}.service --no-pager -o cat").stdout
+    assert f"backup {new} done" in journal
+    for secret in passwords(t):
+        assert secret not in journal
+    _set_vars(t, backup_schedule=None, backup_keep=None)
+    code, out = ops("install", "--tenant", "bkaio")
+    assert code == 0, out
+    left = sb.run("h1", f"ls /etc/systemd/system/{unit}.* /etc/omldeploy/backup/bkaio.json "
+                        "/usr/local/lib/omldeploy-backup/bkaio 2>/dev/null; "
+                        f"systemctl is-active {unit}.timer", check=False).stdout.split()
+    assert left == ["inactive"], left
 
 
 # ------------------------------------------------------------------------------------------- AIT

@@ -9,6 +9,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import shutil
+import subprocess
 from collections.abc import Callable
 
 from omldeploy.inventory.model import Shape, Tenant
@@ -245,6 +247,10 @@ def _misc(t: Tenant, p: Problems, line: Lines) -> None:
     if ts is not None and not re.fullmatch(r"[A-Za-z0-9._-]{1,128}", ts):
         p.add("restore_file_timestamp", "must be a backup id (letters, digits, '.', '_', '-')",
               line=line("restore_file_timestamp"), found=ts)
+    _schedule(s.opt("backup_schedule"), p, line)
+    if s.has("backup_schedule") and not (s.text("bucket_access_key") and s.text("bucket_secret_key")):
+        p.add("backup_schedule", "needs bucket_access_key and bucket_secret_key (the timer uploads to the bucket)",
+              line=line("backup_schedule"))
     for key in ("shm_size", "pkg_size", "SCA", "ECCTL", "LOGIN_FAILURE_LIMIT"):
         if s.num(key) == 0:
             p.add(key, "must be greater than zero", line=line(key), found=0)
@@ -261,6 +267,31 @@ def _misc(t: Tenant, p: Problems, line: Lines) -> None:
     if not re.fullmatch(r"[A-Za-z0-9.-]+(:\d+)?(/[a-z0-9._/-]+)?", registry):
         p.add("container_image_registry", "is not a registry address", line=line("container_image_registry"),
               found=registry, allowed="host[:port][/path], e.g. docker.io or 10.0.0.5:5000")
+
+
+CALENDAR_CHARS = re.compile(r"[A-Za-z0-9*:/,.~ +-]{1,100}")
+
+
+def _schedule(spec: str | None, p: Problems, line: Lines) -> None:
+    """A timer with a calendar spec systemd cannot parse never fires and says so only in the host's
+    journal: check it here, with systemd's own parser when the controller has one."""
+    if spec is None:
+        return
+    allowed = "a systemd OnCalendar expression, e.g. daily, '*-*-* 03:15' or 'Mon..Fri 22:30'"
+    if not CALENDAR_CHARS.fullmatch(spec):
+        p.add("backup_schedule", "is not a calendar expression", line=line("backup_schedule"), found=spec,
+              allowed=allowed)
+        return
+    tool = shutil.which("systemd-analyze")
+    if tool is None:
+        return
+    try:
+        proc = subprocess.run([tool, "calendar", spec], capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return
+    if proc.returncode != 0:
+        p.add("backup_schedule", "systemd cannot parse this calendar expression", line=line("backup_schedule"),
+              found=spec, allowed=allowed)
 
 
 RULES: tuple[Rule, ...] = (_required, _postgres, _bucket, _certs, _addresses, _derived_hosts, _wan, _ha, _misc)

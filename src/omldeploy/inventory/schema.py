@@ -121,6 +121,7 @@ _KEYS: list[Key] = [
     Key("restore_file_timestamp", "str"),
     Key("backup_keep", "int", note="retention after each backup: keep the N newest (omldeploy backups)"),
     Key("backup_keep_days", "int", note="retention after each backup: keep backups younger than D days"),
+    Key("backup_schedule", "str", note="systemd OnCalendar expression: a timer on the database host runs backups"),
     Key("scalable_tunings", "marker"),
     Key("video_host", "host", unused=True, note="the seed never read it"),
     Key("backup_bucket", "str", unused=True, note="the seed never read it"),

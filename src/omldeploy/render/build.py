@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+from omldeploy.backup.schedule import ScheduleError, add_schedule
 from omldeploy.components.base import Component
 from omldeploy.inventory.model import Tenant
 from omldeploy.placement import Ctx, Placement, place
@@ -32,9 +33,13 @@ def render_tenant(tenant: Tenant) -> Bundle:
         tls = material.tls_material(tenant.folder, tenant.settings.text("certs"), _sans(tenant, placement))
     secret_values = [*tenant.secret_values(), *(v for v in secrets.values() if len(v) >= 6)]
     for host in tenant.hosts:
-        hb = _render_host(placement.ctx(host), placement, tls)
+        bundle.hosts.append(_render_host(placement.ctx(host), placement, tls))
+    try:
+        add_schedule(tenant, bundle)
+    except ScheduleError as exc:
+        raise RenderError(str(exc)) from None
+    for hb in bundle.hosts:
         _check_secrets(hb, secret_values)
-        bundle.hosts.append(hb)
     return bundle
 
 

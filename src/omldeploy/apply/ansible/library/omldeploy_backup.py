@@ -49,7 +49,12 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from ansible.module_utils.basic import AnsibleModule  # type: ignore[import-untyped,import-not-found,unused-ignore]
+try:
+    from ansible.module_utils.basic import (  # type: ignore[import-untyped,import-not-found,unused-ignore]
+        AnsibleModule,
+    )
+except ImportError:  # imported outside Ansible by the scheduled-backup agent on the host (backup/agent.py)
+    AnsibleModule = None  # type: ignore[assignment,misc,unused-ignore]
 
 STATE_ROOT = "/var/lib/omldeploy"
 PART_SIZE = 16 * 1024 * 1024

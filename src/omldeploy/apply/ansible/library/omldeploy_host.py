@@ -380,8 +380,11 @@ def stage(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
     result["restart"] = [n for n in names if n in restart]
 
 
+    changed_host_units = sorted({os.path.basename(f["path"]) for f in p["files"]
+                                 if f["kind"] == "hostunit" and f["path"] in changed})
     if not check:
         state.update({
+            "restart_host_units": sorted(set(state.get("restart_host_units", [])) | set(changed_host_units)),
             "pending": result["restart"],
             "reload": bool(state.get("reload")) or reload_needed or bool(removed),
             "removed": sorted(set(state.get("removed", [])) | set(removed)),
@@ -413,9 +416,15 @@ def activate(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
         result["reloaded"] = True
         state["reload"] = False
     state["removed"] = []
+    if not p.get("partial"):
+        retire_host_units(state, p)
+    restart_hu = set(state.get("restart_host_units", []))
     for hu in p.get("host_units", []):
         if not is_enabled_file(hu):
             systemctl("enable", "--now", hu, check=False)
+        elif hu in restart_hu:  # e.g. a timer whose schedule changed: re-arm it
+            systemctl("restart", hu, check=False)
+    state["restart_host_units"] = []
     pending = list(state.get("pending", []))
     force = set(p.get("force_restart") or [])
     for u in units:
@@ -464,6 +473,32 @@ def activate(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
     save_state(tenant, state)
     result["changed"] = bool(result["restarted"] or result["started"] or result["stopped"] or result["reloaded"])
     return result
+
+
+# Files omldeploy creates outside any component and removes again when the inventory stops asking for
+# them (scheduled backups). Component files are never removed this way: a component that goes away is
+# handled by the unit removal above, and operator-owned files (Asterisk custom dialplan) stay.
+RETIRABLE = ("/etc/omldeploy/backup/", "/usr/local/lib/omldeploy-backup/", "/etc/systemd/system/omldeploy-backup-")
+
+
+def retire_host_units(state: dict[str, Any], p: dict[str, Any]) -> None:
+    wanted = set(p.get("host_units", []))
+    for hu in state.get("host_units", []):
+        if hu not in wanted:
+            systemctl("disable", "--now", hu, check=False)
+    index = set(p.get("files_index", []))
+    gone = [f for f in state.get("files", []) if f not in index and f.startswith(RETIRABLE)]
+    for path in gone:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+    if gone:
+        systemctl("daemon-reload")
+    # a shipped library directory goes as a whole once nothing in it is wanted (Python may have left
+    # __pycache__ there)
+    lib = RETIRABLE[1]
+    for top in sorted({lib + f[len(lib):].split("/", 1)[0] for f in gone if f.startswith(lib)}):
+        if not any(w.startswith(top + "/") for w in index) and os.path.isdir(top):
+            shutil.rmtree(top, ignore_errors=True)
 
 
 def n_restarts(unit: str) -> str:

@@ -158,10 +158,14 @@ def unit_pid(sb: Sandbox, host: str, unit: str) -> str:
     return sb.run(host, f"systemctl show -p MainPID --value {unit}.service").stdout.strip()
 
 
-def last_id(ops: Ops, tenant: str) -> str:
+def backup_ids(ops: Ops, tenant: str) -> list[str]:
     code, out = ops("backups", "list", "--tenant", tenant, "--json")
     assert code == 0, out
-    return str(json.loads(out[out.index("{"):])["backups"][-1]["id"])
+    return [str(b["id"]) for b in json.loads(out[out.index("{"):])["backups"]]
+
+
+def last_id(ops: Ops, tenant: str) -> str:
+    return backup_ids(ops, tenant)[-1]
 
 
 # ------------------------------------------------------------------------------------------- AIO
@@ -292,12 +296,14 @@ def test_scheduled_backup_runs_on_the_host_then_goes_away(bk_sandbox: Sandbox, t
     assert ledger.read(t.folder)[-1].restarted == []  # a timer, not a reason to restart anything
     assert sb.run("h1", f"systemctl is-enabled {unit}.timer").stdout.strip() == "enabled"
     assert sb.run("h1", "stat -c %a /etc/omldeploy/backup/bkaio.json").stdout.strip() == "600"
-    before = last_id(ops, "bkaio")
+    before = backup_ids(ops, "bkaio")
     sb.run("h1", f"systemctl start {unit}.service", timeout=600)  # what the timer does at 03:15
     new = last_id(ops, "bkaio")
-    assert new != before
+    assert new not in before
     code, out = ops("backups", "verify", "--tenant", "bkaio", "--ts", new)
     assert code == 0, out
+    code, out = ops("status", "--tenant", "bkaio")
+    assert code == 0 and f"{unit}.timer: active, next " in out and "(success)" in out, out
     journal = sb.run("h1", f"journalctl -u {unit}.service --no-pager -o cat").stdout
     assert f"backup {new} done" in journal
     for secret in passwords(t):

@@ -154,6 +154,14 @@ def _status(args: argparse.Namespace) -> int:
                  "yes" if u["healthy"] else "NO", _uptime(u.get("uptime")), u["detail"])
                 for u in info["units"]]
         console.table(("unit", "state", "image", "healthy", "uptime", "check"), rows)
+        for t in info.get("timers", []):
+            last = t["last"] if t["last"] and t["last"] != "n/a" else "never"
+            result = "running now" if t["running"] else (t["last_result"] or "-")
+            line = f"   {t['timer']}: {t['state']}, next {t['next'] or '-'}, last run {last} ({result})"
+            if t["state"] != "active" or (t["last_result"] not in ("", "success") and last != "never"):
+                console.warn(line.strip() + f"; see journalctl -u {t['timer'].removesuffix('.timer')} on {host}")
+            else:
+                console.say(line)
     console.say("all healthy" if code == 0 else "NOT healthy")
     return code
 

@@ -226,8 +226,11 @@ def status(tenant: Tenant, reporter: Reporter) -> tuple[int, dict[str, Any]]:
             data["hosts"][name] = {"error": h.error, "unreachable": h.unreachable}
             healthy = False
             continue
-        units = (h.status or {}).get("units", [])
+        report = h.status or {}
+        units = report.get("units", [])
         data["hosts"][name] = {"units": units}
+        if report.get("timers"):
+            data["hosts"][name]["timers"] = report["timers"]
         for u in units:
             if u["enabled"] and not u["healthy"]:
                 healthy = False

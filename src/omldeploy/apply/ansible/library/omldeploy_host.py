@@ -549,7 +549,20 @@ def status(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
         out.append({"unit": name, "state": info.get("ActiveState", "unknown"), "sub": info.get("SubState", ""),
                     "image": image, "want_image": u["image"], "healthy": healthy, "detail": detail,
                     "uptime": uptime, "enabled": u["enabled"]})
-    return {"units": out, "changed": False}
+    return {"units": out, "timers": [timer_status(t) for t in p.get("host_units", []) if t.endswith(".timer")],
+            "changed": False}
+
+
+def timer_status(timer: str) -> dict[str, Any]:
+    """A timer (scheduled backup): armed or not, when it fires next, how its last run ended."""
+    props = systemctl("show", timer, "-p", "ActiveState,NextElapseUSecRealtime,LastTriggerUSec", check=False).stdout
+    info = dict(line.split("=", 1) for line in props.splitlines() if "=" in line)
+    service = timer[: -len(".timer")] + ".service"
+    sprops = systemctl("show", service, "-p", "Result,ActiveState", check=False).stdout
+    sinfo = dict(line.split("=", 1) for line in sprops.splitlines() if "=" in line)
+    return {"timer": timer, "state": info.get("ActiveState", "unknown"),
+            "next": info.get("NextElapseUSecRealtime", ""), "last": info.get("LastTriggerUSec", ""),
+            "last_result": sinfo.get("Result", ""), "running": sinfo.get("ActiveState") == "activating"}
 
 
 def _repository(ref: str) -> str:

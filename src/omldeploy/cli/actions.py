@@ -41,7 +41,7 @@ SEED_ACTIONS: dict[str, str] = {
     "pgsql_node_takeover_main": "HA: give the primary role back to the PostgreSQL main node",
     "redis_node_takeover_main": "HA: give the Redis master role back to the main app node",
     "pgsql_node_recovery_backup": "HA: rejoin the PostgreSQL backup node as a standby",
-    "restart": "restart the application stack (not PostgreSQL) in start order, with health checks",
+    "restart": "restart the application stack (not PostgreSQL), then check every unit's health",
     "restart_django": "restart daphne, django and nginx",
     "restart_asterisk": "restart Asterisk",
     "restart_core": "restart Asterisk, daphne, django and nginx",

@@ -85,9 +85,10 @@ def converge_result(tenant: Tenant, action: str, reporter: Reporter, *, check: b
                     stage_only: bool = False) -> RunResult | None:
     """Make the hosts match the rendered tenant; None when nothing of `action` runs in this layout.
 
-    restart: also restart every selected unit, changed or not, in start order with health gates
-    (the seed's restart_* actions). stage_only: write files and pull images but restart nothing; the
-    restarts they call for stay pending on the host until the next converging run (the seed's update).
+    restart: also restart every selected unit, changed or not (the seed's restart_* actions): per host in
+    one systemd transaction, then each unit's health check in start order.
+    stage_only: write files and pull images but restart nothing; the restarts they call for stay
+    pending on the host until the next converging run (the seed's update).
     """
     bundle = bundle_for(tenant, action)
     if not bundle.hosts:

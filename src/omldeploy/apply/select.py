@@ -19,6 +19,5 @@ def select(bundle: Bundle, action: str) -> Bundle:
                          [h for h in hb.host_units if any(f.path.endswith("/" + h) for f in files)],
                          hb.directories)
         sub.partial = True
-        sub.force_restart = list(hb.force_restart)
         out.hosts.append(sub)
     return out

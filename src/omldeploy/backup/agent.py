@@ -72,9 +72,7 @@ def prune(cfg: dict[str, Any], host_ops: Any) -> None:
         say(f"retention (keep={keep}, keep_days={days}): nothing to delete")
         return
     ids = {e.id for e in doomed}
-    keys = [o["key"] for o in listing.get("objects", []) if layout.id_of(o["key"]) in ids]
-    keys.sort(key=lambda k: (0 if k.endswith("/manifest.json") else 1, k))  # manifest first, as prune does
-    host_ops.op_delete({**base, "keys": keys})
+    host_ops.op_delete({**base, "keys": retention.object_keys(listing.get("objects", []), ids)})
     say(f"retention (keep={keep}, keep_days={days}): deleted {', '.join(sorted(ids))}")
 
 

@@ -3,6 +3,9 @@ the seed's backups and hand-made migration dumps are left alone, and so is the n
 
 from __future__ import annotations
 
+from typing import Any
+
+from omldeploy.backup import layout
 from omldeploy.backup.catalog import Entry
 
 
@@ -33,3 +36,10 @@ def select(entries: list[Entry], *, keep: int | None, keep_days: float | None, n
         if e.kind == "incomplete" and e.created_epoch is not None and now - e.created_epoch > 86400:
             doomed.append(e)
     return sorted(doomed, key=lambda e: (e.created_epoch or 0, e.id))
+
+
+def object_keys(objects: list[dict[str, Any]], ids: set[str]) -> list[str]:
+    """Every bucket key of the backups `ids`, in deletion order: the manifest first, so a half-deleted
+    backup is "incomplete" and never offered for restore."""
+    keys = [o["key"] for o in objects if layout.id_of(o["key"]) in ids]
+    return sorted(keys, key=lambda k: (0 if k.endswith("/manifest.json") else 1, k))

@@ -314,7 +314,9 @@ def prune(tenant: Tenant, reporter: Reporter, *, keep: int | None, keep_days: fl
 
 def _prune(sess: Session, keep: int | None, keep_days: float | None, yes: bool) -> int:
     try:
-        entries, _, _ = fetch_catalog(sess)
+        t = sess.target
+        listing = sess.step("catalog", {t.db_host: {"op": "catalog"}})[t.db_host]
+        entries = catalog.build(listing.get("objects", []), listing.get("documents", {}))
         doomed = retention.select(entries, keep=keep, keep_days=keep_days, now=time.time())
         kept = [e for e in entries if e not in doomed]
         if not doomed:
@@ -327,12 +329,7 @@ def _prune(sess: Session, keep: int | None, keep_days: float | None, yes: bool) 
             sess.reporter.line(f"dry run: {len(doomed)} backup(s) would be deleted, {len(kept)} kept; "
                                "add --yes to delete")
             return EXIT_OK
-        doomed_ids = {e.id for e in doomed}
-        t = sess.target
-        rep = sess.step("catalog", {t.db_host: {"op": "catalog"}})[t.db_host]
-        keys = [o["key"] for o in rep.get("objects", []) if layout.id_of(o["key"]) in doomed_ids]
-        # the manifest goes first: a half-deleted backup is then "incomplete", never offered for restore
-        keys.sort(key=lambda k: (0 if k.endswith("/manifest.json") else 1, k))
+        keys = retention.object_keys(listing.get("objects", []), {e.id for e in doomed})
         sess.step("delete", {t.db_host: {"op": "delete", "keys": keys}})
         sess.reporter.line(f"deleted {len(doomed)} backup(s) ({len(keys)} object(s)), {len(kept)} kept")
         return EXIT_OK

@@ -217,3 +217,13 @@ def test_cli_input_errors_exit_2_and_do_nothing(tmp_path: Path, capsys: pytest.C
     assert main(["--instances", str(inst), "backups", "list", "--tenant", "nope"]) == 2
     assert main(["--instances", str(inst), "backup", "--tenant", "t", "--format", "tar"]) == 2
     assert not (inst / "t" / ".omldeploy" / "ledger.jsonl").exists()
+
+
+def test_deletion_order_puts_each_manifest_first_and_keeps_other_backups() -> None:
+    objects = [{"key": k} for k in ("backup/asterisk/100/a.conf", "backup/pgsql-backup-100.dump",
+                                    "backup/100/manifest.json", "backup/100/verify.json",
+                                    "backup/pgsql-backup-200.dump", "backup/200/manifest.json", "media_root/x")]
+    keys = retention.object_keys(objects, {"100"})
+    assert keys[0] == "backup/100/manifest.json"
+    assert sorted(keys) == sorted(["backup/asterisk/100/a.conf", "backup/pgsql-backup-100.dump",
+                                   "backup/100/manifest.json", "backup/100/verify.json"])

@@ -32,7 +32,8 @@ Actions:
   pgsql_node_recovery_backup  HA: rejoin the PostgreSQL backup node
   restart restart_django restart_asterisk restart_core recycle update
 
-More verbs (validate, plan, render, releases, tenant, status, rollback): omldeploy --help
+More verbs (validate, plan, render, releases, tenant, status, rollback, backups, completion),
+grouped by purpose: omldeploy --help
 USAGE
 }
 

@@ -21,6 +21,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from omldeploy.cli.tenants import with_random_secrets  # noqa: E402
 from omldeploy.inventory import load_tenant  # noqa: E402
 from omldeploy.render.build import render_tenant  # noqa: E402
 
@@ -29,7 +30,9 @@ LAYOUTS = ("aio", "ait", "cloud", "ha")
 
 def make(root: Path, i: int) -> Path:
     layout = LAYOUTS[i % 4]
-    data = yaml.safe_load((ROOT / "src/omldeploy/examples" / f"inventory_{layout}.yml").read_text())
+    # placeholders replaced as `omldeploy tenant new` does (validation refuses them)
+    example = (ROOT / "src/omldeploy/examples" / f"inventory_{layout}.yml").read_text()
+    data = yaml.safe_load(with_random_secrets(example))
     a, b = divmod(i, 250)
     # HA keeps its example addresses (VIPs and redis_ip_main refer to them); others get unique ones.
     for n, host in enumerate(data["all"].get("hosts", {}).values()):

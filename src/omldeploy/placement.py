@@ -63,12 +63,14 @@ class Ctx:
 
     def image(self, key: str) -> str:
         """Full image reference. uwsgi, daphne and cron all use the same omlapp image (the seed let
-        daphne and cron ignore `enterprise_edition` and `omlapp_repo`, skewing versions)."""
+        daphne and cron ignore `enterprise_edition` and `omlapp_repo`, skewing versions). A version value
+        `repository:tag` names its own repository and is taken literally (catalog.ImageRef.split)."""
         s = self.tenant.settings
         ref = images()[key]
-        tag = self.tenant.versions[ref.tag_key]
-        repo = ref.repo
-        if key == "omlapp":
+        versions = self.tenant.versions
+        value = versions.get(ref.tag_key) or versions[images()[ref.same_as or key].tag_key]
+        repo, tag = ref.split(value)  # a `repository:tag` value names its own repository
+        if "omlapp" in (key, ref.same_as) and repo == ref.repo:
             repo = f"{s.text('omlapp_repo')}/omlapp"
             if s.flag("enterprise_edition"):
                 tag = f"{tag}-enterprise"

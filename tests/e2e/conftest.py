@@ -21,7 +21,10 @@ from omldeploy.sandbox.images.catalog import load_catalog
 from omldeploy.sandbox.s3store import weed_binary
 
 E2E_NAME = os.environ.get("OMLDEPLOY_E2E_NAME", "e2e")  # another name runs beside CI
-DEFAULT_HOSTS = "debian12,debian13,debian12,debian13,debian12,debian12,debian12,debian12,debian12,debian12"
+# h1 h2 sandbox tests, h3 h4 AIO 12/13, h5-h7 AIT, h8 h9 cloud AIO + managed PostgreSQL, h10 h11 upgrades
+# 12/13, h12-h14 cloud AIT (voice on 13)
+DEFAULT_HOSTS = ("debian12,debian13,debian12,debian13,debian12,debian12,debian12,debian12,debian12,debian12,"
+                 "debian13,debian12,debian13,debian12")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -7,13 +7,16 @@ PostgreSQL host and the bucket.
 
 from __future__ import annotations
 
+import re
 import secrets
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from omldeploy.catalog.releases import images
 from omldeploy.inventory import Tenant, load_tenant
+from omldeploy.inventory.schema import VERSION_KEYS
 from omldeploy.sandbox import Host, Sandbox
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "src" / "omldeploy" / "examples"
@@ -52,3 +55,24 @@ def write_tenant(instances: Path, name: str, layout: str, sandbox: Sandbox, host
 
 def passwords(tenant: Tenant) -> list[str]:
     return [tenant.settings.text(k) for k in PASSWORD_KEYS if tenant.settings.has(k)]
+
+
+def tags(which: str) -> dict[str, str]:
+    """The version keys at the sandbox's `A` (default) or `B` (alt) tags."""
+    out = {}
+    for ref in images().values():
+        if ref.tag_key in VERSION_KEYS:
+            out[ref.tag_key] = ref.default if which == "A" else ref.alt
+    return out
+
+
+def set_versions(tenant: Tenant, versions: dict[str, str]) -> None:
+    """Edit the `*_version:` lines as an operator would (an absent key is added under `vars:`)."""
+    inv = tenant.inventory_path
+    text = inv.read_text()
+    for key, tag in versions.items():
+        new = re.sub(rf"^(\s+){key}:.*$", rf"\g<1>{key}: '{tag}'", text, flags=re.M)
+        if new == text and not re.search(rf"^\s+{key}:", text, re.M):
+            new = re.sub(r"^(\s*)vars:\s*$", rf"\g<0>\n\g<1>  {key}: '{tag}'", text, count=1, flags=re.M)
+        text = new
+    inv.write_text(text)

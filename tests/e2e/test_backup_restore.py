@@ -3,8 +3,9 @@
 One dedicated sandbox (`e2e-bk`, 4 Debian 12 hosts) for this module: an AIO tenant on h1 and an AIT
 tenant on h2-h4, installed once (in parallel) and shared by the tests below, in order:
   AIO: data through psql (tables, thousands of rows, a large object) -> backup -> destroy -> restore ->
-       every table's row count and checksum identical, Asterisk custom files back, dialplan reloaded;
-       a corrupted backup is refused and the live database and components are untouched;
+       every table's row count and checksum identical, Asterisk custom files back, dialplan reloaded,
+       the app's media (media_root/ in the bucket, where the app reads it) back byte for byte;
+       a corrupted backup is refused, named as corrupted, and the live database and components are untouched;
   AIT: the same across hosts (plain-SQL dump on the data host, files on the voice host), with --verify;
   prune: dry run, then --yes;
   CentOS 7: a plain-SQL dump uploaded by hand as backup/pgsql-backup-<NAME>.sql restores with
@@ -15,9 +16,11 @@ No secret of the tenant may appear in any output or run log.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
+import secrets
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,7 +38,7 @@ from omldeploy.sandbox import Sandbox, UpRequest, down, up
 from omldeploy.sandbox.images.build import build_and_push
 from omldeploy.state import ledger
 
-NAME = "e2e-bk"
+NAME = os.environ.get("OMLDEPLOY_E2E_NAME", "e2e") + "-bk"  # another name runs beside CI
 LIBRARY = Path(__file__).resolve().parents[2] / "src/omldeploy/apply/ansible/library/omldeploy_backup.py"
 PSQL = "podman exec -i oml-postgresql-server psql -X -q -A -t -v ON_ERROR_STOP=1 -U omnileads -d {db}"
 
@@ -177,9 +180,13 @@ def test_aio_backup_destroy_restore(bk_sandbox: Sandbox, tenants: dict[str, Tena
     assert "contacts=6000:" in before and "calls=9000:" in before and "lo=1:" in before
     sb.run("h1", "echo 'exten => 999,1,NoOp(backed up)' >> /etc/asterisk/custom/oml_extensions_custom.conf")
     custom_before = sb.run("h1", "md5sum /etc/asterisk/custom/oml_extensions_custom.conf").stdout.split()[0]
+    s3 = bucket(tenants["aio"], sb, "h1")
+    media_key, media = "media_root/audio/e2e-welcome.wav", b"RIFF" + secrets.token_bytes(200_000)
+    s3.put(media_key, media)
 
     code, out = ops("backup", "--tenant", "bkaio")
     assert code == 0, out
+    assert " media file(s) " in out
     assert "backup/pgsql-backup-" in out and ".dump" in out and "manifest.json" in out
     bid = last_id(ops, "bkaio")
     manifest = json.loads(bucket(tenants["aio"], sb, "h1").get(f"backup/{bid}/manifest.json"))
@@ -188,16 +195,20 @@ def test_aio_backup_destroy_restore(bk_sandbox: Sandbox, tenants: dict[str, Tena
     assert {o["key"] for o in manifest["objects"]} >= {f"backup/pgsql-backup-{bid}.dump",
                                                        f"backup/asterisk/{bid}/oml_extensions_custom.conf"}
     assert all(len(o["sha256"]) == 64 for o in manifest["objects"])
+    assert f"backup/media/{bid}/audio/e2e-welcome.wav" in {o["key"] for o in manifest["objects"]}
 
     # disaster: data gone, dialplan edited
     psql(sb, "h1", "DROP TABLE calls; DELETE FROM contacts WHERE id > 10; SELECT lo_unlink(lo) FROM recordings_meta;")
     sb.run("h1", "echo 'broken' > /etc/asterisk/custom/oml_extensions_custom.conf")
+    s3.delete(media_key)
     assert fingerprint(sb, "h1") != before
 
     code, out = ops("restore", "--tenant", "bkaio", "--ts", bid, "--yes")
     assert code == 0, out
     assert "every component is up and healthy" in out
+    assert "file(s) put back into media_root/" in out
     assert fingerprint(sb, "h1") == before
+    assert hashlib.sha256(s3.get(media_key)).hexdigest() == hashlib.sha256(media).hexdigest()
     assert sb.run("h1", "md5sum /etc/asterisk/custom/oml_extensions_custom.conf").stdout.split()[0] == custom_before
     assert sb.run("h1", f"cat /etc/asterisk/custom_{bid}/oml_extensions_custom.conf").stdout.strip() == "broken"
     cli = sb.run("h1", "podman exec oml-asterisk-server cat /var/log/asterisk/sandbox-cli.log").stdout
@@ -218,7 +229,7 @@ def test_aio_corrupted_backup_leaves_live_system_untouched(bk_sandbox: Sandbox, 
     s3.put(key, bytes(data))
     try:
         code, out = ops("backups", "verify", "--tenant", "bkaio", "--ts", bid)
-        assert code == 1 and f"FAILED {key}" in out, out
+        assert code == 1 and f"FAILED {key}: the object is corrupted" in out, out
         code, out = ops("backups", "list", "--tenant", "bkaio")
         assert "FAILED" in out
 
@@ -228,7 +239,8 @@ def test_aio_corrupted_backup_leaves_live_system_untouched(bk_sandbox: Sandbox, 
         custom = sb.run("h1", "ls /etc/asterisk/").stdout
         code, out = ops("restore", "--tenant", "bkaio", "--ts", bid, "--yes")
         assert code == 1, out
-        assert key in out and "nothing was changed" in out
+        assert f"{key}: the object is corrupted: its sha256 differs from the manifest" in out, out
+        assert "pg_restore failed" not in out and "nothing was changed" in out
         assert fingerprint(sb, "h1") == live
         assert {u: unit_pid(sb, "h1", u) for u in pids} == pids  # nothing was stopped or restarted
         assert sb.run("h1", "ls /etc/asterisk/").stdout == custom  # no staging dir left behind

@@ -1,14 +1,18 @@
 """`install` on real sandbox hosts, the way an operator runs it (`./deploy.sh --action=install`).
 
 Hosts (see conftest DEFAULT_HOSTS): h3 Debian 12 AIO (classic units), h4 Debian 13 AIO (Quadlet),
-h5-h7 AIT (data, voice, app), h8 + h9 cloud (app on h8, a "managed" PostgreSQL requiring SSL on h9,
-the bucket on the sandbox S3 store). The OMniLeads application images are the sandbox's stand-ins.
+h5-h7 AIT (data, voice, app; also upgraded with the default pre-upgrade backup and rolled back with
+its data), h8 + h9 cloud AIO (app on h8, a "managed" PostgreSQL requiring SSL on h9, the bucket on the
+sandbox S3 store), h12-h14 the shipped cloud example in its own AIT shape (data with Redis, voice on
+Debian 13, app) against the same managed PostgreSQL and another bucket. The OMniLeads application
+images are the sandbox's stand-ins.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import ssl
 import subprocess
@@ -21,7 +25,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
-from tests.e2e.tenants import passwords, write_tenant
+from tests.e2e.tenants import passwords, set_versions, tags, write_tenant
 
 from omldeploy.inventory import Tenant, load_tenant
 from omldeploy.ops.converge import Reporter, converge
@@ -271,6 +275,55 @@ def test_ait_lost_host_mid_install_fails_cleanly_then_converges(ait: Tenant, san
     assert last_record(tenant).restarted == []
 
 
+def ait_sql(sandbox: Sandbox, tenant: Tenant, sql: str) -> str:
+    user, db = tenant.settings.text("postgres_user"), tenant.settings.text("postgres_database")
+    return sandbox.run("h5", f"podman exec -i oml-postgresql-server psql -v ON_ERROR_STOP=1 -U {user} -d {db} -tA",
+                       input_text=sql).stdout.strip()
+
+
+def running(instances: Path, name: str) -> dict[str, str]:
+    proc = cli(instances, "status", "--tenant", name, "--json")
+    data = json.loads(proc.stdout)
+    assert data["healthy"], proc.stdout
+    return {u["unit"]: u["image"] for h in data["hosts"].values() for u in h["units"]}
+
+
+def test_ait_upgrade_with_the_default_backup_then_rollback_with_data(ait: Tenant, sandbox: Sandbox,
+                                                                     instances: Path) -> None:
+    """An operator's upgrade of AIT (default -> alt, the pre-upgrade backup taken by default), a data
+    change after it (as a schema migration would make), then `rollback --with-data`: the versions AND the
+    data return to what they were before the upgrade."""
+    a, b = tags("A"), tags("B")
+    set_versions(ait, a)
+    assert cli(instances, "install", "--tenant", "ait").returncode == 0
+    ait_sql(sandbox, ait, "CREATE TABLE IF NOT EXISTS upg_probe (n int); TRUNCATE upg_probe; "
+                          "INSERT INTO upg_probe SELECT g FROM generate_series(1, 3000) g;")
+    before = ait_sql(sandbox, ait, "SELECT count(*), sum(n) FROM upg_probe")
+    set_versions(ait, b)
+    proc = cli(instances, "upgrade", "--tenant", "ait")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "taking a pre-upgrade backup" in proc.stdout and "WITHOUT" not in proc.stdout + proc.stderr
+    assert re.search(r"upgrade took \d+\.\d+s in all \(backup \d+\.\d+s, apply \d+\.\d+s\)", proc.stdout)
+    rec = last_record(ait)
+    assert rec.action == "upgrade" and rec.outcome == "ok" and rec.extra.get("backup")
+    now = running(instances, "ait")
+    assert now["omnileads"].endswith(f":{b['omnileads_version']}") and now["asterisk"].endswith(
+        f":{b['asterisk_version']}")
+    # the new version "migrates" the data
+    ait_sql(sandbox, ait, "DELETE FROM upg_probe WHERE n > 1000; CREATE TABLE migrated_by_b (x int);")
+    assert ait_sql(sandbox, ait, "SELECT count(*), sum(n) FROM upg_probe") != before
+
+    back = cli(instances, "rollback", "--tenant", "ait", "--with-data")
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert f"restoring the pre-upgrade backup {rec.extra['backup']}" in back.stdout
+    assert ait_sql(sandbox, ait, "SELECT count(*), sum(n) FROM upg_probe") == before
+    assert ait_sql(sandbox, ait, "SELECT count(*) FROM pg_tables WHERE tablename = 'migrated_by_b'") == "0"
+    now = running(instances, "ait")
+    assert now["omnileads"].endswith(f":{a['omnileads_version']}") and now["asterisk"].endswith(
+        f":{a['asterisk_version']}")
+    assert f"omnileads_version: {a['omnileads_version']}" in ait.inventory_path.read_text()
+
+
 # --------------------------------------------------------------------------- cloud
 
 
@@ -286,9 +339,11 @@ WantedBy=multi-user.target
 """
 
 
-def test_cloud_with_managed_postgres_over_ssl_and_external_bucket(sandbox: Sandbox, sandbox_s3: S3Info,
-                                                                   instances: Path) -> None:
-    app, db = hosts(sandbox, "h8", "h9")
+@pytest.fixture(scope="module")
+def managed_pg(sandbox: Sandbox) -> tuple[Host, str]:
+    """A "managed" PostgreSQL requiring SSL on h9 (the provider's, shared by the cloud tenants), and
+    its admin password."""
+    db = sandbox.host("h9")
     admin_pw = "mgd-" + os.urandom(8).hex()
     sandbox.run("h9", "umask 077; cat > /etc/default/managed-pg.env", input_text=(
         f"POSTGRES_USER=doadmin\nPOSTGRES_PASSWORD={admin_pw}\nPOSTGRES_DB=defaultdb\nPOSTGRES_SSL=require\n"))
@@ -298,11 +353,30 @@ def test_cloud_with_managed_postgres_over_ssl_and_external_bucket(sandbox: Sandb
                       "systemctl daemon-reload && systemctl start managed-pg && "
                       "for i in $(seq 120); do podman exec managed-pg pg_isready -q -p 25060 && exit 0; "
                       "sleep 0.5; done; exit 1", timeout=180)
-    s3 = boto3.client("s3", endpoint_url=sandbox_s3.endpoint, aws_access_key_id=sandbox_s3.access_key,
-                      aws_secret_access_key=sandbox_s3.secret_key, region_name="us-east-1",
-                      config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
-    if "cloud-tenant" not in [b["Name"] for b in s3.list_buckets().get("Buckets", [])]:
-        s3.create_bucket(Bucket="cloud-tenant")  # the operator's bucket exists before install
+    return db, admin_pw
+
+
+def operator_bucket(s3info: S3Info, name: str) -> None:
+    """The operator's bucket exists before install (the provider's console made it)."""
+    s3 = boto3.client("s3", endpoint_url=s3info.endpoint, aws_access_key_id=s3info.access_key,
+                      aws_secret_access_key=s3info.secret_key, region_name="us-east-1",
+                      config=Config(signature_version="s3v4", s3={"addressing_style": "path"},
+                                    retries={"mode": "standard", "max_attempts": 6}))
+    if name not in [b["Name"] for b in s3.list_buckets().get("Buckets", [])]:
+        s3.create_bucket(Bucket=name)
+
+
+def managed_dbs(sandbox: Sandbox) -> list[str]:
+    return sandbox.run("h9", "podman exec managed-pg psql -U doadmin -d defaultdb -p 25060 -tAc "
+                             "\"select datname from pg_database\"").stdout.split()
+
+
+def test_cloud_with_managed_postgres_over_ssl_and_external_bucket(sandbox: Sandbox, sandbox_s3: S3Info,
+                                                                   managed_pg: tuple[Host, str],
+                                                                   instances: Path) -> None:
+    db, admin_pw = managed_pg
+    app = sandbox.host("h8")
+    operator_bucket(sandbox_s3, "cloud-tenant")
     tenant = write_tenant(instances, "cloud", "aio", sandbox, [app], extra={
         "postgres_host": db.ip, "postgres_out": True, "postgres_ssl": True, "postgres_port": 25060,
         "postgres_user": "doadmin", "postgres_password": admin_pw, "postgres_maintenance_db": "defaultdb",
@@ -317,7 +391,42 @@ def test_cloud_with_managed_postgres_over_ssl_and_external_bucket(sandbox: Sandb
     uwsgi = health(app.ip, 8099)
     assert "ssl true" in uwsgi["reached"]["postgres"]["detail"] and db.ip in uwsgi["reached"]["postgres"]["detail"]
     assert "cloud-tenant" in uwsgi["reached"]["s3"]["detail"]
-    dbs = sandbox.run("h9", "podman exec managed-pg psql -U doadmin -d defaultdb -p 25060 -tAc "
-                            "\"select datname from pg_database\"").stdout.split()
-    assert "omnileads" in dbs  # created by omldeploy over SSL with the maintenance database
+    assert "omnileads" in managed_dbs(sandbox)  # created by omldeploy over SSL with the maintenance database
     assert_no_secret(tenant, proc.stdout, proc.stderr)
+
+
+def test_the_shipped_cloud_example_in_its_ait_shape(sandbox: Sandbox, sandbox_s3: S3Info,
+                                                    managed_pg: tuple[Host, str], instances: Path) -> None:
+    """`inventory_cloud.yml` as shipped (data/voice/app, managed PostgreSQL over SSL, external bucket),
+    with only what an operator changes: addresses, credentials, bucket, and its own database name on
+    the provider's shared server."""
+    db, admin_pw = managed_pg
+    data, voice, app = hosts(sandbox, "h12", "h13", "h14")
+    assert voice.os == "debian13"  # one tenant across both OS versions (classic units and Quadlet)
+    operator_bucket(sandbox_s3, "cloud-ait")
+    tenant = write_tenant(instances, "cloudait", "cloud", sandbox, [data, voice, app], extra={
+        "postgres_host": db.ip, "postgres_password": admin_pw, "postgres_database": "omnileads_ait",
+        "bucket_url": sandbox_s3.endpoint, "bucket_access_key": sandbox_s3.access_key,
+        "bucket_secret_key": sandbox_s3.secret_key, "bucket_name": "cloud-ait", "bucket_region": "us-east-1",
+    })
+    assert tenant.layout.name == "cloud-ait"
+    # a host whose journal is only on disk has no /run/log/journal: Promtail's mount source is created
+    sandbox.run("h14", "rm -rf /run/log/journal")
+    proc = cli(instances, "install", "--tenant", "cloudait")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for h in ("h12", "h13", "h14"):
+        listing = sandbox.run(h, "ls /etc/systemd/system /etc/containers/systemd 2>/dev/null").stdout
+        assert "postgresql." not in listing and "minio." not in listing, (h, listing)
+    assert sandbox.run("h12", "systemctl is-active redis.service").returncode == 0
+    assert sandbox.run("h13", "systemctl is-active asterisk.service").returncode == 0
+    assert sandbox.run("h14", "test -d /run/log/journal && systemctl is-active promtail.service").returncode == 0
+    uwsgi = health(app.ip, 8099)
+    pg = uwsgi["reached"]["postgres"]["detail"]
+    assert "ssl true" in pg and db.ip in pg and "omnileads_ait" in pg, pg
+    assert "cloud-ait" in uwsgi["reached"]["s3"]["detail"] and data.ip in uwsgi["reached"]["redis"]["detail"]
+    assert "omnileads_ait" in managed_dbs(sandbox)
+    assert https_with_tenant_ca(tenant, app.ip) == "omldeploy cloudait CA"
+    assert_no_secret(tenant, proc.stdout, proc.stderr)
+    assert cli(instances, "status", "--tenant", "cloudait").returncode == 0
+    again = cli(instances, "install", "--tenant", "cloudait")
+    assert again.returncode == 0 and last_record(tenant).changed == 0 and last_record(tenant).restarted == []

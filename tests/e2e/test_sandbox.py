@@ -170,7 +170,10 @@ def test_quadlet_unit_runs_on_debian13(sandbox: Sandbox, debian13_host: Host,
 
 
 def test_s3_store_accepts_generated_credentials_only(sandbox_s3: S3Info) -> None:
-    cfg = Config(signature_version="s3v4", s3={"addressing_style": "path"})
+    # a new bucket is a new SeaweedFS collection: its first write may meet a 500 while volumes grow, which
+    # any real client retries ("standard" mode); the store itself is proven ready by s3store.start
+    cfg = Config(signature_version="s3v4", s3={"addressing_style": "path"},
+                 retries={"mode": "standard", "max_attempts": 5})
     s3 = boto3.client("s3", endpoint_url=sandbox_s3.endpoint, aws_access_key_id=sandbox_s3.access_key,
                       aws_secret_access_key=sandbox_s3.secret_key, region_name=sandbox_s3.region, config=cfg)
     s3.create_bucket(Bucket="e2e-sandbox")

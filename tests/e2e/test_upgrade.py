@@ -1,7 +1,10 @@
-"""upgrade / rollback / per-component actions on a real AIO host (h10, Debian 12).
+"""upgrade / rollback / per-component actions on real AIO hosts: h10 (Debian 12, classic units) for
+everything, h11 (Debian 13, Quadlet, systemd 257) for upgrade, rollback and the failed health gate.
 
 The sandbox registry holds every image at two tags (`default` = A, `alt` = B) and a `-broken`
-variant that refuses to start, so upgrades, rollbacks and failed health gates are real.
+variant that refuses to start, so upgrades, rollbacks and failed health gates are real. A broken web
+app crash-loops into systemd's start limit within seconds; the automatic rollback that follows must
+still start it (systemd 257 refused it until the engine cleared the failed state first).
 """
 
 from __future__ import annotations
@@ -14,38 +17,21 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.e2e.tenants import write_tenant
+from tests.e2e.tenants import set_versions, tags, write_tenant
 
-from omldeploy.catalog.releases import images
 from omldeploy.inventory import Tenant
-from omldeploy.inventory.schema import VERSION_KEYS
 from omldeploy.sandbox import Sandbox
 from omldeploy.state import ledger
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = "h10"
+HOSTS = {"upg": "h10", "upg13": "h11"}  # tenant -> sandbox host
 
 
 def cli(instances: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     return subprocess.run([sys.executable, "-m", "omldeploy", "--instances", str(instances), *args],
                           capture_output=True, text=True, env=env, timeout=900)
-
-
-def tags(which: str) -> dict[str, str]:
-    out = {}
-    for ref in images().values():
-        if ref.tag_key in VERSION_KEYS:
-            out[ref.tag_key] = ref.default if which == "A" else ref.alt
-    return out
-
-
-def set_versions(tenant: Tenant, versions: dict[str, str]) -> None:
-    inv = tenant.inventory_path
-    text = inv.read_text()
-    for key, tag in versions.items():
-        text = re.sub(rf"^(\s+){key}:.*$", rf"\g<1>{key}: '{tag}'", text, flags=re.M)
-    inv.write_text(text)
 
 
 def running_images(instances: Path, tenant: str) -> dict[str, str]:
@@ -62,7 +48,7 @@ def unit_starts(sandbox: Sandbox) -> str:
 
 def rows(sandbox: Sandbox, tenant: Tenant) -> str:
     user, db = tenant.settings.text("postgres_user"), tenant.settings.text("postgres_database")
-    return sandbox.run(HOST, f"podman exec oml-postgresql-server psql -U {user} -d {db} -tAc "
+    return sandbox.run(HOSTS[tenant.name], f"podman exec oml-postgresql-server psql -U {user} -d {db} -tAc "
                              "'select count(*), sum(n) from upgrade_probe'").stdout.strip()
 
 
@@ -71,57 +57,89 @@ def instances(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("e2e-upgrade") / "instances"
 
 
-@pytest.fixture(scope="module")
-def aio(sandbox: Sandbox, instances: Path) -> Tenant:
-    tenant = write_tenant(instances, "upg", "aio", sandbox, [sandbox.host(HOST)])
+def installed(sandbox: Sandbox, instances: Path, name: str, os_name: str) -> Tenant:
+    host = sandbox.host(HOSTS[name])
+    assert host.os == os_name
+    tenant = write_tenant(instances, name, "aio", sandbox, [host])
     set_versions(tenant, tags("A"))
-    proc = cli(instances, "install", "--tenant", "upg")
+    proc = cli(instances, "install", "--tenant", name)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     user, db = tenant.settings.text("postgres_user"), tenant.settings.text("postgres_database")
-    sandbox.run(HOST, f"podman exec oml-postgresql-server psql -U {user} -d {db} -c "
-                      "'create table upgrade_probe as select g as n from generate_series(1, 5000) g'")
+    sandbox.run(host.name, f"podman exec oml-postgresql-server psql -U {user} -d {db} -c "
+                           "'create table upgrade_probe as select g as n from generate_series(1, 5000) g'")
     return tenant
 
 
-def test_upgrade_a_to_b_then_rollback(aio: Tenant, sandbox: Sandbox, instances: Path) -> None:
-    before = rows(sandbox, aio)
-    set_versions(aio, tags("B"))
-    proc = cli(instances, "upgrade", "--tenant", "upg", "--no-backup")
+@pytest.fixture(scope="module")
+def aio(sandbox: Sandbox, instances: Path) -> Tenant:
+    return installed(sandbox, instances, "upg", "debian12")
+
+
+@pytest.fixture(scope="module")
+def aio13(sandbox: Sandbox, instances: Path) -> Tenant:
+    return installed(sandbox, instances, "upg13", "debian13")
+
+
+@pytest.fixture(params=["aio", "aio13"], ids=["debian12", "debian13"])
+def upg(request: pytest.FixtureRequest) -> Tenant:
+    """Both OSes: the upgrade and rollback paths differ with the systemd version (start limit)."""
+    tenant: Tenant = request.getfixturevalue(request.param)
+    return tenant
+
+
+def test_upgrade_a_to_b_then_rollback(upg: Tenant, sandbox: Sandbox, instances: Path) -> None:
+    name = upg.name
+    before = rows(sandbox, upg)
+    set_versions(upg, tags("B"))
+    proc = cli(instances, "upgrade", "--tenant", name, "--no-backup")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "WITHOUT a pre-upgrade backup" in proc.stderr + proc.stdout
-    running = running_images(instances, "upg")
+    assert re.search(r"upgrade took \d+\.\d+s in all \(apply \d+\.\d+s\)", proc.stdout), proc.stdout
+    running = running_images(instances, name)
     b = tags("B")
     assert running["omnileads"].endswith(f"/omnileads/omlapp:{b['omnileads_version']}")
     assert running["nginx"].endswith(f"/omnileads/nginx:{b['nginx_version']}")
     assert running["postgresql"].endswith(f"/omnileads/postgres:{b['postgres_version']}")
-    assert rows(sandbox, aio) == before
-    rec = ledger.read(aio.folder)[-1]
+    assert rows(sandbox, upg) == before
+    rec = ledger.read(upg.folder)[-1]
     assert rec.action == "upgrade" and rec.outcome == "ok" and rec.versions["nginx_version"] == b["nginx_version"]
 
-    listing = cli(instances, "rollback", "--tenant", "upg", "--list")
+    listing = cli(instances, "rollback", "--tenant", name, "--list")
     assert listing.returncode == 0 and "upgrade" in listing.stdout and "install" in listing.stdout
-    back = cli(instances, "rollback", "--tenant", "upg")
+    back = cli(instances, "rollback", "--tenant", name)
     assert back.returncode == 0, back.stdout + back.stderr
     a = tags("A")
-    running = running_images(instances, "upg")
+    running = running_images(instances, name)
     assert running["omnileads"].endswith(f":{a['omnileads_version']}") and running["nginx"].endswith(
         f":{a['nginx_version']}")
-    assert f"nginx_version: {a['nginx_version']}" in aio.inventory_path.read_text()  # inventory kept in step
-    assert rows(sandbox, aio) == before
+    assert f"nginx_version: {a['nginx_version']}" in upg.inventory_path.read_text()  # inventory kept in step
+    assert rows(sandbox, upg) == before
 
 
-def test_failed_health_gate_rolls_back_by_itself(aio: Tenant, sandbox: Sandbox, instances: Path) -> None:
+def test_failed_health_gate_rolls_back_by_itself(upg: Tenant, sandbox: Sandbox, instances: Path) -> None:
+    """The reproduction of the Debian 13 defect: a broken web app crash-loops into the start limit, and
+    the automatic rollback must bring it back all the same."""
+    name = upg.name
     a = tags("A")
-    set_versions(aio, {**a, "nginx_version": a["nginx_version"] + "-broken"})
-    proc = cli(instances, "upgrade", "--tenant", "upg", "--no-backup")
+    broken = a["omnileads_version"] + "-broken"
+    set_versions(upg, {**a, "omnileads_version": broken})
+    proc = cli(instances, "upgrade", "--tenant", name, "--no-backup")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     out = proc.stdout
-    assert "nginx.service did not become healthy" in out and "rolling back automatically" in out
-    assert "rolled back: every component runs the previous versions and is healthy" in out
-    running = running_images(instances, "upg")  # asserts healthy
-    assert running["nginx"].endswith(f"/omnileads/nginx:{a['nginx_version']}")
-    assert [r.action for r in ledger.read(aio.folder)[-2:]] == ["upgrade", "rollback"]
-    set_versions(aio, a)
+    assert "omnileads.service failed" in out and "systemd stopped restarting it" in out, out
+    assert "did not become healthy within" not in out  # a crash loop is not worded as a slow health check
+    assert "rolling back automatically" in out
+    assert "rolled back: every component runs the previous versions and is healthy" in out, out
+    assert "REFUSED" not in out
+    running = running_images(instances, name)  # asserts healthy
+    assert running["omnileads"].endswith(f"/omnileads/omlapp:{a['omnileads_version']}")
+    assert [r.action for r in ledger.read(upg.folder)[-2:]] == ["upgrade", "rollback"]
+    # the inventory no longer names the broken tag, so a plain re-run of install keeps the healthy one
+    text = upg.inventory_path.read_text()
+    assert broken not in text and f"omnileads_version: {a['omnileads_version']}" in text
+    assert broken in (upg.folder / "inventory.yml.bak").read_text()
+    again = cli(instances, "install", "--tenant", name)
+    assert again.returncode == 0 and ledger.read(upg.folder)[-1].restarted == [], again.stdout
 
 
 def test_missing_tag_stops_nothing_and_changes_nothing(aio: Tenant, sandbox: Sandbox, instances: Path) -> None:

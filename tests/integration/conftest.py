@@ -140,7 +140,7 @@ class Store:
 
 @pytest.fixture(scope="session")
 def s3store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
-    from omldeploy.sandbox.s3store import NO_TELEMETRY, identities_json, weed_binary
+    from omldeploy.sandbox.s3store import NO_TELEMETRY, S3Info, identities_json, wait_round_trip, weed_binary
 
     weed = weed_binary()
     root = tmp_path_factory.mktemp("s3")
@@ -168,6 +168,8 @@ def s3store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
                 if proc.poll() is not None or time.monotonic() - t0 > 60:
                     raise RuntimeError(f"weed did not start: {log.read_text()[-2000:]}") from None
                 time.sleep(0.3)
+        # answering is not ready: a first PUT can still meet a 500 while weed grows its volumes
+        wait_round_trip(S3Info(endpoint, ak, sk), lambda: proc.poll() is None, log)
         yield Store(endpoint, ak, sk)
     finally:
         proc.terminate()
@@ -181,6 +183,13 @@ def s3store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
 @pytest.fixture(scope="session")
 def mod() -> ModuleType:
     return load_module()
+
+
+@pytest.fixture(autouse=True)
+def fast_backoff(mod: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retries keep their count and order; only the waits between them shrink (tests stay fast)."""
+    monkeypatch.setattr(mod.s3lib, "BACKOFF_BASE", 0.01)
+    mod.NOTES.clear()
 
 
 @pytest.fixture

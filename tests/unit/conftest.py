@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,8 +14,17 @@ from omldeploy.inventory import Tenant, load_tenant
 EXAMPLES = Path(__file__).resolve().parents[2] / "src" / "omldeploy" / "examples"
 
 
+PLACEHOLDER = re.compile(r"CHANGE-ME-([a-z-]+)")
+
+
+def fill_placeholders(text: str) -> str:
+    """Replace the examples' CHANGE-ME-<what> placeholders (which validation refuses) with fixed strong
+    values, as `omldeploy tenant new` does with random ones."""
+    return PLACEHOLDER.sub(lambda m: f"unit-{m.group(1)}-Q7x9Lk2m4PzR", text)
+
+
 def example(layout: str) -> dict:  # type: ignore[type-arg]
-    return yaml.safe_load((EXAMPLES / f"inventory_{layout}.yml").read_text())
+    return yaml.safe_load(fill_placeholders((EXAMPLES / f"inventory_{layout}.yml").read_text()))
 
 
 MakeTenant = Callable[..., Tenant]

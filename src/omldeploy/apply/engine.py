@@ -30,6 +30,7 @@ from omldeploy.inventory.model import Host, Tenant
 from omldeploy.render.bundle import Bundle, HostBundle
 
 LIBRARY = Path(__file__).parent / "ansible" / "library"
+MODULE_UTILS = Path(__file__).parent / "ansible" / "module_utils"
 TIER_ORDER = ("data", "aio", "voice", "app", "haproxy")
 
 
@@ -267,6 +268,7 @@ def _ansible_env(workdir: Path) -> dict[str, str]:
     env = {
         "PATH": f"{bindir}:{os.environ.get('PATH', '/usr/bin:/bin')}",
         "ANSIBLE_LIBRARY": str(LIBRARY),
+        "ANSIBLE_MODULE_UTILS": str(MODULE_UTILS),
         "ANSIBLE_PIPELINING": "True",
         # ansible-runner turns host key checking off by default; keep it on (the per-host
         # ssh_common_args default to StrictHostKeyChecking=accept-new: trust on first use)

@@ -41,6 +41,8 @@ def run(cfg: dict[str, Any], host_ops: Any, now: float | None = None) -> str:
     say(f"backup {bid} of tenant {cfg['tenant']}: database '{cfg['db']['database']}', {fmt} format"
         + (f", Asterisk files from {CUSTOM_DIR}" if cfg.get("files") else ", no Asterisk files on this host"))
     call: dict[str, Any] = {**base, "db": cfg["db"], "format": fmt, "dump_key": layout.dump_key(bid, fmt)}
+    if cfg.get("media", True):
+        call["media"] = {"source": layout.MEDIA_SOURCE, "prefix": layout.media_prefix(bid)}
     if cfg.get("files"):
         call["files"] = {"dir": CUSTOM_DIR, "prefix": layout.files_prefix(bid)}
     rep = host_ops.op_backup(call)
@@ -84,6 +86,8 @@ def main(argv: list[str]) -> int:
         cfg = json.load(fh)
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     import omldeploy_backup as host_ops  # type: ignore[import-not-found,unused-ignore]  # shipped beside us
+
+    host_ops.ECHO = say  # retries of transient bucket failures go to the journal as they happen
 
     lock_path = f"/run/omldeploy-backup-{cfg['tenant']}.lock"
     with open(lock_path, "w") as lock:

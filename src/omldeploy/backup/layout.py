@@ -3,6 +3,7 @@
     backup/pgsql-backup-<id>.dump        PostgreSQL custom format (pg_dump -Fc), the default
     backup/pgsql-backup-<id>.sql         plain SQL (--format plain, the seed's backups, CentOS-7 migrations)
     backup/asterisk/<id>/<file>          /etc/asterisk/custom of the voice host
+    backup/media/<id>/<path>             the app's media_root/ (it reads media from the bucket) at backup time
     backup/<id>/manifest.json            what the backup holds (sizes, sha256, versions); written last
     backup/<id>/verify.json              outcome of the last `omldeploy backups verify`
 
@@ -18,6 +19,10 @@ import time
 ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")  # as inventory/rules.py checks restore_file_timestamp
 DUMP_RE = re.compile(r"^backup/pgsql-backup-(?P<id>[^/]+)\.(?P<ext>sql|dump)$")
 FILE_RE = re.compile(r"^backup/asterisk/(?P<id>[^/]+)/.+$")
+MEDIA_RE = re.compile(r"^backup/media/(?P<id>[^/]+)/.+$")
+#: where the app keeps its media: every release renders S3_STORAGE_ENABLED=true and the omnileads
+#: component mounts no media volume, so the app reads and writes `media_root/` in the bucket itself
+MEDIA_SOURCE = "media_root/"
 DOC_RE = re.compile(r"^backup/(?P<id>[^/]+)/(?P<doc>manifest|verify)\.json$")
 FORMATS = {"custom": "dump", "plain": "sql"}
 
@@ -38,6 +43,10 @@ def files_prefix(backup_id: str) -> str:
     return f"backup/asterisk/{backup_id}/"
 
 
+def media_prefix(backup_id: str) -> str:
+    return f"backup/media/{backup_id}/"
+
+
 def manifest_key(backup_id: str) -> str:
     return f"backup/{backup_id}/manifest.json"
 
@@ -48,7 +57,7 @@ def verify_key(backup_id: str) -> str:
 
 def id_of(key: str) -> str | None:
     """The backup id an object belongs to, or None for objects outside the layout."""
-    for pattern in (DUMP_RE, FILE_RE, DOC_RE):
+    for pattern in (DUMP_RE, FILE_RE, MEDIA_RE, DOC_RE):
         m = pattern.match(key)
         if m:
             return m.group("id")

@@ -38,6 +38,8 @@ def build(*, backup_id: str, tenant: str, layout: str, versions: dict[str, str],
         },
         "asterisk": {"host": files_host, "dir": files_dir,
                      "files": sum(1 for o in objects if o.get("kind") == "file")},
+        "media": {"source": "media_root/", "files": sum(1 for o in objects if o.get("kind") == "media"),
+                  "bytes": sum(int(o["size"]) for o in objects if o.get("kind") == "media")},
         "objects": objects,
         "total_bytes": sum(int(o["size"]) for o in objects),
         "duration_seconds": round(duration, 2),
@@ -70,6 +72,11 @@ def dump_object(doc: dict[str, Any]) -> dict[str, Any] | None:
 
 def file_objects(doc: dict[str, Any]) -> list[dict[str, Any]]:
     return [dict(o) for o in doc.get("objects", []) if o.get("kind") == "file"]
+
+
+def media_objects(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The app's media_root/ objects a backup holds (none in seed backups and older manifests)."""
+    return [dict(o) for o in doc.get("objects", []) if o.get("kind") == "media"]
 
 
 def server_major(doc: dict[str, Any]) -> int | None:

@@ -66,15 +66,25 @@ class Poller:
 
 
 class Bar:
-    """Draws progress records as a bar on a TTY (stderr), else as a line every 15 s."""
+    """Draws progress records as a bar on a TTY (stderr), else as a line every 15 s. Retries of transient
+    bucket failures (`notes`, cumulative on the host) are printed as lines as they happen; `shown` says
+    how many, so the caller prints only the rest from the step's report."""
 
     def __init__(self, host: str, line: Callable[[str], None], tty: bool | None = None) -> None:
         self.host, self.line = host, line
         self.tty = sys.stderr.isatty() if tty is None else tty
         self.last_line = 0.0
         self.drawn = False
+        self.shown = 0
 
     def __call__(self, rec: dict[str, Any]) -> None:
+        notes, total = rec.get("notes") or [], int(rec.get("notes_total") or 0)
+        if total > self.shown and isinstance(notes, list):
+            if self.tty and self.drawn:
+                sys.stderr.write("\r" + " " * 100 + "\r")
+            for text in notes[len(notes) - (total - self.shown):] if total - self.shown <= len(notes) else notes:
+                self.line(f"  {self.host}: {text}")
+            self.shown = total
         done, total, secs = int(rec.get("bytes", 0)), int(rec.get("total", 0)), float(rec.get("seconds", 0))
         rate = done / secs / 1e6 if secs > 0 else 0.0
         text = f"{self.host} {rec.get('phase', '')}: {done / 1e6:,.1f} MB"

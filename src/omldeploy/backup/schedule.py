@@ -60,6 +60,8 @@ def add_schedule(tenant: Tenant, bundle: Bundle) -> None:
         hb.add(BundleFile(f"{lib}/omldeploy/{rel}", package.joinpath(rel).read_bytes(), 0o644, kind="script"))
     host_module = package.joinpath("apply/ansible/library/omldeploy_backup.py").read_bytes()
     hb.add(BundleFile(f"{lib}/omldeploy_backup.py", host_module, 0o644, kind="script"))
+    s3_client = package.joinpath("apply/ansible/module_utils/omldeploy_s3.py").read_bytes()
+    hb.add(BundleFile(f"{lib}/omldeploy_s3.py", s3_client, 0o644, kind="script"))  # imported by the module
     name = unit_name(tenant.name)
     files_note = f"with {CUSTOM_DIR}" if with_files else "database only"
     service = f"""\

@@ -82,6 +82,7 @@ def add_parsers(sub: Any) -> None:
         elif name == "rollback":
             p.add_argument("--to", type=int, metavar="N", help="history entry to return to (see --list; default 2)")
             p.add_argument("--list", action="store_true", help="show the deployment history and exit")
+            p.add_argument("--json", action="store_true", help="with --list: the history as JSON")
             p.add_argument("--with-data", action="store_true",
                            help="also restore the backup taken before the upgrade being undone")
             p.add_argument("--verbose", "-v", action="store_true", help="stream Ansible's own output")
@@ -128,11 +129,21 @@ def _upgrade(args: argparse.Namespace) -> int:
 def _rollback(args: argparse.Namespace) -> int:
     tenant = context.load(args)
     console = Console()
+    if args.json and not args.list:
+        console.error("--json goes with --list (a rollback itself prints progress, not JSON); nothing was done")
+        return 2
     if args.list:
+        entries = upgrade_op.history(tenant.folder)
+        if args.json:
+            console.json({"tenant": tenant.name, "history": [
+                {"n": n, "deployed": r.started, "action": r.action, "user": r.user, "outcome": r.outcome,
+                 "versions": {k: v for k, v in sorted(r.versions.items()) if k in VERSION_KEYS}}
+                for n, r in entries]})
+            return 0
         rows = [(str(n), r.started, r.action, r.versions.get("omnileads_version", "-"),
                  ", ".join(f"{k.removesuffix('_version')}={v}" for k, v in sorted(r.versions.items())
                            if k != "omnileads_version" and k in VERSION_KEYS))
-                for n, r in upgrade_op.history(tenant.folder)]
+                for n, r in entries]
         console.table(("#", "deployed", "by", "omlapp", "other versions"), rows, indent="")
         return 0
     return upgrade_op.rollback(tenant, _reporter(args), to=args.to, with_data=args.with_data)

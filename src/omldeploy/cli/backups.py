@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from typing import Any
 
 from omldeploy.backup import catalog, layout
 from omldeploy.cli import context
+from omldeploy.cli.completion import remember_backup_ids
 from omldeploy.cli.output import Console
 from omldeploy.ops.converge import Reporter
 from omldeploy.state.lock import TenantBusy
@@ -103,14 +103,18 @@ def _list(args: argparse.Namespace) -> int:
 
     tenant = context.load(args)
     console = Console()
-    code, entries, media = list_backups(tenant, _reporter())
+    # With --json, stdout carries the one JSON document: the session's progress lines go to stderr.
+    reporter = Reporter(say=lambda text: print(text, file=sys.stderr), warn=console.warn) if args.json \
+        else _reporter()
+    code, entries, media = list_backups(tenant, reporter)
     if code:
         return code
+    remember_backup_ids(tenant.folder, (e.id for e in entries if e.kind != "incomplete"))
     now = time.time()
     if args.json:
-        console.say(json.dumps({"tenant": tenant.name, "media_root_objects": media, "backups": [
+        console.json({"tenant": tenant.name, "media_root_objects": media, "backups": [
             {**e.to_json(), "age_seconds": None if e.created_epoch is None else int(now - e.created_epoch)}
-            for e in entries]}, indent=2))
+            for e in entries]})
         return 0
     if not entries:
         console.say(f"no backups for tenant {tenant.name}")

@@ -8,7 +8,8 @@ import re
 from pathlib import Path
 
 from omldeploy.inventory import Tenant, load_tenant
-from omldeploy.inventory.problems import InventoryError, Problem
+from omldeploy.inventory.load import load_text
+from omldeploy.inventory.problems import InventoryError, Problem, Problems
 
 TENANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 
@@ -40,6 +41,27 @@ def tenant_folder(args: argparse.Namespace) -> Path:
 
 def load(args: argparse.Namespace) -> Tenant:
     return load_tenant(tenant_folder(args), str(args.tenant))
+
+
+def load_with_problems(args: argparse.Namespace) -> tuple[Tenant | None, list[Problem]]:
+    """Like `load`, but hand back every problem, warnings included, as data instead of raising.
+
+    `validate --json` needs the warnings of a valid inventory as structured problems (file, line, key);
+    a loaded Tenant only keeps them as formatted text.
+    """
+    try:
+        folder = tenant_folder(args)
+        path = folder / "inventory.yml"
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            load(args)  # reports the unreadable file exactly as every other verb does
+            raise
+        problems = Problems(path)
+        tenant = load_text(text, path, folder, str(args.tenant), problems)
+    except InventoryError as exc:
+        return None, list(exc.problems)
+    return tenant, list(problems.items)
 
 
 def add_tenant_arg(parser: argparse.ArgumentParser) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from omldeploy.catalog.releases import images, releases
 from omldeploy.cli import context
-from omldeploy.cli.output import Console
+from omldeploy.cli.output import Console, problem_data
 from omldeploy.inventory import Tenant
 from omldeploy.placement import compute_facts
 from omldeploy.render.build import render_tenant
@@ -21,6 +21,8 @@ from omldeploy.render.write import write_bundle
 def add_parsers(sub: Any) -> None:
     p = sub.add_parser("validate", help="check a tenant's inventory and report every problem")
     context.add_tenant_arg(p)
+    p.add_argument("--json", action="store_true",
+                   help="problems and warnings (file, line, key, found, allowed) as JSON; exit 2 on errors")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("plan", help="show, per host, the components, images, units and files")
@@ -46,10 +48,29 @@ def _summary(console: Console, tenant: Tenant) -> None:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     console = Console()
+    if args.json:
+        return _validate_json(args, console)
     tenant = context.load(args)
     _summary(console, tenant)
     console.say(f"{tenant.inventory_path}: valid")
     return 0
+
+
+def _validate_json(args: argparse.Namespace, console: Console) -> int:
+    """Every problem as data on stdout (nothing on stderr): same verdict and exit code as the text form."""
+    tenant, problems = context.load_with_problems(args)
+    errors = [problem_data(p) for p in problems if p.severity == "error"]
+    console.json({
+        "tenant": str(args.tenant),
+        "inventory": None if tenant is None else str(tenant.inventory_path),
+        "valid": tenant is not None and not errors,
+        "layout": None if tenant is None else tenant.layout.name,
+        "description": None if tenant is None else tenant.layout.describe(),
+        "hosts": None if tenant is None else len(tenant.hosts),
+        "problems": errors,
+        "warnings": [problem_data(p) for p in problems if p.severity != "error"],
+    })
+    return 2 if tenant is None or errors else 0
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -116,21 +137,23 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_releases(args: argparse.Namespace) -> int:
+    """The catalog: per release its date, whether its start may run Django migrations, and whether this
+    version of omldeploy can deploy it (and if not, why); --json adds every tag and the image table."""
     console = Console()
     rels = releases()
     if args.json:
         data = {
-            "releases": [{"name": r.name, "date": r.date, "versions": r.tags, "note": r.note} for r in rels],
-            "images": {k: {"image": f"{v.registry}/{v.repo}", "tag_key": v.tag_key, "default": v.default}
-                       for k, v in images().items()},
+            "releases": [{"name": r.name, "date": r.date, "migrations": r.migrations, "deployable": r.deployable,
+                          "refusal": r.refusal, "versions": r.tags, "note": r.note} for r in rels],
+            "images": {k: {"image": f"{v.registry}/{v.repo}", "tag_key": v.tag_key, "default": v.default,
+                           "optional": v.optional} for k, v in images().items()},
         }
         console.say(json.dumps(data, indent=2))
         return 0
-    keys = ("omnileads_version", "asterisk_version", "nginx_version", "kamailio_version", "websockets_version",
-            "rtpengine_version", "postgres_version")
-    rows = [(r.name, r.date, *(r.tags.get(k, "-") for k in keys)) for r in rels]
-    console.table(("release", "date", "omlapp", "asterisk", "nginx", "kamailio", "websockets", "rtpengine",
-                   "postgres"), rows, indent="")
+    rows = [(r.name, r.date, "may run" if r.migrations else "no", "yes" if r.deployable else "NO",
+             r.tags.get("omnileads_version", "-"), r.refusal or r.note) for r in rels]
+    console.table(("release", "date", "migrations", "deployable", "omlapp", "notes"), rows, indent="")
     console.say("")
-    console.say("Use `omnileads_release: <release>` in an inventory; explicit *_version keys still win.")
+    console.say("Use `omnileads_release: <release>` in an inventory; explicit *_version keys still win. "
+                "Every tag: omldeploy releases --json. Adding a release: docs/releases.md.")
     return 0

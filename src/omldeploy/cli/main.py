@@ -6,50 +6,18 @@ in this version, 4 tenant busy (lock held), 70 internal error (a bug: rerun with
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import traceback
 from collections.abc import Sequence
 
-from omldeploy import __version__
-from omldeploy.cli import actions, inspect, tenants
 from omldeploy.cli.output import Console
+from omldeploy.cli.parser import Parser, build_parser
 from omldeploy.inventory.problems import InventoryError
 from omldeploy.ops.upgrade import UpgradeError
 from omldeploy.state.lock import TenantBusy
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_UNAVAILABLE, EXIT_BUSY, EXIT_BUG = 0, 1, 2, 3, 4, 70
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse that exits 2 with a one-line hint instead of a usage dump for unknown verbs."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        sys.stderr.write(f"omldeploy: error: {message}\n")
-        raise SystemExit(EXIT_INPUT)
-
-
-def build_parser() -> Parser:
-    parser = Parser(prog="omldeploy", description="Deploy and operate OMniLeads tenants.")
-    parser.add_argument("--version", action="version", version=f"omldeploy {__version__}")
-    parser.add_argument("--instances", metavar="DIR",
-                        help="folder holding <tenant>/inventory.yml (default: $OMLDEPLOY_INSTANCES or ./instances)")
-    sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=Parser)
-    inspect.add_parsers(sub)
-    tenants.add_parsers(sub)
-    actions.add_parsers(sub)
-    backups = actions._backups()
-    if backups is not None:
-        backups.add_parsers(sub)  # `omldeploy backups list|verify|prune`
-    try:
-        from omldeploy.sandbox.cli import add_parser as add_sandbox
-    except ImportError:  # the sandbox is optional at runtime (it needs root and test tooling)
-        pass
-    else:
-        add_sandbox(sub)  # type: ignore[arg-type]
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -62,6 +30,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_INPUT if args.verb is None else EXIT_OK
     console = Console()
+    if args.json and not getattr(args, "json_ok", False):
+        console.error(f"--json is not available for `{args.verb_path}` (it is for: validate, plan, status, "
+                      "releases, tenant list, backups list, rollback --list); nothing was done")
+        return EXIT_INPUT
     try:
         return int(args.func(args))
     except InventoryError as exc:
@@ -84,6 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.error(f"internal error: {type(exc).__name__}: {exc} "
                       "(this is a bug; rerun with OMLDEPLOY_DEBUG=1 for details)")
         return EXIT_BUG
+
+
+__all__ = ["Parser", "build_parser", "entry", "main"]
 
 
 def entry() -> None:

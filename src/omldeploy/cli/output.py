@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import sys
 from collections.abc import Iterable, Sequence
-from typing import TextIO
+from typing import Any, TextIO
 
 from omldeploy.inventory.problems import Problem
+from omldeploy.inventory.schema import SECRET_KEYS
 from omldeploy.tables import format_table
+
+_SECRETISH = re.compile(r"pass|secret|token", re.I)
 
 
 class Console:
@@ -38,6 +43,19 @@ class Console:
         if errors:
             print(f"{len(errors)} error(s): nothing was changed.", file=self.err)
 
+    def json(self, data: Any) -> None:
+        """The one JSON document of a `--json` verb: stdout only, nothing else is written there."""
+        print(json.dumps(data, indent=2, sort_keys=False), file=self.out)
+
     def table(self, headers: Sequence[str], rows: Iterable[Sequence[object]], indent: str = "  ") -> None:
         for line in format_table(headers, rows, indent):
             self.say(line)
+
+
+def problem_data(p: Problem) -> dict[str, Any]:
+    """A problem as JSON. `found` is withheld for secret keys: a JSON report ends up in CI logs."""
+    leaf = p.key.rsplit(".", 1)[-1]
+    secret = leaf in SECRET_KEYS or bool(_SECRETISH.search(leaf))
+    return {"file": p.file, "line": p.line, "key": p.key, "message": p.message,
+            "found": "(secret, not shown)" if secret and p.found is not None else p.found,
+            "allowed": p.allowed, "severity": p.severity}

@@ -7,6 +7,7 @@ import os
 import re
 import secrets
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from omldeploy.cli import context
@@ -28,6 +29,7 @@ def add_parsers(sub: Any) -> None:
     new.add_argument("--force", action="store_true", help="overwrite an existing inventory.yml")
     new.set_defaults(func=cmd_new)
     ls = tsub.add_parser("list", help="list tenants and their layout")
+    ls.add_argument("--json", action="store_true", help="tenants as JSON (name, layout, hosts, valid, errors)")
     ls.set_defaults(func=cmd_list)
 
 
@@ -64,19 +66,34 @@ def cmd_new(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     console = Console()
     root = context.instances_dir(args)
+    tenants = list_tenants(root)
+    if args.json:
+        console.json({"instances": str(root), "tenants": tenants})
+        return 0
     if not root.is_dir():
         console.say(f"no tenants: {root} does not exist")
         return 0
-    rows: list[tuple[str, str, str, str]] = []
+    if not tenants:
+        console.say(f"no tenants in {root}")
+        return 0
+    rows = [(t["tenant"], t["layout"] or "?", "?" if t["hosts"] is None else str(t["hosts"]),
+             "valid" if t["valid"] else f"{t['errors']} error(s)") for t in tenants]
+    console.table(("tenant", "layout", "hosts", "inventory"), rows, indent="")
+    return 0
+
+
+def list_tenants(root: Path) -> list[dict[str, Any]]:
+    """Every folder under `root` holding an inventory.yml, loaded to say whether it is valid."""
+    if not root.is_dir():
+        return []
+    out: list[dict[str, Any]] = []
     for folder in sorted(p for p in root.iterdir() if (p / "inventory.yml").is_file()):
         try:
             t = load_tenant(folder)
-            rows.append((folder.name, t.layout.name, str(len(t.hosts)), "valid"))
+            out.append({"tenant": folder.name, "layout": t.layout.name, "hosts": len(t.hosts), "valid": True,
+                        "errors": 0, "warnings": len(t.warnings)})
         except InventoryError as exc:
-            errors = sum(1 for p in exc.problems if p.severity == "error")
-            rows.append((folder.name, "?", "?", f"{errors} error(s)"))
-    if not rows:
-        console.say(f"no tenants in {root}")
-        return 0
-    console.table(("tenant", "layout", "hosts", "inventory"), rows, indent="")
-    return 0
+            out.append({"tenant": folder.name, "layout": None, "hosts": None, "valid": False,
+                        "errors": sum(1 for p in exc.problems if p.severity == "error"),
+                        "warnings": sum(1 for p in exc.problems if p.severity != "error")})
+    return out

@@ -74,7 +74,7 @@ class Component:
 
     name: ClassVar[str]  # unit name without .service, and the id used everywhere
     description: ClassVar[str]
-    image: ClassVar[str]  # key in catalog/data/images.yaml
+    image: ClassVar[str]  # image key in catalog/data/catalog.yaml
     container: ClassVar[str]
     env_file: ClassVar[str | None] = None  # /etc/default/<x>.env
     owns_env_file: ClassVar[bool] = True  # False when it reuses another component's env file
@@ -118,6 +118,14 @@ class Component:
         return []
 
     def host_units(self, ctx: Ctx) -> list[HostUnit]:
+        return []
+
+    def host_directories(self, ctx: Ctx) -> list[tuple[str, int]]:
+        """Host directories it bind-mounts that may be missing on a fresh host (path, mode on creation).
+
+        Podman refuses to start a container whose bind-mount source does not exist; these are created
+        in the stage step when missing and never changed when present.
+        """
         return []
 
     def pre_start(self, ctx: Ctx) -> list[str]:

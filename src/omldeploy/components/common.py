@@ -128,6 +128,7 @@ def omlapp(ctx: Ctx, role: str) -> Env:
         ("WOMBAT_HOSTNAME", f.dialer_host),
         ("WOMBAT_USER", s.text("dialer_user")),
         ("WOMBAT_PASSWORD", s.text("dialer_password")),
+        *fastagi(ctx),
         ("MONITORFORMAT", "mp3"),
         ("S3_STORAGE_ENABLED", "true"),
         *s3(ctx, browser=role != "cron"),
@@ -146,6 +147,15 @@ def omlapp(ctx: Ctx, role: str) -> Env:
         env += [("SURVEY_VERSION", "develop"), ("WALLBOARD_VERSION", "develop"),
                 ("PREMIUM_REPORTS_VERSION", "develop")]
     return env
+
+
+def fastagi(ctx: Ctx) -> Env:
+    """`FASTAGI`: where the FastAGI server is, when the tenant deploys one (this host's own when it runs
+    one there, as every app host does)."""
+    hosts = ctx.hosts_running("fastagi")
+    if not hosts:
+        return []
+    return [("FASTAGI", ctx.lan if ctx.host in hosts else hosts[0].lan_ip)]
 
 
 GEXEC = "\\gexec"  # psql: run each result row as a statement (CREATE DATABASE cannot run in a DO block)

@@ -264,7 +264,10 @@ def _layout(hosts: list[Host], values: dict[str, Any], problems: Problems) -> La
 def _versions(
     values: dict[str, Any], layout: Layout, problems: Problems, doc: Document, all_path: tuple[str, ...]
 ) -> dict[str, str]:
-    """Image tags per tag key: explicit keys > omnileads_release > catalog defaults (infra images only)."""
+    """Image tags per tag key: explicit keys > omnileads_release > catalog defaults (infra images only).
+
+    Optional images (fastagi, astami) and the cron's own tag get no default: they are in the result only
+    when the release or the inventory names them, which is what places (or removes) their components."""
     out: dict[str, str] = {}
     release_name = values.get("omnileads_release")
     if release_name is not None:
@@ -275,6 +278,10 @@ def _versions(
                          line=doc.key_lines.get((*all_path, "omnileads_release")), found=release_name,
                          allowed=known)
         else:
+            if not rel.deployable:
+                problems.add("omnileads_release", f"release {rel.name} cannot be deployed: {rel.refusal}",
+                             line=doc.key_lines.get((*all_path, "omnileads_release")), found=release_name,
+                             allowed=", ".join(r.name for r in releases() if r.deployable))
             out.update(rel.tags)
     for key in VERSION_KEYS:
         if key in values:
@@ -289,7 +296,8 @@ def _versions(
     for ref in images().values():
         if ref.tag_key in values:
             out[ref.tag_key] = values[ref.tag_key]
-        out.setdefault(ref.tag_key, ref.default)
+        if not ref.optional and ref.same_as is None:  # optional components deploy only when named
+            out.setdefault(ref.tag_key, ref.default)
     return out
 
 

@@ -13,6 +13,8 @@ import shutil
 import subprocess
 from collections.abc import Callable
 
+from omldeploy.catalog.releases import images
+from omldeploy.inventory import credentials
 from omldeploy.inventory.model import Shape, Tenant
 from omldeploy.inventory.problems import Problems
 from omldeploy.inventory.yamlsource import Document
@@ -294,13 +296,33 @@ def _schedule(spec: str | None, p: Problems, line: Lines) -> None:
               found=spec, allowed=allowed)
 
 
-RULES: tuple[Rule, ...] = (_required, _postgres, _bucket, _certs, _addresses, _derived_hosts, _wan, _ha, _misc)
+def _images(t: Tenant, p: Problems, line: Lines) -> None:
+    """HA PostgreSQL runs repmgr inside the omnileads/postgres image; the official image (releases 1.32.2
+    and later) has none, so an HA tenant must keep an omnileads/postgres tag."""
+    value = t.versions.get("postgres_version")
+    if t.layout.shape is not Shape.HA or value is None:
+        return
+    ref = images()["postgres"]
+    repo, _tag = ref.split(value)
+    if repo != ref.repo:
+        key = "postgres_version" if t.settings.has("postgres_version") else "omnileads_release"
+        p.add(key, f"selects the image {repo}, which has no repmgr: high availability needs {ref.repo}",
+              line=line(key), found=value, allowed=f"postgres_version: an {ref.repo} tag, e.g. {ref.alt}")
+
+
+def _weak_passwords(t: Tenant, p: Problems, line: Lines) -> None:
+    credentials.weak_passwords(t, p, line)
+
+
+RULES: tuple[Rule, ...] = (_required, _postgres, _bucket, _certs, _addresses, _derived_hosts, _wan, _ha, _misc,
+                           _images, _weak_passwords)
 
 
 def check(tenant: Tenant, problems: Problems, doc: Document, all_path: tuple[str, ...]) -> None:
     lines = Lines(doc, all_path)
     rejected = {x.key for x in problems.errors}  # keys written with a value that was already reported
     first_new = len(problems.items)
+    credentials.placeholders(doc, all_path, problems)
     for rule in RULES:
         rule(tenant, problems, lines)
     # A key written with a rejected value is not "missing" too: keep only the precise report.

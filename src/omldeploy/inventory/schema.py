@@ -36,13 +36,19 @@ VERSION_KEYS = (
     "postgres_version",
 )
 
+# Tags of components deployed only when asked for (by the release or the inventory); a later inventory
+# that no longer names them removes the component (see catalog `optional`).
+OPTIONAL_VERSION_KEYS = ("fastagi_version", "astami_version")
+
 MARKERS = ("omlaio", "omldata", "omlvoice", "omlapp", "omlhaproxy", "postgres_host_ha")
 
 _KEYS: list[Key] = [
     # --- edition, versions, images
     Key("enterprise_edition", "bool", default=False),
-    Key("omnileads_release", "str", note="take the seven *_version keys from the release catalog"),
+    Key("omnileads_release", "str", note="take the image tags from the release catalog (docs/releases.md)"),
     *[Key(k, "version") for k in VERSION_KEYS],
+    *[Key(k, "version", note="deploys its component when set") for k in OPTIONAL_VERSION_KEYS],
+    Key("omlcron_version", "version", note="omlapp tag of the cron only (default: omnileads_version)"),
     Key("redis_version", "version"),
     Key("minio_version", "version"),
     Key("haproxy_version", "version"),

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
+from omldeploy.catalog.releases import REPO_TAG
 from omldeploy.inventory.schema import Key
 
 _LABEL = r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?"
@@ -51,8 +52,10 @@ def _str(key: Key, value: Any, literal: str | None) -> str:
 
 def _version(key: Key, value: Any, literal: str | None) -> str:
     text = _text(value, literal).strip()
-    if not _TAG.match(text):
-        raise BadValue("is not a valid image tag", "letters, digits, '_', '.', '-' (e.g. 230204.01 or 1.27.1)")
+    if not (_TAG.match(text) or REPO_TAG.match(text)):
+        raise BadValue("is not a valid image tag",
+                       "letters, digits, '_', '.', '-' (e.g. 230204.01 or 1.27.1), or repository:tag "
+                       "(e.g. library/postgres:14.9-bullseye)")
     return text
 
 

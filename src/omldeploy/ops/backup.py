@@ -1,109 +1,37 @@
 """backup, backups list|verify|prune: the controller side (the host side is the omldeploy_backup module).
 
 A backup is: the tenant database dumped (custom format by default) and streamed to the bucket from the
-host that reaches PostgreSQL, the Asterisk custom files uploaded from the voice host, then a manifest
-with sizes and sha256 of every object. The manifest is written last, so a backup without one never
+host that reaches PostgreSQL, the Asterisk custom files uploaded from the voice host, a snapshot of the
+app's media (`media_root/` in the bucket, which is where the app reads it), then a manifest with sizes
+and sha256 of every object. The manifest is written last, so a backup without one never
 passes for complete.
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from omldeploy import __version__
-from omldeploy.apply.engine import RunResult, Step, run_steps
 from omldeploy.backup import catalog, layout, manifest, retention
-from omldeploy.backup.progress import Bar, Poller
-from omldeploy.backup.target import CUSTOM_DIR, Target, TargetError, resolve
+from omldeploy.backup.target import CUSTOM_DIR, Target
 from omldeploy.inventory.model import Tenant
-from omldeploy.ops.converge import Reporter, redactor
-from omldeploy.render.build import render_tenant
+from omldeploy.ops.backup_session import (
+    EXIT_FAILED,
+    EXIT_INPUT,
+    EXIT_OK,
+    OpFailed,
+    Session,
+    fetch_catalog,
+    logged,
+    open_session,
+)
+from omldeploy.ops.converge import Reporter
 from omldeploy.state import ledger
 from omldeploy.state.lock import tenant_lock
-from omldeploy.state.runlog import RunLog
 
-MODULE = "omldeploy_backup"
-EXIT_OK, EXIT_FAILED, EXIT_INPUT = 0, 1, 2
-
-
-class OpFailed(Exception):
-    """A step failed on a host; the message is for the operator (secrets are redacted on output)."""
-
-    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-@dataclass
-class Session:
-    tenant: Tenant
-    target: Target
-    reporter: Reporter
-
-    def step(self, name: str, calls: dict[str, dict[str, Any]], progress_host: str | None = None
-             ) -> dict[str, dict[str, Any]]:
-        """Run one module call per host (in parallel); raise OpFailed naming the host on any failure."""
-        public = {k: v for k, v in self.target.s3.items() if k != "secret_key"}
-        args = {h: {"tenant": self.tenant.name, "s3": public, "s3_secret_key": self.target.s3["secret_key"], **a}
-                for h, a in calls.items()}
-        with self._progress(progress_host):
-            result = run_steps(self.tenant, [Step(name, MODULE, args, secret=True)],
-                               stdout=self.reporter.ansible)
-        return self.reports(name, result)
-
-    def reports(self, name: str, result: RunResult) -> dict[str, dict[str, Any]]:
-        errors = []
-        for h in result.hosts.values():
-            if h.unreachable:
-                errors.append(f"host {h.host} is unreachable over SSH: {h.error}")
-            elif h.error:
-                errors.append(f"{h.host}: {h.error}")
-        if result.aborted and not errors:
-            errors.append(result.aborted)
-        if errors:
-            raise OpFailed("; ".join(errors))
-        return {h: r.reports.get(name, {}) for h, r in result.hosts.items()}
-
-    @contextlib.contextmanager
-    def _progress(self, host: str | None) -> Iterator[None]:
-        if host is None:
-            yield
-            return
-        bar = Bar(host, self.reporter.line)
-        with Poller(self.tenant.host(host), self.tenant.name, bar):
-            try:
-                yield
-            finally:
-                bar.finish()
-
-
-def open_session(tenant: Tenant, reporter: Reporter) -> Session:
-    reporter.redact = redactor(tenant)
-    try:
-        target = resolve(tenant, render_tenant(tenant))
-    except TargetError as exc:
-        raise OpFailed(str(exc), EXIT_INPUT) from None
-    return Session(tenant, target, reporter)
-
-
-@contextlib.contextmanager
-def logged(tenant: Tenant, reporter: Reporter, action: str) -> Iterator[None]:
-    """A run log for this operation, unless an enclosing one (upgrade -> backup) already writes one."""
-    if reporter.log is not None:
-        yield
-        return
-    reporter.log = RunLog(tenant.folder, action, reporter.redact)
-    try:
-        yield
-    finally:
-        reporter.line(f"log: {reporter.log.path}")
-        reporter.log.close()
-        reporter.log = None
-
+__all__ = ["EXIT_FAILED", "EXIT_INPUT", "EXIT_OK", "OpFailed", "backup", "backup_for_upgrade", "list_backups",
+           "prune", "restore_for_rollback", "run_backup", "verify"]
 
 # ----------------------------------------------------------------------------- backup
 
@@ -145,7 +73,8 @@ def run_backup(tenant: Tenant, reporter: Reporter, *, fmt: str = "custom", verif
             if existing.get("manifest") or existing.get("dump"):
                 raise OpFailed(f"a backup with id {bid} already exists in the bucket", EXIT_INPUT)
             calls: dict[str, dict[str, Any]] = {
-                t.db_host: {"op": "backup", "db": t.db, "format": fmt, "dump_key": layout.dump_key(bid, fmt)}}
+                t.db_host: {"op": "backup", "db": t.db, "format": fmt, "dump_key": layout.dump_key(bid, fmt),
+                            "media": {"source": layout.MEDIA_SOURCE, "prefix": layout.media_prefix(bid)}}}
             if t.files_host:
                 files = {"dir": CUSTOM_DIR, "prefix": layout.files_prefix(bid)}
                 calls.setdefault(t.files_host, {"op": "backup"})["files"] = files
@@ -170,6 +99,8 @@ def run_backup(tenant: Tenant, reporter: Reporter, *, fmt: str = "custom", verif
                       f"{dbr.get('dump_seconds')}s ({rate:.1f} MB/s), PostgreSQL {dbr.get('server_version')}, "
                       f"sha256 {str(dump.get('sha256'))[:16]}…")
         reporter.line(f"  {doc['asterisk']['files']} Asterisk file(s) under {layout.files_prefix(bid)}")
+        reporter.line(f"  {doc['media']['files']} media file(s) ({catalog.human_size(doc['media']['bytes'])}) of "
+                      f"{layout.MEDIA_SOURCE} under {layout.media_prefix(bid)}")
         reporter.line(f"backup {bid} done in {duration:.1f}s: {len(objects)} object(s), "
                       f"{catalog.human_size(doc['total_bytes'])}, manifest {layout.manifest_key(bid)}")
         code = EXIT_OK
@@ -206,13 +137,6 @@ def _scheduled_retention(sess: Session) -> int:
 
 
 # ----------------------------------------------------------------------------- list
-
-def fetch_catalog(sess: Session) -> tuple[list[catalog.Entry], dict[str, Any], int]:
-    t = sess.target
-    rep = sess.step("catalog", {t.db_host: {"op": "catalog", "media": True}})[t.db_host]
-    return catalog.build(rep.get("objects", []), rep.get("documents", {})), rep.get("documents", {}), \
-        int(rep.get("media_root_objects", 0))
-
 
 def list_backups(tenant: Tenant, reporter: Reporter) -> tuple[int, list[catalog.Entry], int]:
     try:

@@ -3,13 +3,15 @@
 Order (each step only runs if the previous one succeeded):
   1. inspect    the backup exists (manifest, or the seed's layout for seed/migration dumps), every object
                 is present with its size, the dump is compatible with the server (major version)
-  2. stage      Asterisk files downloaded next to /etc/asterisk/custom, sha256 checked
+  2. stage      Asterisk files downloaded next to /etc/asterisk/custom, sha256 checked; the backup's media
+                (the app's media_root/) re-read from the bucket and checked against the manifest
   3. restore    the dump is streamed into a NEW scratch database, sha256 checked at the end; a plain-SQL
                 dump runs with ON_ERROR_STOP. The live database and every component keep running.
   -- anything failing up to here: scratch and staging are removed, the live system is unchanged --
   4. stop       the components that use the database (web app, cron, daphne, Asterisk, exporters...)
   5. switch     in one transaction: live database -> <db>__previous, scratch -> live
-  6. files      /etc/asterisk/custom -> /etc/asterisk/custom_<id> (kept, as the seed does), staged -> custom
+  6. files      /etc/asterisk/custom -> /etc/asterisk/custom_<id> (kept, as the seed does), staged -> custom;
+                media copied back into the bucket's media_root/, where the app reads it (server-side copy)
   7. start      every unit, in dependency order, waiting for health (the install engine's activate phase)
   8. reload     `asterisk -rx 'dialplan reload'` in the Asterisk container
 """
@@ -23,7 +25,16 @@ from omldeploy.apply.engine import run_phases
 from omldeploy.backup import catalog, layout, manifest
 from omldeploy.backup.target import CUSTOM_DIR, scratch_names
 from omldeploy.inventory.model import Tenant
-from omldeploy.ops.backup import EXIT_FAILED, EXIT_INPUT, EXIT_OK, OpFailed, Session, logged, open_session
+from omldeploy.ops.backup_session import (
+    EXIT_FAILED,
+    EXIT_INPUT,
+    EXIT_OK,
+    OpFailed,
+    Session,
+    fetch_catalog,
+    logged,
+    open_session,
+)
 from omldeploy.ops.converge import Reporter
 from omldeploy.render.build import render_tenant
 from omldeploy.state import ledger
@@ -76,10 +87,12 @@ def _restore(sess: Session, bid: str, state: dict[str, Any], drop_previous: bool
                            f"{', '.join(info['missing'])}")
         dump = manifest.dump_object(doc)
         files = manifest.file_objects(doc)
+        media = manifest.media_objects(doc)
         source_major = manifest.server_major(doc)
     else:
         dump = info.get("dump")
         files = info.get("files", [])
+        media = []  # seed backups and migrations: media was synced into media_root/ by hand
         source_major = None
     if not dump:
         hint = _known(sess)
@@ -102,9 +115,17 @@ def _restore(sess: Session, bid: str, state: dict[str, Any], drop_previous: bool
     say(f"  dump {dump['key']} ({catalog.human_size(int(dump.get('size') or 0))}"
         + (f", from PostgreSQL {source_major}" if source_major else "") + f"), {len(files)} Asterisk file(s); "
         f"target PostgreSQL {info.get('server_version')} via {t.db_host}")
-    if info.get("media_root_objects"):
-        say(f"  media_root/: {info['media_root_objects']} object(s) in the bucket (read there by the app; "
-            "not copied)")
+    if media:
+        say(f"  media: {len(media)} file(s) of {layout.MEDIA_SOURCE} in the backup; checking them before anything "
+            "is changed")
+        checked = sess.step("checkmedia", {t.db_host: {"op": "verify", "objects": media}},
+                            progress_host=t.db_host)[t.db_host]
+        damaged: list[dict[str, Any]] = [x for x in checked.get("results", []) if not x.get("ok")]
+        if damaged:
+            raise OpFailed("; ".join(f"{x['key']}: {x.get('error')}" for x in damaged))
+    elif info.get("media_root_objects"):
+        say(f"  media_root/: {info['media_root_objects']} object(s) in the bucket, none in this backup "
+            "(left as they are)")
 
     # 2. stage Asterisk files -------------------------------------------------------------------------
     staging = f"{CUSTOM_DIR}.restore-{bid}"
@@ -159,6 +180,12 @@ def _restore(sess: Session, bid: str, state: dict[str, Any], drop_previous: bool
             say(f"  {h}: {len(r.get('restored', []))} file(s) in {CUSTOM_DIR}"
                 + (f", previous ones kept in {r['previous_kept_in']}" if r.get("previous_kept_in") else ""))
 
+    if media:
+        put = sess.step("media", {t.db_host: {"op": "restore_media", "objects": media,
+                                              "prefix": layout.MEDIA_SOURCE}})[t.db_host]
+        say(f"  media: {len(put.get('copied', []))} file(s) put back into {layout.MEDIA_SOURCE}, "
+            f"{put.get('unchanged', 0)} already identical")
+
     # 7-8. start, health, dialplan ----------------------------------------------------------------------
     if not _start(sess):
         return EXIT_FAILED
@@ -195,8 +222,6 @@ def _quiet(sess: Session, name: str, calls: dict[str, dict[str, Any]]) -> None:
 
 
 def _known(sess: Session) -> str:
-    from omldeploy.ops.backup import fetch_catalog
-
     try:
         entries, _, _ = fetch_catalog(sess)
     except OpFailed:

@@ -16,16 +16,22 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import time
 from pathlib import Path
 from typing import Any
 
 from omldeploy.apply.engine import RunResult
 from omldeploy.catalog.releases import find_release, releases
 from omldeploy.inventory import Tenant
-from omldeploy.inventory.schema import VERSION_KEYS
+from omldeploy.inventory.schema import OPTIONAL_VERSION_KEYS, VERSION_KEYS
 from omldeploy.ops.converge import Reporter, converge, converge_result
 from omldeploy.state import ledger
 from omldeploy.state.lock import tenant_lock
+
+# Tag keys a release names. The optional ones (and the cron's own tag) place their component only when
+# present, so a version set without them means "without that component", not "keep what runs now".
+OPTIONAL_KEYS = (*OPTIONAL_VERSION_KEYS, "omlcron_version")
+RELEASE_KEYS = (*VERSION_KEYS, "redis_version", *OPTIONAL_KEYS)
 
 
 class UpgradeError(Exception):
@@ -49,20 +55,31 @@ def history(folder: Path) -> list[tuple[int, ledger.Record]]:
     return out
 
 
+def _last_run_failed(folder: Path) -> bool:
+    """Whether the most recent converging run (install, upgrade, rollback) ended in failure."""
+    runs = [r for r in ledger.read(folder) if r.action in ("install", "upgrade", "rollback") and r.outcome != "check"]
+    return bool(runs) and runs[-1].outcome != "ok"
+
+
 def pin_versions(tenant: Tenant, versions: dict[str, str]) -> list[str]:
     """Rewrite the inventory's `*_version:` lines (comments and layout kept); returns changed keys."""
     path = tenant.inventory_path
     text = path.read_text(encoding="utf-8")
     changed = []
-    for key in VERSION_KEYS:
+    for key in RELEASE_KEYS:
         want = versions.get(key)
-        if want is None:
-            continue
         pattern = re.compile(rf"^(\s+){key}:[^\n]*$", re.M)
         match = pattern.search(text)
+        if want is None:
+            if key in OPTIONAL_KEYS and match:  # the version set goes without that component
+                text = text[:match.start()] + text[match.end():].removeprefix("\n")
+                changed.append(key)
+            continue
         if match:
             new = text[:match.start()] + f"{match.group(1)}{key}: {want}" + text[match.end():]
         else:
+            if key not in VERSION_KEYS and key not in OPTIONAL_KEYS:
+                continue  # e.g. redis_version: the catalog default stands unless the inventory names one
             vars_line = re.search(r"^(\s*)vars:\s*$", text, re.M)
             if vars_line is None:
                 continue
@@ -77,8 +94,13 @@ def pin_versions(tenant: Tenant, versions: dict[str, str]) -> list[str]:
 
 
 def _with_versions(tenant: Tenant, versions: dict[str, str]) -> Tenant:
+    """The tenant with these versions. Optional components follow `versions` exactly: going to a set
+    without fastagi (an older release, or a run from before it was added) removes it."""
     merged = dict(tenant.versions)
     merged.update(versions)
+    for key in OPTIONAL_KEYS:
+        if key not in versions:
+            merged.pop(key, None)
     return dataclasses.replace(tenant, versions=merged)
 
 
@@ -100,23 +122,38 @@ def _failed_before_changes(result: RunResult) -> bool:
 
 def upgrade(tenant: Tenant, reporter: Reporter, *, release: str | None = None, backup: bool = True,
             rollback: bool = True) -> int:
+    t0 = time.monotonic()
+    timings: dict[str, float] = {}
     with tenant_lock(tenant.folder, tenant.name, "upgrade"):
-        return _upgrade(tenant, reporter, release=release, backup=backup, rollback=rollback)
+        try:
+            return _upgrade(tenant, reporter, timings, release=release, backup=backup, rollback=rollback)
+        finally:
+            # the step lines count from the start of the command (backup included): so does this total
+            parts = ", ".join(f"{k} {v:.1f}s" for k, v in timings.items())
+            reporter.line(f"upgrade took {time.monotonic() - t0:.1f}s in all" + (f" ({parts})" if parts else ""))
 
 
-def _upgrade(tenant: Tenant, reporter: Reporter, *, release: str | None, backup: bool, rollback: bool) -> int:
+def _upgrade(tenant: Tenant, reporter: Reporter, timings: dict[str, float], *, release: str | None, backup: bool,
+             rollback: bool) -> int:
     target = dict(tenant.versions)
     if release is not None:
         rel = find_release(release)
         if rel is None:
             raise UpgradeError(f"release {release!r} is not in the catalog (known: "
                                f"{', '.join(r.name for r in releases())})")
+        if not rel.deployable:
+            raise UpgradeError(f"release {rel.name} cannot be deployed: {rel.refusal}")
+        for key in OPTIONAL_KEYS:  # the release decides these, unless the inventory names them itself
+            if key not in rel.tags and not tenant.settings.has(key):
+                target.pop(key, None)
         target.update(rel.tags)
     deployed = _deployed(tenant.folder)
     previous = deployed[-1].versions if deployed else None
     new_tenant = _with_versions(tenant, target)
     changes = {k: (previous or {}).get(k, "-") + " -> " + v for k, v in target.items()
                if previous is None or previous.get(k) != v}
+    changes.update({k: f"{v} -> (removed)" for k, v in (previous or {}).items()
+                    if k in OPTIONAL_KEYS and k not in target})
     if not changes:
         reporter.line(f"tenant {tenant.name} already runs these versions; checking that the hosts match")
     else:
@@ -128,7 +165,9 @@ def _upgrade(tenant: Tenant, reporter: Reporter, *, release: str | None, backup:
             reporter.warn("no backup support in this build: upgrading WITHOUT a pre-upgrade backup")
         else:
             reporter.line("taking a pre-upgrade backup (skip with --no-backup)")
+            t_backup = time.monotonic()
             outcome: tuple[str | None, int] = backup_op.backup_for_upgrade(tenant, reporter)
+            timings["backup"] = time.monotonic() - t_backup
             backup_id, backup_code = outcome
             if backup_code != 0:
                 reporter.line("the pre-upgrade backup failed: nothing was upgraded (use --no-backup to force)")
@@ -138,7 +177,11 @@ def _upgrade(tenant: Tenant, reporter: Reporter, *, release: str | None, backup:
                       "could not be undone")
     if release is not None:
         pin_versions(tenant, target)
-    result = converge_result(new_tenant, "upgrade", reporter, extra={"backup": backup_id, "previous": previous})
+    t_apply = time.monotonic()
+    result = converge_result(new_tenant, "upgrade", reporter, extra={
+        "backup": backup_id, "previous": previous,
+        **({"backup_seconds": round(timings["backup"], 1)} if "backup" in timings else {})})
+    timings["apply"] = time.monotonic() - t_apply
     if result is not None and not result.ok and _failed_before_changes(result):
         reporter.line("upgrade refused before anything changed (see above): every component still runs "
                       "the previous versions")
@@ -156,15 +199,23 @@ def _upgrade(tenant: Tenant, reporter: Reporter, *, release: str | None, backup:
                       else "upgrade FAILED and there is no earlier successful run to roll back to")
         return 1
     reporter.line("upgrade FAILED a health gate: rolling back automatically to the previous versions")
-    if release is not None:
-        pin_versions(tenant, previous)
+    # The inventory goes back too, whatever the rollback's outcome: left naming the failed versions, the
+    # next `install` would bring them back.
+    pinned = pin_versions(tenant, previous)
+    t_back = time.monotonic()
     back = converge(_with_versions(tenant, previous), "rollback", reporter,
                     extra={"reason": "automatic after failed upgrade"})
+    timings["rollback"] = time.monotonic() - t_back
+    kept = (f" The inventory names the previous versions again ({', '.join(pinned)}; the failed ones are kept "
+            f"in {tenant.inventory_path.name}.bak).") if pinned else ""
     if back == 0:
         reporter.line("rolled back: every component runs the previous versions and is healthy. "
-                      "The upgrade failed (see above); the inventory still names the new versions.")
+                      "The upgrade failed (see above)." + kept)
     else:
-        reporter.line("the automatic rollback FAILED too: see above; run `omldeploy status` and fix by hand")
+        reporter.line("the automatic rollback FAILED too (see above)." + kept + " Once the cause is fixed, "
+                      f"finish it with: omldeploy rollback --tenant {tenant.name} --to 1 (entry 1 of "
+                      "`omldeploy rollback --list`: the last versions that ran healthy); "
+                      "`omldeploy status` shows what is down now")
     return 1
 
 
@@ -175,6 +226,11 @@ def rollback(tenant: Tenant, reporter: Reporter, *, to: int | None = None, with_
 
 def _rollback(tenant: Tenant, reporter: Reporter, *, to: int | None, with_data: bool) -> int:
     hist = history(tenant.folder)
+    last_failed = _last_run_failed(tenant.folder)
+    if to is None and last_failed and hist:
+        # the hosts are not at entry 1 (the last healthy versions) now: going back means going there
+        reporter.line("the last run failed: rolling back to the last versions that ran healthy (entry 1)")
+        to = 1
     if len(hist) < 2 and to is None:
         raise UpgradeError("nothing to roll back to: the ledger has no earlier successful run with other versions")
     index = to if to is not None else 2

@@ -81,6 +81,7 @@ def _render_host(ctx: Ctx, placement: Placement, tls: material.TLSMaterial | Non
     _check_ports(host.name, comps, ctx)
     for comp in comps:
         hb.units.append(_render_component(comp, ctx, hb, names, cert_files))
+        hb.directories.extend(d for d in comp.host_directories(ctx) if d not in hb.directories)
         for hu in comp.host_units(ctx):
             hb.add(BundleFile(f"/etc/systemd/system/{hu.name}", hu.content.encode(), 0o644, kind="hostunit",
                               component=comp.name))

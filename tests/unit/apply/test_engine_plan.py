@@ -17,9 +17,21 @@ from omldeploy.render.build import render_tenant
 from tests.unit.conftest import MakeTenant
 
 MODULE = Path(__file__).resolve().parents[3] / "src/omldeploy/apply/ansible/library/omldeploy_host.py"
+UNITS = MODULE.parents[1] / "module_utils" / "omldeploy_units.py"
+
+
+def units_module() -> ModuleType:
+    """The module_utils file, importable as Ansible ships it (`ansible.module_utils.omldeploy_units`)."""
+    spec = importlib.util.spec_from_file_location("ansible.module_utils.omldeploy_units", UNITS)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["ansible.module_utils.omldeploy_units"] = mod
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def host_module() -> ModuleType:
+    units_module()
     spec = importlib.util.spec_from_file_location("omldeploy_host", MODULE)
     assert spec and spec.loader
     mod = importlib.util.module_from_spec(spec)

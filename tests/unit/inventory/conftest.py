@@ -21,6 +21,7 @@ import yaml
 from omldeploy.cli.main import main as cli_main
 from omldeploy.inventory import InventoryError, Tenant, load_tenant
 from omldeploy.inventory.problems import Problem
+from tests.unit.conftest import fill_placeholders
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "src" / "omldeploy" / "examples"
 LAYOUTS = ("aio", "ait", "cloud", "ha")
@@ -186,12 +187,15 @@ def dump(data: Any) -> str:
     return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True)
 
 
-def build(layout: str, *mutations: Mutation) -> str:
-    """The example of `layout` with the mutations applied (text ones first)."""
+def build(layout: str, *mutations: Mutation, placeholders: bool = False) -> str:
+    """The example of `layout` with the mutations applied (text ones first). The example's CHANGE-ME
+    placeholders left by the text mutations are filled (validation refuses them) unless `placeholders`."""
     out = example_text(layout)
     for m in mutations:
         if isinstance(m, TextMutation):
             out = m(out)
+    if not placeholders:
+        out = fill_placeholders(out)
     data_mutations = [m for m in mutations if isinstance(m, DataMutation)]
     if data_mutations:
         data = parse(out)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from omldeploy.components.base import ConfigFile
@@ -149,3 +151,32 @@ def test_systemd_quoting() -> None:
     assert units.systemd_quote("50%$HOME") == '"50%%$$HOME"'
     with pytest.raises(ValueError, match="several lines"):
         units.envfile([("A", "x\ny")])
+
+
+def test_every_host_directory_a_unit_bind_mounts_is_created_or_exists(make_tenant: MakeTenant) -> None:
+    """Podman refuses to start a container whose bind-mount source is missing. Every absolute host path
+    a unit mounts must be a rendered file, a directory the stage step creates, or a path every Debian
+    host has; the journal folders Promtail reads are created (a host may keep only one of them)."""
+    always_there = {"/etc/machine-id", "/etc/localtime", "/var/lib/containers", "/", "/sys", "/proc"}
+    checked, promtails = 0, 0
+    for layout in ("aio", "ait", "cloud", "ha"):
+        tenant = make_tenant(layout, vars={"loki_host": "10.0.0.99"} if layout == "ha" else None)
+        bundle = render_tenant(tenant)
+        for hb in bundle.hosts:
+            made = {d for d, _ in hb.directories}
+            files = {f.path for f in hb.files}
+            units = [f for f in hb.files if f.kind in ("unit", "quadlet")]
+            assert units
+            for unit in units:
+                for source in re.findall(r"(?:-v |Volume=)(/[^:\s]+):", unit.content.decode()):
+                    covered = (source in files or source in always_there
+                               or any(source == d or source.startswith(d + "/") for d in made)
+                               or any(f.startswith(source + "/") for f in files))
+                    assert covered, (layout, hb.host, unit.path, source)
+                    checked += 1
+            if any(u.name == "promtail" for u in hb.units):
+                promtails += 1
+                assert {"/var/log/journal", "/run/log/journal"} <= made
+                tmpfiles = hb.file("/etc/tmpfiles.d/omldeploy-promtail.conf").content.decode()
+                assert tmpfiles.split() == ["d", "/run/log/journal", "-", "-", "-", "-"]
+    assert checked > 20 and promtails >= 5, (checked, promtails)

@@ -11,7 +11,7 @@ from omldeploy.placement import Ctx
 class Cron(Component):
     name = "omlcron"
     description = "OMniLeads periodic jobs (cron)"
-    image = "omlapp"
+    image = "omlcron"  # the omlapp image; omlcron_version may pin another tag (release 1.32.1)
     container = "oml-cron-server"
     env_file = "/etc/default/omlcron.env"
     roles = ("aio", "app")

@@ -27,6 +27,12 @@ class Promtail(Component):
                 Volume("/run/log/journal", "/run/log/journal", "ro"),
                 Volume("/etc/machine-id", "/etc/machine-id", "ro")]
 
+    def host_directories(self, ctx: Ctx) -> list[tuple[str, int]]:
+        # journald keeps its journal in one of the two (persistent or volatile storage); a host may lack
+        # the other, and a missing bind-mount source stops the container. Creating /var/log/journal
+        # makes journald keep the journal on disk from its next start, which log shipping wants anyway.
+        return [("/var/log/journal", 0o2755), ("/run/log/journal", 0o2755)]
+
     def args(self, ctx: Ctx) -> list[str]:
         return ["-config.file=/etc/promtail/promtail.yml"]
 
@@ -39,7 +45,11 @@ class Promtail(Component):
     def configs(self, ctx: Ctx) -> list[ConfigFile]:
         units = [f"{c}.service" for c in ctx.placement.components(ctx.host.name)]
         content = self.template("promtail.yml.j2", ctx, units=units, loki=ctx.facts.loki_host)
-        return [ConfigFile("/etc/omnileads/promtail.yml", content, 0o644)]
+        # /run is empty after a reboot: have systemd-tmpfiles recreate the volatile journal folder before
+        # the unit starts ("-": an existing folder keeps journald's own mode and group)
+        tmpfiles = "d /run/log/journal - - - -\n"
+        return [ConfigFile("/etc/omnileads/promtail.yml", content, 0o644),
+                ConfigFile("/etc/tmpfiles.d/omldeploy-promtail.conf", tmpfiles, 0o644)]
 
 
 COMPONENT = Promtail()

@@ -1,13 +1,13 @@
-"""The image list the tool deploys (catalog/data/images.yaml), read here so the sandbox builds
-exactly those repositories at both their `default` and `alt` tags."""
+"""The images the tool deploys (catalog/data/catalog.yaml), read here so the sandbox builds exactly
+those repositories at their `default` and `alt` tags, plus every `repository:tag` a release names
+(the official postgres image of releases 1.32.2 and later), so every catalogued release can run."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 
-import yaml
+from omldeploy.catalog import releases as catalog
 
 from ..errors import SandboxError
 
@@ -18,15 +18,29 @@ class CatalogImage:
     repo: str
     default: str
     alt: str
+    alias_of: str | None = None  # another tag key of that image (omlcron): built with it, not again
 
 
 @cache
 def load_catalog() -> dict[str, CatalogImage]:
     """All catalog images by key (omlapp, postgres, minio, ...)."""
-    text = resources.files("omldeploy.catalog").joinpath("data/images.yaml").read_text()
-    data = yaml.safe_load(text)
     try:
-        return {k: CatalogImage(k, str(v["repo"]), str(v["default"]), str(v["alt"]))
-                for k, v in data["images"].items()}
-    except (KeyError, TypeError) as exc:
-        raise SandboxError(f"catalog/data/images.yaml is not in the expected shape: {exc}") from exc
+        return {k: CatalogImage(k, v.repo, v.default, v.alt, v.same_as) for k, v in catalog.images().items()}
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise SandboxError(f"catalog/data/catalog.yaml is not in the expected shape: {exc}") from exc
+
+
+@cache
+def release_extras() -> dict[str, list[tuple[str, str]]]:
+    """Image key -> (repository, tag) pairs releases name outside the image's own repository."""
+    by_tag_key = catalog.tag_keys()
+    out: dict[str, list[tuple[str, str]]] = {}
+    for rel in catalog.releases():
+        for tag_key, value in rel.tags.items():
+            ref = by_tag_key.get(tag_key)
+            if ref is None:
+                continue
+            repo, tag = ref.split(value)
+            if repo != ref.repo and (repo, tag) not in out.get(ref.key, []):
+                out.setdefault(ref.key, []).append((repo, tag))
+    return out

@@ -1,7 +1,8 @@
 """How each catalog image is made from the shared layers: entrypoint role, default command, env.
 
 Every image's ENTRYPOINT is `oml-sandbox-entry ROLE`; arguments given to `podman run` replace
-CMD, as with the real images. Keys are those of catalog/data/images.yaml.
+CMD, as with the real images. Keys are the image keys of catalog/data/catalog.yaml (an alias such
+as omlcron is built with its image).
 """
 
 from __future__ import annotations
@@ -61,6 +62,13 @@ SPECS: dict[str, ImageSpec] = {
                           what="stand-in: reads config, pushes heartbeats to its clients, /ready on 9080"),
     "redis2postgres": ImageSpec("redis2postgres", ports=("8096/tcp",),
                                 what="stand-in: needs PostgreSQL and Redis; /health on 8096"),
+    "fastagi": ImageSpec("fastagi", cmd=("python", "/app/fastagi.py"), ports=("4573/tcp", "8094/tcp"),
+                         workdir="/app",
+                         what="stand-in: FastAGI on FASTAGI_HOSTNAME:4573, needs PostgreSQL and Redis; "
+                              "/health on 8094"),
+    "astami": ImageSpec("astami", ports=("8093/tcp",),
+                        what="stand-in: AMI session to ASTERISK_HOSTNAME:5038 (AMI_USER/AMI_PASSWORD) and "
+                             "Redis; /health on 8093"),
 }
 
 def missing_spec(key: str) -> ImageSpec:

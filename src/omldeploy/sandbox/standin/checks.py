@@ -20,11 +20,14 @@ from .probes import Result
 Probe = Callable[[], Result]
 
 
-def probe_table(required: tuple[str, ...]) -> dict[str, tuple[Probe, bool]]:
-    """Checks by name -> (probe, required). SANDBOX_REQUIRE=a,b overrides the required set."""
+def probe_table(required: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, tuple[Probe, bool]]:
+    """Checks by name -> (probe, required). SANDBOX_REQUIRE=a,b overrides the required set; `optional`
+    names checks reported by /health without being required (AMI is only probed when named)."""
     override = os.environ.get("SANDBOX_REQUIRE")
     req = set(required if override is None else [x.strip() for x in override.split(",") if x.strip()])
     table: dict[str, tuple[Probe, bool]] = {}
+    if "ami" in req or "ami" in optional:
+        table["ami"] = (probes.ami_from_env, "ami" in req)
     if os.environ.get("PGHOST") or "postgres" in req:
         table["postgres"] = (probes.postgres, "postgres" in req)
     if os.environ.get("REDIS_HOSTNAME") or os.environ.get("REDIS_HOST") or "redis" in req:

@@ -6,7 +6,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from . import apps, services
+from . import agi, apps, services
 from .common import fail, set_role
 
 ROLES: dict[str, Callable[[list[str]], int]] = {
@@ -27,6 +27,8 @@ ROLES: dict[str, Callable[[list[str]], int]] = {
     "kamailio": apps.kamailio,
     "rtpengine": apps.rtpengine,
     "redis2postgres": apps.redis2postgres,
+    "fastagi": agi.fastagi,
+    "astami": agi.astami,
     "loki": apps.loki,
     "promtail": apps.promtail,
     "manage": apps.record_manage,

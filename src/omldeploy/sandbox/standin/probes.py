@@ -190,3 +190,67 @@ def s3_from_env(endpoint: str) -> Result:
     code = body.split("<Code>", 1)[1].split("</Code>", 1)[0] if "<Code>" in body else body[:80]
     return Result(False, f"S3 {endpoint} bucket {bucket}: HTTP {status} {code}",
                   permanent=status in (403, 404))
+
+
+# ---------------------------------------------------------------- Asterisk Manager (AMI)
+
+def _ami_read(sock: socket.socket, buf: bytes) -> tuple[dict[str, str], bytes]:
+    """One AMI message (header lines up to a blank line) -> lower-cased fields, rest of the buffer."""
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise OSError("connection closed by the AMI server")
+        buf += chunk
+    block, rest = buf.split(b"\r\n\r\n", 1)
+    fields = {}
+    for line in block.decode(errors="replace").split("\r\n"):
+        key, _, value = line.partition(":")
+        fields[key.strip().lower()] = value.strip()
+    return fields, rest
+
+
+def ami_login(host: str, port: int, user: str, secret: str) -> tuple[socket.socket | None, Result]:
+    """Connect, check the banner and log in; on success the open socket is returned with the result."""
+    target = f"AMI {host}:{port}"
+    try:
+        sock = socket.create_connection((host, port), timeout=3)
+    except OSError as exc:
+        return None, Result(False, f"{target}: {exc}")
+    try:
+        banner = sock.recv(256).decode(errors="replace")
+        if not banner.startswith("Asterisk Call Manager"):
+            sock.close()
+            return None, Result(False, f"{target} is not an Asterisk Manager (banner {banner.strip()!r})",
+                                permanent=True)
+        sock.sendall(f"Action: Login\r\nUsername: {user}\r\nSecret: {secret}\r\n\r\n".encode())
+        reply, _ = _ami_read(sock, banner.split("\r\n", 1)[1].encode() if "\r\n" in banner else b"")
+    except OSError as exc:
+        sock.close()
+        return None, Result(False, f"{target}: {exc}")
+    if reply.get("response", "").lower() != "success":
+        sock.close()
+        return None, Result(False, f"{target} refused login of {user!r}: {reply.get('message', reply)}",
+                            permanent=True)
+    return sock, Result(True, f"{target} accepted login of {user!r}")
+
+
+def ami_from_env() -> Result:
+    """Log in with AMI_USER/AMI_PASSWORD at ASTERISK_HOSTNAME (AMI_PORT, default 5038), Ping, Logoff."""
+    host, user = os.environ.get("ASTERISK_HOSTNAME", ""), os.environ.get("AMI_USER", "")
+    secret = os.environ.get("AMI_PASSWORD", "")
+    missing = [n for n, v in (("ASTERISK_HOSTNAME", host), ("AMI_USER", user), ("AMI_PASSWORD", secret)) if not v]
+    if missing:
+        return Result(False, f"{', '.join(missing)} not set", permanent=True)
+    sock, result = ami_login(host, int(os.environ.get("AMI_PORT") or 5038), user, secret)
+    if sock is None:
+        return result
+    with sock:
+        try:
+            sock.sendall(b"Action: Ping\r\nActionID: sandbox-probe\r\n\r\n")
+            pong, _ = _ami_read(sock, b"")
+            sock.sendall(b"Action: Logoff\r\n\r\n")
+        except OSError as exc:
+            return Result(False, f"AMI {host}: {exc}")
+    if pong.get("response", "").lower() != "success":
+        return Result(False, f"AMI {host} did not answer Ping: {pong}")
+    return Result(True, result.detail + ", Ping answered")

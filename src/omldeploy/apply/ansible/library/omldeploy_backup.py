@@ -30,23 +30,18 @@ ops (argument `op`):
 from __future__ import annotations
 
 import contextlib
-import datetime
+import datetime  # noqa: F401  (unit tests pin the SigV4 clock through `mod.datetime`)
 import hashlib
-import hmac
-import http.client
 import json
 import os
 import queue
 import re
 import shutil
-import ssl
 import subprocess
+import sys
 import threading
 import time
-import urllib.parse
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 try:
@@ -55,310 +50,38 @@ try:
     )
 except ImportError:  # imported outside Ansible by the scheduled-backup agent on the host (backup/agent.py)
     AnsibleModule = None  # type: ignore[assignment,misc,unused-ignore]
+try:  # under Ansible: shipped by AnsiballZ from ANSIBLE_MODULE_UTILS (apply/engine.py)
+    from ansible.module_utils import omldeploy_s3 as s3lib  # type: ignore[import-untyped,import-not-found,unused-ignore]
+except ImportError:  # the scheduled agent (copied beside this file) and the source tree (../module_utils)
+    _here = os.path.dirname(os.path.abspath(__file__))
+    for _d in (os.path.join(os.path.dirname(_here), "module_utils"), _here):
+        if os.path.isfile(os.path.join(_d, "omldeploy_s3.py")) and _d not in sys.path:
+            sys.path.insert(0, _d)
+    import omldeploy_s3 as s3lib  # type: ignore[import-not-found,no-redef,unused-ignore]
 
+OpError = s3lib.OpError
+S3Error = s3lib.S3Error
+S3 = s3lib.S3
+Upload = s3lib.Upload
+CHUNK = s3lib.CHUNK
+EMPTY_SHA = s3lib.EMPTY_SHA
 STATE_ROOT = "/var/lib/omldeploy"
-PART_SIZE = 16 * 1024 * 1024
-CHUNK = 1024 * 1024
-MAX_INFLIGHT = 4
 TAIL = 4000
+#: every retry of a transient S3 failure in this run, in order: shown live in the progress file, returned
+#: in the operation's report (the controller prints them) and echoed by the scheduled agent (ECHO)
+NOTES: list[str] = []
+ECHO: Callable[[str], None] | None = None
 
 
-class OpError(Exception):
-    """A failure with a clear message for the operator (never carries a secret)."""
+def note(text: str) -> None:
+    NOTES.append(text)
+    if ECHO is not None:
+        ECHO(text)
 
 
-# ============================================================================ S3 (SigV4, path style)
-
-class S3Error(OpError):
-    def __init__(self, status: int, code: str, message: str, key: str = "") -> None:
-        self.status, self.code, self.key = status, code, key
-        super().__init__(message)
-
-
-def _sign(key: bytes, msg: str) -> bytes:
-    return hmac.new(key, msg.encode(), hashlib.sha256).digest()
-
-
-EMPTY_SHA = hashlib.sha256(b"").hexdigest()
-
-
-class Reply:
-    def __init__(self, status: int, data: bytes, headers: dict[str, str]) -> None:
-        self.status, self.data, self.headers = status, data, headers
-
-    def header(self, name: str) -> str:
-        return self.headers.get(name.lower(), "")
-
-
-class S3:
-    def __init__(self, cfg: dict[str, Any]) -> None:
-        self.bucket = cfg["bucket"]
-        self.region = cfg.get("region") or "us-east-1"
-        self.ak = cfg["access_key"]
-        self.sk = cfg["secret_key"]
-        endpoint = cfg.get("endpoint") or ""
-        self.virtual = False
-        if not endpoint:  # bucket_url: aws
-            endpoint = f"https://s3.{self.region}.amazonaws.com"
-            self.virtual = True
-        parts = urllib.parse.urlsplit(endpoint)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise OpError(f"bucket endpoint {endpoint!r} is not an http(s) URL")
-        self.scheme = parts.scheme
-        self.host = parts.hostname
-        self.port = parts.port or (443 if self.scheme == "https" else 80)
-        self.base = parts.path.rstrip("/")
-        self.endpoint = endpoint
-        self.ctx: ssl.SSLContext | None = None
-        if self.scheme == "https":
-            self.ctx = ssl.create_default_context()
-            if not cfg.get("verify_tls", True):
-                self.ctx.check_hostname = False
-                self.ctx.verify_mode = ssl.CERT_NONE
-        self._local = threading.local()
-
-    # -- plumbing
-    def _conn(self, fresh: bool = False) -> http.client.HTTPConnection:
-        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
-        if conn is None or fresh:
-            if conn is not None:
-                conn.close()
-            host = f"{self.bucket}.{self.host}" if self.virtual else self.host
-            if self.scheme == "https":
-                conn = http.client.HTTPSConnection(host, self.port, timeout=120, context=self.ctx)
-            else:
-                conn = http.client.HTTPConnection(host, self.port, timeout=120)
-            self._local.conn = conn
-        return conn
-
-    def _path(self, key: str) -> str:
-        if self.virtual:
-            path = f"{self.base}/{key}"
-        else:
-            path = f"{self.base}/{self.bucket}" + (f"/{key}" if key else "/")
-        return urllib.parse.quote(path, safe="/~")
-
-    def _headers(self, method: str, path: str, query: dict[str, str], payload_hash: str) -> dict[str, str]:
-        now = datetime.datetime.now(datetime.UTC)
-        amzdate = now.strftime("%Y%m%dT%H%M%SZ")
-        day = amzdate[:8]
-        host = f"{self.bucket}.{self.host}" if self.virtual else self.host
-        if self.port not in (80, 443):
-            host = f"{host}:{self.port}"
-        cq = "&".join(f"{urllib.parse.quote(k, safe='~')}={urllib.parse.quote(v, safe='~')}"
-                      for k, v in sorted(query.items()))
-        headers = {"host": host, "x-amz-content-sha256": payload_hash, "x-amz-date": amzdate}
-        signed = ";".join(sorted(headers))
-        canon = "\n".join([method, path, cq, "".join(f"{k}:{headers[k]}\n" for k in sorted(headers)), signed,
-                           payload_hash])
-        scope = f"{day}/{self.region}/s3/aws4_request"
-        to_sign = "\n".join(["AWS4-HMAC-SHA256", amzdate, scope, hashlib.sha256(canon.encode()).hexdigest()])
-        k = _sign(_sign(_sign(_sign(("AWS4" + self.sk).encode(), day), self.region), "s3"), "aws4_request")
-        sig = hmac.new(k, to_sign.encode(), hashlib.sha256).hexdigest()
-        headers["Authorization"] = (f"AWS4-HMAC-SHA256 Credential={self.ak}/{scope}, SignedHeaders={signed}, "
-                                    f"Signature={sig}")
-        return headers
-
-    def request(self, method: str, key: str = "", query: dict[str, str] | None = None, body: bytes = b"",
-                ok: tuple[int, ...] = (200,), retries: int = 3, extra: dict[str, str] | None = None) -> Reply:
-        resp = self.open(method, key, query, body, ok, retries, extra)
-        try:
-            return Reply(resp.status, resp.read(), {k.lower(): v for k, v in resp.getheaders()})
-        finally:
-            resp.close()
-
-    def open(self, method: str, key: str = "", query: dict[str, str] | None = None, body: bytes = b"",
-             ok: tuple[int, ...] = (200,), retries: int = 3, extra: dict[str, str] | None = None
-             ) -> http.client.HTTPResponse:
-        query = query or {}
-        path = self._path(key)
-        url = path + ("?" + urllib.parse.urlencode(sorted(query.items()), quote_via=urllib.parse.quote)
-                      if query else "")
-        payload_hash = hashlib.sha256(body).hexdigest() if body else EMPTY_SHA
-        last: Exception | None = None
-        for attempt in range(retries):
-            headers = self._headers(method, path, query, payload_hash)
-            headers.update(extra or {})
-            if body or method in ("PUT", "POST"):
-                headers["Content-Length"] = str(len(body))
-            try:
-                conn = self._conn(fresh=attempt > 0)
-                conn.request(method, url, body=body or None, headers=headers)
-                resp = conn.getresponse()
-            except (OSError, http.client.HTTPException) as exc:
-                last = exc
-                if isinstance(exc, ssl.SSLCertVerificationError):
-                    raise OpError(f"the bucket endpoint {self.endpoint} presented a certificate that is not "
-                                  f"trusted ({exc.verify_message}); use a trusted certificate or set "
-                                  "callrec_device: s3-no-check-cert") from None
-                time.sleep(1 + attempt)
-                continue
-            if resp.status in ok:
-                return resp
-            data = resp.read()
-            err = self._error(resp.status, data, key)
-            if resp.status >= 500 and attempt < retries - 1:
-                last = err
-                time.sleep(1 + attempt)
-                continue
-            raise err
-        raise OpError(f"cannot reach the bucket endpoint {self.endpoint}: {last}")
-
-    def _error(self, status: int, data: bytes, key: str) -> S3Error:
-        code, message = "", ""
-        try:
-            root = ET.fromstring(data)
-            code = _text(root, "Code")
-            message = _text(root, "Message")
-        except ET.ParseError:
-            pass
-        if not code:
-            code = {404: "NoSuchKey" if key else "NoSuchBucket", 403: "AccessDenied"}.get(status, f"HTTP{status}")
-        human = {
-            "NoSuchBucket": f"bucket '{self.bucket}' does not exist at {self.endpoint}",
-            "InvalidAccessKeyId": f"the bucket rejected the access key (bucket_access_key) at {self.endpoint}",
-            "SignatureDoesNotMatch": f"the bucket rejected the secret key (bucket_secret_key) at {self.endpoint}",
-            "AccessDenied": f"access denied to bucket '{self.bucket}' at {self.endpoint} (check the keys and the "
-                            "bucket policy)",
-            "NoSuchKey": f"object '{key}' does not exist in bucket '{self.bucket}'",
-        }.get(code, f"{code}: {message or 'HTTP ' + str(status)}" + (f" (object '{key}')" if key else ""))
-        return S3Error(status, code, human, key)
-
-    # -- operations
-    def head_bucket(self) -> None:
-        self.request("GET", "", {"list-type": "2", "max-keys": "1", "prefix": "backup/"})
-
-    def head(self, key: str) -> int | None:
-        try:
-            resp = self.request("HEAD", key, ok=(200,))
-        except S3Error as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return int(resp.header("Content-Length") or 0)
-
-    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
-        self.request("PUT", key, body=data, extra={"Content-Type": content_type})
-
-    def get(self, key: str) -> bytes:
-        return self.request("GET", key).data
-
-    def delete(self, key: str) -> None:
-        self.request("DELETE", key, ok=(200, 204))
-
-    def list(self, prefix: str) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        token = ""
-        while True:
-            q = {"list-type": "2", "prefix": prefix, "max-keys": "1000"}
-            if token:
-                q["continuation-token"] = token
-            root = ET.fromstring(self.request("GET", "", q).data)
-            for c in root:
-                if _local(c.tag) == "Contents":
-                    out.append({"key": _text(c, "Key"), "size": int(_text(c, "Size") or 0),
-                                "modified": _text(c, "LastModified")})
-            token = _text(root, "NextContinuationToken")
-            if _text(root, "IsTruncated") != "true" or not token:
-                return out
-
-    def stream(self, key: str) -> Iterator[bytes]:
-        resp = self.open("GET", key)
-        finished = False
-        try:
-            while True:
-                chunk = resp.read(CHUNK)
-                if not chunk:
-                    finished = True
-                    return
-                yield chunk
-        finally:
-            resp.close()
-            if not finished:  # a half-read response leaves the connection unusable
-                conn = getattr(self._local, "conn", None)
-                if conn is not None:
-                    conn.close()
-                self._local.conn = None
-
-
-def _local(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1]
-
-
-def _text(node: ET.Element, name: str) -> str:
-    for c in node:
-        if _local(c.tag) == name:
-            return c.text or ""
-    return ""
-
-
-class Upload:
-    """Streaming upload: single PUT when the whole object fits one part, multipart otherwise.
-    Parts upload in parallel (bounded) while the producer keeps writing."""
-
-    def __init__(self, s3: S3, key: str) -> None:
-        self.s3, self.key = s3, key
-        self.buf = bytearray()
-        self.upload_id = ""
-        self.parts: list[Future[tuple[int, str]]] = []
-        self.pool = ThreadPoolExecutor(max_workers=3)
-        self.slots = threading.Semaphore(MAX_INFLIGHT)
-        self.size = 0
-        self.sha = hashlib.sha256()
-
-    def write(self, data: bytes) -> None:
-        self.sha.update(data)
-        self.size += len(data)
-        self.buf += data
-        if len(self.buf) >= PART_SIZE:
-            self._flush_part()
-
-    def _flush_part(self) -> None:
-        if not self.upload_id:
-            root = ET.fromstring(self.s3.request("POST", self.key, {"uploads": ""}).data)
-            self.upload_id = _text(root, "UploadId")
-            if not self.upload_id:
-                raise OpError(f"the bucket did not start a multipart upload for {self.key}")
-        for f in self.parts:  # surface a failed part early
-            exc = f.exception() if f.done() else None
-            if exc is not None:
-                raise exc
-        data = bytes(self.buf)
-        self.buf = bytearray()
-        number = len(self.parts) + 1
-        self.slots.acquire()
-        self.parts.append(self.pool.submit(self._part, number, data))
-
-    def _part(self, number: int, data: bytes) -> tuple[int, str]:
-        try:
-            resp = self.s3.request("PUT", self.key, {"partNumber": str(number), "uploadId": self.upload_id},
-                                   body=data)
-            return number, resp.header("ETag")
-        finally:
-            self.slots.release()
-
-    def close(self) -> None:
-        try:
-            if not self.upload_id:
-                self.s3.put(self.key, bytes(self.buf))
-                return
-            if self.buf:
-                self._flush_part()
-            done = sorted(f.result() for f in self.parts)
-            body = "<CompleteMultipartUpload>" + "".join(
-                f"<Part><PartNumber>{n}</PartNumber><ETag>{e}</ETag></Part>" for n, e in done
-            ) + "</CompleteMultipartUpload>"
-            resp = self.s3.request("POST", self.key, {"uploadId": self.upload_id}, body=body.encode())
-            if b"<Error>" in resp.data:
-                raise self.s3._error(500, resp.data, self.key)
-        finally:
-            self.pool.shutdown(wait=True)
-
-    def abort(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
-        if self.upload_id:
-            with contextlib.suppress(OpError):
-                self.s3.request("DELETE", self.key, {"uploadId": self.upload_id}, ok=(200, 204), retries=1)
+def bucket(p: dict[str, Any]) -> Any:
+    """The S3 client for an operation's `s3` argument, reporting its retries through note()."""
+    return S3(p["s3"], on_retry=note)
 
 
 # ============================================================================ PostgreSQL access
@@ -418,7 +141,7 @@ class Progress:
         tmp = self.path + ".tmp"
         with open(tmp, "w", encoding="utf-8") as fh:
             json.dump({"phase": self.phase, "bytes": done, "total": self.total,
-                       "seconds": round(now - self.t0, 1)}, fh)
+                       "seconds": round(now - self.t0, 1), "notes": NOTES[-50:], "notes_total": len(NOTES)}, fh)
         os.replace(tmp, self.path)
 
     def done(self) -> None:
@@ -498,7 +221,7 @@ DUMPED_FROM = re.compile(r"Dumped from database version:?\s*(\d+)(?:\.(\d+))?")
 # ============================================================================ ops
 
 def op_probe(p: dict[str, Any]) -> dict[str, Any]:
-    s3 = S3(p["s3"])
+    s3 = bucket(p)
     s3.head_bucket()
     out: dict[str, Any] = {"bucket": "ok"}
     if p.get("db"):
@@ -507,7 +230,7 @@ def op_probe(p: dict[str, Any]) -> dict[str, Any]:
 
 
 def op_backup(p: dict[str, Any]) -> dict[str, Any]:
-    s3 = S3(p["s3"])
+    s3 = bucket(p)
     s3.head_bucket()
     out: dict[str, Any] = {"objects": []}
     if p.get("db"):
@@ -515,10 +238,58 @@ def op_backup(p: dict[str, Any]) -> dict[str, Any]:
     if p.get("files"):
         out["objects"] += _upload_dir(s3, p["files"]["dir"], p["files"]["prefix"])
         out["files_host"] = True
+    if p.get("media"):
+        out["objects"] += _copy_media(s3, p["media"]["source"], p["media"]["prefix"])
     return out
 
 
-def _dump(s3: S3, p: dict[str, Any]) -> dict[str, Any]:
+def _copy_media(s3: Any, source: str, prefix: str) -> list[dict[str, Any]]:
+    """Snapshot the app's media (uploaded audio, CSV bases...) that it keeps in the bucket under `source`.
+    Each object streams through this host into `prefix` and is hashed on the way, so the manifest's
+    sha256 is that of what was written (a server-side copy could not prove that)."""
+    out: list[dict[str, Any]] = []
+    for o in s3.list(source):
+        rel = o["key"][len(source):]
+        if not rel or rel.endswith("/"):
+            continue  # "directory" placeholders
+        up = Upload(s3, prefix + rel)
+        try:
+            for chunk in s3.stream(o["key"]):
+                up.write(chunk)
+            up.close()
+        except BaseException:
+            up.abort()
+            raise
+        out.append({"key": prefix + rel, "size": up.size, "sha256": up.sha.hexdigest(), "kind": "media",
+                    "source": o["key"]})
+    return out
+
+
+def op_restore_media(p: dict[str, Any]) -> dict[str, Any]:
+    """Put a backup's media back where the app reads it (the bucket's media_root/), by server-side copy.
+    The controller has re-read and checked every object (verify) before anything live was touched; an
+    object already identical (same size and ETag) is left alone. Media added since the backup stays
+    (as the seed's `aws s3 sync` without --delete did): the restored database simply does not use it."""
+    s3 = bucket(p)
+    copied, same = [], 0
+    for obj in p["objects"]:
+        source = str(obj.get("source") or "")
+        if not source.startswith(p["prefix"]) or ".." in source.split("/"):
+            raise OpError(f"refusing media object with an unsafe target: {source!r}")
+        have, want = s3.stat(source), s3.stat(obj["key"])
+        if want is None:
+            raise OpError(f"object '{obj['key']}' does not exist in the bucket")
+        if have is not None and have == want:
+            same += 1
+            continue
+        s3.copy(obj["key"], source)
+        if s3.head(source) != int(obj["size"]):
+            raise OpError(f"copying {obj['key']} to {source} did not give {obj['size']} bytes")
+        copied.append(source)
+    return {"copied": copied, "unchanged": same}
+
+
+def _dump(s3: Any, p: dict[str, Any]) -> dict[str, Any]:
     db = p["db"]
     info = server_version(db)
     key = p["dump_key"]
@@ -562,7 +333,7 @@ def _dump(s3: S3, p: dict[str, Any]) -> dict[str, Any]:
             "dump_seconds": round(seconds, 2), "pg_dump_version": version, "database": db["database"], **info}
 
 
-def _upload_dir(s3: S3, root: str, prefix: str) -> list[dict[str, Any]]:
+def _upload_dir(s3: Any, root: str, prefix: str) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     if not os.path.isdir(root):
         return out
@@ -583,14 +354,14 @@ def _upload_dir(s3: S3, root: str, prefix: str) -> list[dict[str, Any]]:
 
 
 def op_put_json(p: dict[str, Any]) -> dict[str, Any]:
-    s3 = S3(p["s3"])
+    s3 = bucket(p)
     data = json.dumps(p["document"], indent=1, sort_keys=True).encode()
     s3.put(p["key"], data, "application/json")
     return {"key": p["key"], "size": len(data)}
 
 
 def op_catalog(p: dict[str, Any]) -> dict[str, Any]:
-    s3 = S3(p["s3"])
+    s3 = bucket(p)
     objects = s3.list("backup/")
     docs: dict[str, Any] = {}
     for o in objects:
@@ -605,14 +376,14 @@ def op_catalog(p: dict[str, Any]) -> dict[str, Any]:
 
 def op_verify(p: dict[str, Any]) -> dict[str, Any]:
     """Re-read every object; sha256 against the manifest (when known); dumps proven readable."""
-    s3 = S3(p["s3"])
+    s3 = bucket(p)
     results = []
     for obj in p["objects"]:
         results.append(_verify_one(s3, p, obj))
     return {"results": results, "ok": all(r["ok"] for r in results)}
 
 
-def _verify_one(s3: S3, p: dict[str, Any], obj: dict[str, Any]) -> dict[str, Any]:
+def _verify_one(s3: Any, p: dict[str, Any], obj: dict[str, Any]) -> dict[str, Any]:
     key = obj["key"]
     res: dict[str, Any] = {"key": key, "ok": False}
     sha = hashlib.sha256()
@@ -679,21 +450,29 @@ def _verify_one(s3: S3, p: dict[str, Any], obj: dict[str, Any]) -> dict[str, Any
     finally:
         progress.done()
     res.update(size=size, sha256=sha.hexdigest(), seconds=round(time.monotonic() - t0, 2))
-    want = obj.get("sha256")
-    if "error" not in res:
-        if obj.get("size") is not None and size != int(obj["size"]):
-            res["error"] = f"size {size} differs from the manifest's {obj['size']}"
-        elif want and res["sha256"] != want:
-            res["error"] = "sha256 differs from the manifest (the object is corrupted or was replaced)"
-        else:
-            res["ok"] = True
-            res["checked_sha"] = bool(want)
+    # the checksum comes first: a corrupted dump also makes pg_restore fail, but "corrupted" is the cause
+    damage = corruption(obj, size, res["sha256"])
+    if damage:
+        res["error"] = damage + (f"; {res['error']}" if res.get("error") else "")
+        res["corrupted"] = True
+    elif "error" not in res:
+        res["ok"] = True
+        res["checked_sha"] = bool(obj.get("sha256"))
     return res
+
+
+def corruption(obj: dict[str, Any], size: int, sha256: str) -> str:
+    """Why an object read back is not the one the manifest describes ("" when it is, or is unknown)."""
+    if obj.get("size") is not None and size != int(obj["size"]):
+        return f"the object is corrupted: {size} bytes, the manifest says {obj['size']}"
+    if obj.get("sha256") and sha256 != obj["sha256"]:
+        return "the object is corrupted: its sha256 differs from the manifest (damaged or replaced in the bucket)"
+    return ""
 
 
 def op_inspect(p: dict[str, Any]) -> dict[str, Any]:
     """What one backup id consists of: from its manifest, or (seed/migration backups) by convention."""
-    s3 = S3(p["s3"])
+    s3 = bucket(p)
     ts = p["ts"]
     out: dict[str, Any] = {"ts": ts}
     try:
@@ -737,7 +516,7 @@ def op_inspect(p: dict[str, Any]) -> dict[str, Any]:
 def op_restore_db(p: dict[str, Any]) -> dict[str, Any]:
     """Stream the dump into a fresh scratch database. The live database is not touched; on any
     failure (download, sha256, restore error) the scratch database is dropped."""
-    s3 = S3(p["s3"])
+    s3 = bucket(p)
     db = p["db"]
     scratch = p["scratch"]
     obj = p["object"]
@@ -770,21 +549,22 @@ def op_restore_db(p: dict[str, Any]) -> dict[str, Any]:
             yield from chunks
 
         try:
-            complete = feed(all_chunks(), proc, count)
+            complete = feed(all_chunks(), proc, count)  # reads the object to its end even if the tool quits
         except BaseException:
             proc.kill()
             raise
         rc = proc.wait()
         out.text()
+        what = "pg_restore" if fmt == "custom" else "psql"
+        # checksum first: a damaged dump also makes the tool fail, but its error hides the cause
+        damage = corruption(obj, size, sha.hexdigest())
+        if damage:
+            raise OpError(f"{key}: {damage}; nothing was restored"
+                          + (f" ({what} also failed on it)" if rc != 0 else ""))
         if rc != 0:
-            what = "pg_restore" if fmt == "custom" else "psql"
             raise OpError(f"{what} failed restoring {key} ({rc}): {err.text()}")
         if not complete:
             raise OpError(f"the restore stopped reading {key} before its end")
-        if obj.get("size") is not None and size != int(obj["size"]):
-            raise OpError(f"{key}: read {size} bytes, the manifest says {obj['size']}")
-        if obj.get("sha256") and sha.hexdigest() != obj["sha256"]:
-            raise OpError(f"{key}: sha256 differs from the manifest (the object is corrupted or was replaced)")
         stats = psql(db, "SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname NOT IN "
                          "('pg_catalog','information_schema');", database=scratch).strip()
     except BaseException:
@@ -831,7 +611,7 @@ def op_drop_scratch(p: dict[str, Any]) -> dict[str, Any]:
 
 
 def op_stage_files(p: dict[str, Any]) -> dict[str, Any]:
-    s3 = S3(p["s3"])
+    s3 = bucket(p)
     staging = p["staging"]
     prefix = p["prefix"]
     if os.path.isdir(staging):
@@ -844,8 +624,9 @@ def op_stage_files(p: dict[str, Any]) -> dict[str, Any]:
             if not rel or rel.startswith("/") or ".." in rel.split("/"):
                 raise OpError(f"refusing object with an unsafe name: {obj['key']}")
             data = s3.get(obj["key"])
-            if obj.get("sha256") and hashlib.sha256(data).hexdigest() != obj["sha256"]:
-                raise OpError(f"{obj['key']}: sha256 differs from the manifest (corrupted or replaced)")
+            damage = corruption(obj, len(data), hashlib.sha256(data).hexdigest())
+            if damage:
+                raise OpError(f"{obj['key']}: {damage}")
             path = os.path.join(staging, rel)
             os.makedirs(os.path.dirname(path), exist_ok=True)
             mode = int(obj.get("mode") or "0644", 8) & 0o777
@@ -899,7 +680,7 @@ def op_units(p: dict[str, Any]) -> dict[str, Any]:
 
 
 def op_delete(p: dict[str, Any]) -> dict[str, Any]:
-    s3 = S3(p["s3"])
+    s3 = bucket(p)
     deleted = []
     for key in p["keys"]:
         s3.delete(key)
@@ -911,7 +692,7 @@ OPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "probe": op_probe, "backup": op_backup, "put_json": op_put_json, "catalog": op_catalog, "verify": op_verify,
     "inspect": op_inspect, "restore_db": op_restore_db, "swap_db": op_swap_db, "drop_scratch": op_drop_scratch,
     "stage_files": op_stage_files, "unstage": op_unstage, "swap_files": op_swap_files, "units": op_units,
-    "delete": op_delete,
+    "delete": op_delete, "restore_media": op_restore_media,
 }
 
 
@@ -942,7 +723,7 @@ def main() -> None:
             "aside": {"type": "str"},
             "stop": {"type": "list", "elements": "str", "default": []},
             "dialplan_reload": {"type": "list", "elements": "str", "default": []},
-            "media": {"type": "bool", "default": False},
+            "media": {"type": "raw"},  # catalog: count media_root/ (bool); backup: {"source", "prefix"}
         },
     )
     p = dict(module.params)
@@ -953,7 +734,8 @@ def main() -> None:
     try:
         report = OPS[p["op"]](p)
     except (OpError, OSError, subprocess.TimeoutExpired) as exc:
-        module.fail_json(msg=str(exc), report={"failed": True, "error": str(exc)})
+        module.fail_json(msg=str(exc), report={"failed": True, "error": str(exc), "s3_retries": NOTES[-50:]})
+    report["s3_retries"] = NOTES[-50:]
     module.exit_json(changed=p["op"] not in ("probe", "catalog", "verify", "inspect"), report=report)
 
 

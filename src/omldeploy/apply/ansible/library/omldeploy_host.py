@@ -24,26 +24,27 @@ import json
 import os
 import re
 import shutil
-import socket
-import ssl
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule  # type: ignore[import-untyped,import-not-found,unused-ignore]
+from ansible.module_utils.omldeploy_units import (  # type: ignore[import-untyped,import-not-found,unused-ignore]
+    HealthError,
+    StartRefused,
+    is_active,
+    is_enabled,
+    journal,
+    n_restarts,
+    probe,
+    run,
+    start_units,
+    systemctl,
+    wait_healthy,
+)
 
 STATE_ROOT = "/var/lib/omldeploy"
 UNIT_DIRS = {"unit": "/etc/systemd/system", "quadlet": "/etc/containers/systemd"}
-
-
-def run(cmd: list[str], timeout: int = 600, check: bool = False, input_text: str | None = None
-        ) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, input=input_text)
-    if check and proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {(proc.stderr or proc.stdout).strip()[-600:]}")
-    return proc
 
 
 # ----------------------------------------------------------------------------- state
@@ -178,84 +179,7 @@ def _env_keys(data: bytes) -> dict[str, str] | None:
     return out
 
 
-# ----------------------------------------------------------------------------- systemd / health
-
-def systemctl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return run(["systemctl", *args], timeout=300, check=check)
-
-
-def is_active(unit: str) -> bool:
-    return systemctl("is-active", "--quiet", f"{unit}.service", check=False).returncode == 0
-
-
-def is_enabled(unit: str) -> bool:
-    out = systemctl("is-enabled", f"{unit}.service", check=False).stdout.strip()
-    return out in ("enabled", "generated", "static", "alias", "indirect", "enabled-runtime")
-
-
-def journal(unit: str, lines: int = 25) -> str:
-    proc = run(["journalctl", "-u", f"{unit}.service", "-n", str(lines), "--no-pager", "-o", "cat"], timeout=30)
-    return proc.stdout.strip()
-
-
-def probe(health: dict[str, Any], container: str) -> tuple[bool, str]:
-    kind = health.get("kind", "active")
-    host = health.get("host") or "127.0.0.1"
-    port = int(health.get("port") or 0)
-    if kind == "tcp":
-        try:
-            with socket.create_connection((host, port), timeout=2):
-                return True, f"tcp {host}:{port} open"
-        except OSError as exc:
-            return False, f"tcp {host}:{port}: {exc}"
-    if kind in ("http", "https"):
-        url = f"{kind}://{host}:{port}{health.get('path', '/')}"
-        ctx = None
-        if kind == "https":
-            # liveness, not identity: the certificate may not name the LAN address probed here
-            ctx = ssl.create_default_context()
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        try:
-            with urllib.request.urlopen(url, timeout=3, context=ctx) as resp:
-                return resp.status < 500, f"{url} -> {resp.status}"
-        except urllib.error.HTTPError as exc:
-            return exc.code < 500, f"{url} -> {exc.code}"
-        except (OSError, ssl.SSLError) as exc:
-            return False, f"{url}: {exc}"
-    if kind == "exec":
-        proc = run(["podman", "exec", container, *health.get("command", [])], timeout=30)
-        return proc.returncode == 0, f"exec {' '.join(health.get('command', []))} -> {proc.returncode}"
-    return True, "unit active"
-
-
-def wait_healthy(unit: dict[str, Any]) -> tuple[float, str]:
-    health = unit["health"]
-    timeout = int(health.get("timeout", 90))
-    t0 = time.monotonic()
-    detail = ""
-    while True:
-        if not is_active(unit["name"]):
-            # Restart=on-failure may bring it back; give it the same deadline
-            state = systemctl("is-active", unit["name"] + ".service", check=False).stdout.strip()
-            detail = f"unit {unit['name']}.service is {state}"
-            if state == "failed":  # gave up restarting (start limit): no point waiting any longer
-                raise HealthError(unit["name"], int(time.monotonic() - t0), detail)
-        else:
-            ok, detail = probe(health, unit["container"])
-            if ok:
-                return time.monotonic() - t0, detail
-        if time.monotonic() - t0 > timeout:
-            raise HealthError(unit["name"], timeout, detail)
-        time.sleep(0.5)
-
-
-class HealthError(RuntimeError):
-    def __init__(self, unit: str, timeout: int, detail: str) -> None:
-        super().__init__(f"{unit}.service did not become healthy within {timeout}s ({detail})")
-        self.unit = unit
-        self.detail = detail
-
+# ----------------------------------------------------------------------------- hooks
 
 def run_hooks(hooks: list[str]) -> None:
     for hook in hooks:
@@ -421,9 +345,10 @@ def activate(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
     restart_hu = set(state.get("restart_host_units", []))
     for hu in p.get("host_units", []):
         if not is_enabled_file(hu):
-            systemctl("enable", "--now", hu, check=False)
+            systemctl("enable", hu, check=False)
+            start_units([hu])
         elif hu in restart_hu:  # e.g. a timer whose schedule changed: re-arm it
-            systemctl("restart", hu, check=False)
+            start_units([hu], "restart")
     state["restart_host_units"] = []
     pending = list(state.get("pending", []))
     force = set(p.get("force_restart") or [])
@@ -434,7 +359,7 @@ def activate(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
     if batch:
         for u in batch:
             run_hooks(u.get("pre_start", []))
-        systemctl("restart", *[f"{u['name']}.service" for u in batch], check=False)
+        start_or_fail(module, result, tenant, state, pending, [u["name"] for u in batch], "restart")
     batched = {u["name"] for u in batch}
     for u in units:
         name = u["name"]
@@ -445,7 +370,7 @@ def activate(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
             if needs_restart and is_active(name):
                 # the active HA node keeps running with the new settings
                 run_hooks(u.get("pre_start", []))
-                systemctl("restart", f"{name}.service")
+                start_or_fail(module, result, tenant, state, pending, [name], "restart")
                 result["restarted"].append(name)
             pending = [x for x in pending if x != name]
             state["pending"] = pending
@@ -458,8 +383,8 @@ def activate(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
             result["restarted"].append(name)
         elif needs_restart or not active:
             run_hooks(u.get("pre_start", []))
-            with contextlib.suppress(RuntimeError):  # reported below, with the journal, by the health wait
-                systemctl("restart" if active else "start", f"{name}.service")
+            # a start job that ran and failed is reported below, with the journal, by the health wait
+            start_or_fail(module, result, tenant, state, pending, [name], "restart" if active else "start")
             (result["restarted"] if active else result["started"]).append(name)
         if name in batched or needs_restart or not active:
             try:
@@ -467,7 +392,7 @@ def activate(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
             except HealthError as exc:
                 state["pending"] = pending
                 save_state(tenant, state)
-                result.update(failed=True, failed_unit=name, journal=journal(name))
+                result.update(failed=True, failed_unit=name, failure=exc.kind, journal=journal(name))
                 module.fail_json(msg=str(exc), report=result)
             result["health"][name] = {"seconds": round(seconds, 2), "detail": detail, "restarts": n_restarts(name)}
             run_hooks(u.get("post_start", []))
@@ -485,6 +410,20 @@ def activate(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
     save_state(tenant, state)
     result["changed"] = bool(result["restarted"] or result["started"] or result["stopped"] or result["reloaded"])
     return result
+
+
+def start_or_fail(module: AnsibleModule, result: dict[str, Any], tenant: str, state: dict[str, Any],
+                  pending: list[str], names: list[str], verb: str) -> None:
+    """Run a start; when systemd refuses it, remember the pending restarts and fail with that reason
+    (a refusal is not a health problem, and the operator must not wait on a health timeout for it)."""
+    try:
+        start_units(names, verb)
+    except StartRefused as exc:
+        state["pending"] = pending
+        save_state(tenant, state)
+        unit = exc.units[0]
+        result.update(failed=True, failed_unit=unit, failure="refused", journal=journal(unit))
+        module.fail_json(msg=str(exc), report=result)
 
 
 # Files omldeploy creates outside any component and removes again when the inventory stops asking for
@@ -513,10 +452,6 @@ def retire_host_units(state: dict[str, Any], p: dict[str, Any]) -> None:
             shutil.rmtree(top, ignore_errors=True)
 
 
-def n_restarts(unit: str) -> str:
-    return systemctl("show", "-p", "NRestarts", "--value", f"{unit}.service", check=False).stdout.strip()
-
-
 def settle(module: AnsibleModule, units: list[dict[str, Any]], result: dict[str, Any], tenant: str,
            state: dict[str, Any]) -> None:
     """A component that passed its health check must still be up a moment later: catches crash loops
@@ -536,8 +471,9 @@ def settle(module: AnsibleModule, units: list[dict[str, Any]], result: dict[str,
 
 
 def is_enabled_file(unit: str) -> bool:
-    return systemctl("is-enabled", unit, check=False).stdout.strip() == "enabled" and \
-        systemctl("is-active", unit, check=False).stdout.strip() == "active"
+    enabled: str = systemctl("is-enabled", unit, check=False).stdout.strip()
+    active: str = systemctl("is-active", unit, check=False).stdout.strip()
+    return enabled == "enabled" and active == "active"
 
 
 def status(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:

@@ -27,6 +27,7 @@ import pytest
 from botocore.config import Config
 from tests.e2e.tenants import passwords, set_versions, tags, write_tenant
 
+from omldeploy.catalog.releases import images
 from omldeploy.inventory import Tenant, load_tenant
 from omldeploy.ops.converge import Reporter, converge
 from omldeploy.sandbox import Host, S3Info, Sandbox
@@ -165,6 +166,37 @@ def test_a_second_operation_on_a_busy_tenant_is_refused(aio12: Tenant, instances
         proc = cli(instances, "install", "--tenant", "aio12")
     assert proc.returncode == 4
     assert "busy" in proc.stderr and "'backup'" in proc.stderr and "pid" in proc.stderr
+
+
+def test_fastagi_and_ami_follow_the_inventory(aio12: Tenant, sandbox: Sandbox, instances: Path) -> None:
+    """fastagi and ami (astami) deploy when the inventory names their tags (as releases from 1.29/1.31
+    do), reach what they need, and go away cleanly when the keys go (a downgrade to a release without
+    them): their units stopped and removed, and the app no longer told where FastAGI is."""
+    h = sandbox.host("h3")
+    catalog = images()
+    set_versions(aio12, {"fastagi_version": catalog["fastagi"].default, "astami_version": catalog["astami"].default})
+    proc = cli(instances, "install", "--tenant", "aio12")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rec = last_record(aio12)
+    assert {"omnileads_aio:fastagi", "omnileads_aio:ami"} <= set(rec.restarted)
+    agi = health(h.ip, 8094)
+    assert agi["ok"] and agi["image"].endswith(f"fastagi:{catalog['fastagi'].default}"), agi
+    ami = health(h.ip, 8093)
+    assert ami["ok"] and ami["ami_session"]["connected"], ami
+    assert f"FASTAGI={h.ip}" in sandbox.run("h3", "cat /etc/default/django.env /etc/default/asterisk.env").stdout
+    assert cli(instances, "status", "--tenant", "aio12").returncode == 0
+
+    inv = aio12.inventory_path
+    inv.write_text("".join(line for line in inv.read_text().splitlines(keepends=True)
+                           if not line.lstrip().startswith(("fastagi_version:", "astami_version:"))))
+    proc = cli(instances, "install", "--tenant", "aio12")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    gone = sandbox.run("h3", "ls /etc/systemd/system; podman ps -a --format '{{.Names}}'").stdout
+    assert "fastagi" not in gone and "ami.service" not in gone and "oml-ami-server" not in gone, gone
+    assert "FASTAGI=" not in sandbox.run("h3", "cat /etc/default/django.env").stdout
+    assert cli(instances, "status", "--tenant", "aio12").returncode == 0
+    again = cli(instances, "install", "--tenant", "aio12")
+    assert again.returncode == 0 and last_record(aio12).restarted == []
 
 
 # --------------------------------------------------------------------------- AIO, Debian 13, Quadlet

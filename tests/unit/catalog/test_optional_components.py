@@ -53,6 +53,8 @@ def test_fastagi_env_and_the_app_learns_where_it_is(make_tenant: MakeTenant) -> 
     assert bundle.host("omnileads_app").file("/etc/default/fastagi.env").mode == 0o600
     for f in ("django.env", "daphne.env", "omlcron.env"):
         assert _env(bundle, "omnileads_app", f"/etc/default/{f}")["FASTAGI"] == app_ip, f
+    # Asterisk's dialplan calls AGI() there too, from the voice host
+    assert _env(bundle, "omnileads_voice", "/etc/default/asterisk.env")["FASTAGI"] == app_ip
     unit = next(u for u in bundle.host("omnileads_app").units if u.name == "fastagi")
     assert {"daphne", "omnileads"} <= set(unit.after)
     assert (unit.health["kind"], unit.health["host"], unit.health["port"]) == ("tcp", app_ip, 4573)

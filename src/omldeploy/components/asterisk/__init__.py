@@ -48,6 +48,7 @@ class Asterisk(Component):
             ("DEPLOY_HA", "True" if ha else "false"),
             ("ASTERISK_HOSTNAME", f.voice_host if ha else ctx.lan),
             ("HOSTNAME", ctx.lan),
+            *common.fastagi(ctx),  # the dialplan's AGI() calls go there (releases with fastagi)
         ]
         return env
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from functools import lru_cache
 
 from omldeploy.inventory.model import Tenant
 from omldeploy.inventory.problems import Problems
@@ -87,17 +86,27 @@ def weakness(value: str) -> str | None:
     return None
 
 
-@lru_cache(maxsize=256)
+_LONGEST_WORD = max(len(w) for w in WORDS)
+_LONGEST_PATTERN = 64  # a repeated unit longer than this is not a guessable pattern
+
+
 def _only_words(letters: str) -> bool:
-    """Whether `letters` is one or more dictionary words glued together (e.g. adminpassword)."""
-    if letters in WORDS:
-        return True
-    return any(letters[:i] in WORDS and _only_words(letters[i:]) for i in range(3, len(letters) - 2))
+    """Whether `letters` is one or more dictionary words glued together (e.g. adminpassword).
+
+    Word break by dynamic programming: linear in the length (an inventory value is hostile input, and
+    a recursive split of a long value would exhaust the stack)."""
+    n = len(letters)
+    ends = [True] + [False] * n  # ends[i]: letters[:i] splits into words
+    for i in range(1, n + 1):
+        ends[i] = any(ends[i - size] and letters[i - size:i] in WORDS
+                      for size in range(1, min(_LONGEST_WORD, i) + 1))
+    return ends[n]
 
 
 def _repeats(value: str) -> bool:
     n = len(value)
-    return any(n % size == 0 and value[:size] * (n // size) == value for size in range(1, n // 2 + 1))
+    return any(n % size == 0 and value[:size] * (n // size) == value
+               for size in range(1, min(n // 2, _LONGEST_PATTERN) + 1))
 
 
 def _classes(value: str) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 import pytest
@@ -83,3 +84,13 @@ def test_every_password_key_is_checked(tenant_dir: Any) -> None:
     tenant = tenant_dir(build("aio", *muts)).load()
     flagged = {w.split(": ")[2] for w in tenant.warnings if "weak password" in w}
     assert flagged == {"postgres_password", "s3_http_admin_pass", "bucket_secret_key", "dialer_password"}
+
+
+def test_hostile_long_values_are_judged_quickly_without_exhausting_the_stack() -> None:
+    """An inventory value is hostile input: the word split must not recurse per word (it used to end
+    in RecursionError, exit 70) nor take quadratic time."""
+    for value in ("password" * 2000, "omnileads" * 1000, "Xk3-9fQz-pL2m" + "q" * 100_000):
+        t0 = time.monotonic()
+        weakness(value)
+        assert time.monotonic() - t0 < 2.0
+    assert weakness("omnileads" * 1000) == "made of dictionary words, digits and symbols only"

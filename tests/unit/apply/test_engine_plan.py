@@ -20,24 +20,23 @@ MODULE = Path(__file__).resolve().parents[3] / "src/omldeploy/apply/ansible/libr
 UNITS = MODULE.parents[1] / "module_utils" / "omldeploy_units.py"
 
 
-def units_module() -> ModuleType:
-    """The module_utils file, importable as Ansible ships it (`ansible.module_utils.omldeploy_units`)."""
-    spec = importlib.util.spec_from_file_location("ansible.module_utils.omldeploy_units", UNITS)
+def _load(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec and spec.loader
     mod = importlib.util.module_from_spec(spec)
-    sys.modules["ansible.module_utils.omldeploy_units"] = mod
+    sys.modules[name] = mod
     spec.loader.exec_module(mod)
     return mod
+
+
+def units_module() -> ModuleType:
+    """The module_utils file, importable as Ansible ships it (`ansible.module_utils.omldeploy_units`)."""
+    return _load("ansible.module_utils.omldeploy_units", UNITS)
 
 
 def host_module() -> ModuleType:
     units_module()
-    spec = importlib.util.spec_from_file_location("omldeploy_host", MODULE)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["omldeploy_host"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return _load("omldeploy_host", MODULE)
 
 
 def test_tiers_start_what_others_depend_on(make_tenant: MakeTenant) -> None:

@@ -6,7 +6,8 @@ not found, ignoring" and the PostgreSQL VIPs never followed the database role). 
 file of each example layout (AIO, AIT, cloud, HA and HA variations) goes through Debian's real
 program: `keepalived --config-test`, `haproxy -c`, `kamailio -c`, `redis-sentinel` started for real,
 a PostgreSQL 15 server started with the rendered postgresql.conf/pg_hba.conf, `repmgr primary
-register` against it, `promtool check config`, and `sh -n` for rendered shell scripts. A check
+register` against it, `promtool check config`, and `sh -n` for rendered shell scripts; keepalived's notify commands are
+run the way keepalived runs them, in a private namespace. A check
 fails on the program's exit code AND on any warning it prints: a config that its program
 half-ignores must not pass.
 
@@ -32,6 +33,7 @@ import os
 import pwd
 import re
 import secrets
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -45,6 +47,7 @@ import pytest
 import yaml
 
 from omldeploy.components.base import Component
+from omldeploy.components.keepalived import STATE_DIR
 from omldeploy.inventory import Tenant, load_tenant
 from omldeploy.inventory.schema import KEYS
 from omldeploy.placement import Placement, place
@@ -305,6 +308,46 @@ def test_keepalived_check_catches_ignored_track_file(tmp_path: Path) -> None:
                                                        " virtual_ipaddress"))
     _, lines = keepalived_config_test(conf, "oml0", "192.0.2.1/24")
     assert len(lines) == 1 and lines[0].endswith("(t_X) track file /run/x/pg_primary not found, ignoring..."), lines
+
+
+def notify_commands(text: str) -> list[tuple[str, str]]:
+    """(vrrp_instance name, notify command) for every instance-level `notify "..."` line."""
+    out, instance = [], ""
+    for ln in text.splitlines():
+        if m := re.match(r"\s*vrrp_instance\s+(\S+)", ln):
+            instance = m.group(1)
+        elif (m := re.match(r"\s*notify\s+(.+?)\s*$", ln)) and instance:
+            out.append((instance, m.group(1)))
+    return out
+
+
+@pytest.mark.parametrize("rendered", cases(*HA, xfail=dict.fromkeys(HA, (
+    "issue 9: notify runs `sh -c 'echo $3 > <I>.state'`; keepalived appends INSTANCE <name> <STATE> <prio>, "
+    "so $3 is the priority and the state files read 100/50, never MASTER/BACKUP"))), indirect=True)
+def test_keepalived_notify_records_the_state(rendered: Rendered) -> None:
+    """Each instance's `notify` command is run exactly as keepalived runs it (the quoted string split
+    into words, then `INSTANCE <name> <STATE> <priority>` appended; vrrp_notify.c) for MASTER and
+    BACKUP, inside a private mount+net namespace with a tmpfs on /run, so whatever it writes stays
+    there. Every state file it writes must hold the state it was told, since the transition script
+    (and the cron/voice moves) reads those files for MASTER/BACKUP."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root for a private mount namespace (CI runs as root)")
+    findings: dict[str, str] = {}
+    for host, f in files_for(rendered, "keepalived"):
+        text = rendered.container_text(host, "keepalived", f.path)
+        for instance, notify in notify_commands(text):
+            for state, prio in (("MASTER", "100"), ("BACKUP", "50")):
+                argv = [*shlex.split(shlex.split(notify)[0]), "INSTANCE", instance, state, prio]
+                script = (f"mount -t tmpfs oml /run && mkdir -p {STATE_DIR} && \"$@\"; rc=$?; "
+                          f"for f in {STATE_DIR}/*; do [ -f \"$f\" ] && printf '%s=%s\\n' \"${{f##*/}}\" "
+                          "\"$(cat \"$f\")\"; done; exit $rc")
+                proc = run(["unshare", "--mount", "--net", "sh", "-c", script, "notify", *argv])
+                written = dict(ln.split("=", 1) for ln in proc.stdout.splitlines() if "=" in ln)
+                wrong = {k: v for k, v in written.items() if v.strip() != state}
+                if proc.returncode or wrong:
+                    findings[f"{host} {instance} {state}"] = (f"notify {notify} (exit {proc.returncode}) wrote "
+                                                              f"{written or 'nothing'}; {proc.stderr}")
+    assert not findings, report(findings)
 
 
 # --------------------------------------------------------------------------- haproxy

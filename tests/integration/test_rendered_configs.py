@@ -441,6 +441,13 @@ class NetNS:
     def check(self, argv: list[str]) -> None:
         subprocess.run(self.cmd(argv), check=True, capture_output=True, timeout=TIMEOUT)
 
+    def link(self, other: NetNS, here: str, there: str) -> None:
+        """A veth pair from this namespace (`here`) to `other` (`there`), both ends up, no address."""
+        self.check(["ip", "link", "add", here, "type", "veth", "peer", "name", there])
+        self.check(["ip", "link", "set", there, "netns", str(other.holder.pid)])
+        self.check(["ip", "link", "set", here, "up"])
+        other.check(["ip", "link", "set", there, "up"])
+
     def close(self) -> None:
         self.holder.kill()
         self.holder.wait(timeout=10)
@@ -637,6 +644,83 @@ def test_postgresql_starts_with_rendered_config(rendered: Rendered) -> None:
             if problems:
                 findings[host] = "\n".join(problems)
         finally:
+            stop_pg(node)
+    assert not findings, report(findings)
+
+
+@dataclass(frozen=True)
+class PGClient:
+    """One rendered env file that points a component at PostgreSQL (PGHOST and friends)."""
+
+    host: str
+    lan: str
+    env_file: str
+    env: dict[str, str]
+
+
+def pg_clients(rendered: Rendered) -> list[PGClient]:
+    out = []
+    for hb in rendered.bundle.hosts:
+        for f in hb.files:
+            if f.kind != "env":
+                continue
+            env = dict(ln.split("=", 1) for ln in f.content.decode().splitlines() if "=" in ln and ln[0] != "#")
+            if "PGHOST" in env:
+                out.append(PGClient(hb.host, hb.lan_ip, f.path, env))
+    return out
+
+
+@pytest.mark.parametrize("rendered", cases(*HA, xfail=dict.fromkeys(HA, (
+    "issue 9: PostgreSQL listens on '<node LAN>,localhost' only, so every client (PGHOST/PGHOSTRO = the RW/RO "
+    "VIP) is refused; and pg_hba.conf has no line for the maintenance database `postgres` that the database "
+    "hooks use"))), indirect=True)
+def test_postgresql_accepts_the_rendered_clients(rendered: Rendered) -> None:
+    """pg_hba.conf and listen_addresses together, from the clients' side: each data node's server
+    (started from its rendered files, with the VIPs on it as keepalived would add them) is reached from
+    a second namespace holding one client host's LAN address, over a veth, with each rendered env
+    file's PGHOST/PGHOSTRO, PGUSER, PGPASSWORD and PGDATABASE, and with the maintenance database the
+    database hooks connect to (`postgres_maintenance_db`). The role and database are made beforehand,
+    as the image's first start makes them from POSTGRES_USER/POSTGRES_DB."""
+    need("postgres", "postgresql-15")
+    clients = [c for c in pg_clients(rendered) if not c.host.startswith(tuple(
+        h.name for h in rendered.tenant.hosts if "data" in h.roles))]  # a data node's own exporter: local
+    assert clients, "no rendered env file names PGHOST"
+    maint = rendered.tenant.settings.text("postgres_maintenance_db")
+    vips = sorted({c.env[k] for c in clients for k in ("PGHOST", "PGHOSTRO") if k in c.env})
+    findings: dict[str, str] = {}
+    for host in sorted({h for h, _ in files_for(rendered, "postgresql")}):
+        node = start_pg(rendered, host)
+        client_ns = NetNS([])
+        try:
+            for vip in vips:
+                node.ns.check(["ip", "addr", "add", f"{vip}/32", "dev", "lo"])
+            node.ns.link(client_ns, "srv0", "cli0")
+            for user, password, db in sorted({(c.env["PGUSER"], c.env["PGPASSWORD"], c.env["PGDATABASE"])
+                                              for c in clients}):
+                for sql in (f"CREATE ROLE \"{user}\" LOGIN PASSWORD '{password}'",
+                            f"CREATE DATABASE \"{db}\" OWNER \"{user}\""):
+                    res = node.psql(sql)
+                    assert res.returncode == 0 or "already exists" in res.stderr, res.stderr
+            for lan in sorted({c.lan for c in clients}):
+                node.ns.check(["ip", "route", "replace", f"{lan}/32", "dev", "srv0"])
+            for c in clients:
+                client_ns.check(["ip", "addr", "flush", "dev", "cli0"])
+                client_ns.check(["ip", "addr", "add", f"{c.lan}/32", "dev", "cli0"])
+                for vip in vips:
+                    client_ns.check(["ip", "route", "replace", f"{vip}/32", "dev", "cli0"])
+                for key in ("PGHOST", "PGHOSTRO"):
+                    for db in dict.fromkeys((c.env["PGDATABASE"], maint)):
+                        if key not in c.env:
+                            continue
+                        env = {**os.environ, "PGHOST": c.env[key], "PGPORT": c.env.get("PGPORT", "5432"),
+                               "PGUSER": c.env["PGUSER"], "PGPASSWORD": c.env["PGPASSWORD"], "PGDATABASE": db,
+                               "PGCONNECT_TIMEOUT": "3", "PGSSLMODE": "disable"}
+                        res = run(client_ns.cmd([str(PGBIN / "psql"), "-X", "-A", "-t", "-c", "SELECT 1"]), env=env)
+                        if res.returncode or res.stdout.strip() != "1":
+                            where = f"{host} <- {c.host} ({c.lan}) {c.env_file} {key}={c.env[key]} db={db}"
+                            findings[where] = res.stderr.strip()
+        finally:
+            client_ns.close()
             stop_pg(node)
     assert not findings, report(findings)
 

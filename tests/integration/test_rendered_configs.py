@@ -167,7 +167,7 @@ def rendered(request: pytest.FixtureRequest, renders: dict[str, Rendered]) -> Re
 
 
 def need(program: str, package: str) -> str:
-    path = shutil.which(program) or next((str(p) for p in (PGBIN / program,) if p.exists()), None)
+    path = shutil.which(program) or (str(PGBIN / program) if (PGBIN / program).exists() else None)
     if not path:
         pytest.skip(f"{program} missing (apt-get install {package}; .ci/e2e-setup.sh installs it)")
     return path
@@ -206,6 +206,7 @@ CHECKED: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "repmgr": ("postgresql", r"/etc/omnileads/postgresql/repmgr\.conf", HA),
     "promtool": ("prometheus", r"/etc/omnileads/prometheus\.yml", ALL),
     "sh": ("*", r"/usr/local/bin/[^/]+", ALL),
+    "tmpfiles": ("*", r"/etc/tmpfiles\.d/[^/]+\.conf", ALL),
 }
 # Rendered files that no program on Debian can check, with the reason (regex on component:path).
 UNCHECKED: dict[str, str] = {
@@ -213,8 +214,6 @@ UNCHECKED: dict[str, str] = {
     r"loki:/etc/omnileads/loki\.yml": "Grafana Loki is not packaged in Debian (Debian's `loki` is an unrelated "
                                       "genetics program); `loki -verify-config` would need the upstream binary",
     r"promtail:/etc/omnileads/promtail\.yml": "Promtail is not packaged in Debian",
-    r"(promtail)?:/etc/tmpfiles\.d/.*": "systemd-tmpfiles of Debian 12 (252) has no dry run; it would create paths "
-                                        "on this machine",
     r"omnileads:/etc/omnileads/uwsgi\.ini": "uWSGI has no config check: --show-config and --get accept unknown "
                                             "keys, and a real start needs the app's Python module (in the image)",
     r"minio:/etc/omnileads/minio-mc\.env": "an env file for the mc client (KEY=value lines), not a program config",
@@ -229,7 +228,7 @@ def test_every_rendered_config_has_a_checker(rendered: Rendered) -> None:
     for hb in rendered.bundle.hosts:
         for f in hb.files:
             if f.kind not in ("config", "script"):
-                continue  # units/quadlets/env files/certs: read by systemd/podman/openssl, not listed here
+                continue  # units/quadlets: `systemd-analyze verify` in tests/unit/render/test_golden.py; env, certs
             claimed = [name for name, (comp, rx, ids) in CHECKED.items()
                        if comp in (f.component, "*") and re.fullmatch(rx, f.path)]
             if claimed:
@@ -804,4 +803,25 @@ def test_rendered_scripts_parse(rendered: Rendered) -> None:
         proc = run([Path(shell).name, "-n", str(path)])
         if proc.returncode or proc.stderr.strip():
             findings[f"{host}:{f.path} (exit {proc.returncode})"] = proc.stderr
+    assert not findings, report(findings)
+
+
+@pytest.mark.parametrize("rendered", cases(*ALL), indirect=True)
+def test_tmpfiles_apply_to_a_temp_root(rendered: Rendered) -> None:
+    """Every rendered tmpfiles.d file is applied by `systemd-tmpfiles --create --root=<temp dir>` (the
+    same parser systemd uses at boot, writing only under the temp root): exit 0, nothing printed, and
+    every `d` path it names exists afterwards."""
+    tmpfiles = need("systemd-tmpfiles", "systemd")
+    findings: dict[str, str] = {}
+    for host, f in files_for(rendered, "tmpfiles"):
+        root = Path(tempfile.mkdtemp(prefix="omldeploy-it-tmpfiles-"))
+        try:
+            conf = rendered.on_disk(host, f.path)
+            proc = run([tmpfiles, "--create", f"--root={root}", str(conf)])
+            missing = [ln.split()[1] for ln in conf.read_text().splitlines()
+                       if ln.split()[:1] == ["d"] and not (root / ln.split()[1].lstrip("/")).is_dir()]
+            if proc.returncode or (proc.stdout + proc.stderr).strip() or missing:
+                findings[f"{host}:{f.path} (exit {proc.returncode})"] = f"{proc.stdout}{proc.stderr}missing: {missing}"
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
     assert not findings, report(findings)

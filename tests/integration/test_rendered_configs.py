@@ -930,3 +930,66 @@ def test_haproxy_routes_redis_to_the_master_only(rendered: Rendered) -> None:
         lan.close()
         hap.close()
         shutil.rmtree(work, ignore_errors=True)
+
+
+@pytest.mark.parametrize("rendered", cases(*HA), indirect=True)
+def test_haproxy_serves_https_with_the_tenant_certificates(rendered: Rendered) -> None:
+    """The rendered HAProxy terminates TLS with the rendered hap.pem and forwards to the app nodes over
+    TLS verified against the rendered CA (`verify required ca-file`): a client that trusts only the
+    tenant CA gets a page through the application VIP (held by the HAProxy node, as keepalived would)
+    and through the node's own address. The app nodes' nginx is played by `openssl s_server` with the
+    app nodes' rendered cert.pem/key.pem, on the app nodes' addresses."""
+    haproxy = need("haproxy", "haproxy")
+    openssl = need("openssl", "openssl")
+    curl = need("curl", "curl")
+    host, f = files_for(rendered, "haproxy")[0]
+    hap_lan = next(h.lan_ip for h in rendered.tenant.hosts if h.name == host)
+    vip = rendered.tenant.settings.text("application_host")
+    apps = sorted(rendered.tenant.with_role("app"), key=lambda h: h.ha_role != "main")
+    text = rendered.container_text(host, "haproxy", f.path)
+    port = int(m.group(1)) if (m := re.search(r"bind 0\.0\.0\.0:(\d+) ssl", text)) else 443
+    conf = rendered.on_disk(host, f.path)
+    conf.write_text(text)
+    work = Path(tempfile.mkdtemp(prefix="omldeploy-it-haptls-"))
+    hap = NetNS([hap_lan, vip])
+    lan = NetNS([a.lan_ip for a in apps])
+    client = NetNS([])
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        hap.link(lan, "hap0", "lan0")
+        hap.link(client, "hap1", "cli0")
+        client.check(["ip", "addr", "add", "192.0.2.10/32", "dev", "cli0"])
+        for dest in (hap_lan, vip):
+            client.check(["ip", "route", "add", f"{dest}/32", "dev", "cli0"])
+        hap.check(["ip", "route", "add", "192.0.2.10/32", "dev", "hap1"])
+        lan.check(["ip", "route", "add", f"{hap_lan}/32", "dev", "lan0"])
+        for a in apps:
+            hap.check(["ip", "route", "add", f"{a.lan_ip}/32", "dev", "hap0"])
+            certs = rendered.on_disk(a.name, "/etc/omnileads/certs")
+            procs.append(subprocess.Popen(lan.cmd([openssl, "s_server", "-quiet", "-www", "-accept",
+                                                   f"{a.lan_ip}:443", "-cert", str(certs / "cert.pem"),
+                                                   "-key", str(certs / "key.pem")]),
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        with open(work / "haproxy.log", "wb") as fh:
+            procs.append(subprocess.Popen(hap.cmd([haproxy, "-db", "-f", str(conf)]), stdout=fh,
+                                          stderr=subprocess.STDOUT))
+        ca = rendered.on_disk(host, "/etc/omnileads/certs/ca.pem")
+        findings: dict[str, str] = {}
+        for dest in (vip, hap_lan):
+            t0, res = time.monotonic(), None
+            while time.monotonic() - t0 < 15:
+                res = run(client.cmd([curl, "-sS", "--max-time", "5", "--cacert", str(ca), "-o", "/dev/null",
+                                      "-w", "%{http_code}", f"https://{dest}:{port}/"]))
+                if res.stdout == "200":
+                    break
+                time.sleep(0.2)
+            if res is None or res.stdout != "200":
+                findings[dest] = (f"curl -> {res.stdout if res else ''} {res.stderr if res else ''}\n"
+                                  f"{(work / 'haproxy.log').read_text()[-1500:]}")
+        assert not findings, report(findings)
+    finally:
+        for p in procs:
+            stop(p)
+        for ns in (client, lan, hap):
+            ns.close()
+        shutil.rmtree(work, ignore_errors=True)

@@ -119,7 +119,10 @@ class Rendered:
         replaced by the rendered host path, so the checker opens exactly what the container would
         (certificates included). Longest container paths first, so /etc/haproxy/certs/x beats
         /etc/haproxy; a path already rewritten is not matched again (idempotent)."""
-        text = self.on_disk(host, path).read_text()
+        return self.map_paths(host, component, self.on_disk(host, path).read_text())
+
+    def map_paths(self, host: str, component: str, text: str) -> str:
+        """`text` with the container paths of `component`'s bind mounts of rendered files mapped to them."""
         host_obj = next(h for h in self.tenant.hosts if h.name == host)
         vols = self.component(host, component).volumes(self.placement.ctx(host_obj))
         # only mounts of what the render wrote: a runtime folder (keepalived's /run state dir) stays as named
@@ -553,8 +556,8 @@ class PGNode:
 
 
 def start_pg(rendered: Rendered, host: str) -> PGNode:
-    """A PostgreSQL 15 server started as the container starts it: `postgres -c config_file=<rendered
-    postgresql.conf> -c hba_file=<rendered pg_hba.conf>` (via the mount map), in a private netns that
+    """A PostgreSQL 15 server started as the container starts it: the component's own `postgres -c ...`
+    arguments (config_file/hba_file mapped to the rendered files through the mounts), in a private netns that
     holds the node's LAN address, so `listen_addresses` and the port stay as rendered. Only
     `unix_socket_directories` is set on the command line, to a temp dir: the image's default socket
     folder is a machine path here. The data dir comes from initdb (the container's volume)."""
@@ -572,18 +575,17 @@ def start_pg(rendered: Rendered, host: str) -> PGNode:
     subprocess.run([str(PGBIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
                     "--no-sync"], check=True, capture_output=True, user=pw.pw_uid, group=pw.pw_gid,
                    timeout=TIMEOUT)
-    args = ["postgres", "-c", "config_file=/etc/postgresql/postgresql.conf",
-            "-c", "hba_file=/etc/postgresql/pg_hba.conf"]
+    # the container's own command line, its container paths mapped to the rendered files
     host_obj = next(h for h in rendered.tenant.hosts if h.name == host)
-    assert rendered.component(host, "postgresql").args(rendered.placement.ctx(host_obj)) == args, \
-        "the unit's postgres arguments changed: update this check"
-    conf_dir = rendered.on_disk(host, "/etc/omnileads/postgresql")
+    args = rendered.component(host, "postgresql").args(rendered.placement.ctx(host_obj))
+    assert args[:1] == ["postgres"] and len(args) % 2 == 1 and set(args[1::2]) == {"-c"}, \
+        f"the unit no longer runs `postgres -c k=v ...` ({args}): update this check"
+    settings = [rendered.map_paths(host, "postgresql", a) for a in args[2::2]]
     ns = NetNS([lan])
     log = work / "log"
     with open(log, "wb") as fh:
         proc = subprocess.Popen(ns.cmd([str(PGBIN / "postgres"), "-D", str(data),
-                                        "-c", f"config_file={conf_dir / 'postgresql.conf'}",
-                                        "-c", f"hba_file={conf_dir / 'pg_hba.conf'}",
+                                        *(x for kv in settings for x in ("-c", kv)),
                                         "-c", f"unix_socket_directories={sock}"], user="postgres"),
                                 stdout=fh, stderr=subprocess.STDOUT)
     for _ in range(200):
@@ -682,8 +684,8 @@ def test_postgresql_accepts_the_rendered_clients(rendered: Rendered) -> None:
     database hooks connect to (`postgres_maintenance_db`). The role and database are made beforehand,
     as the image's first start makes them from POSTGRES_USER/POSTGRES_DB."""
     need("postgres", "postgresql-15")
-    clients = [c for c in pg_clients(rendered) if not c.host.startswith(tuple(
-        h.name for h in rendered.tenant.hosts if "data" in h.roles))]  # a data node's own exporter: local
+    data_nodes = {h.name for h in rendered.tenant.hosts if "data" in h.roles}
+    clients = [c for c in pg_clients(rendered) if c.host not in data_nodes]  # a data node's exporter is local
     assert clients, "no rendered env file names PGHOST"
     maint = rendered.tenant.settings.text("postgres_maintenance_db")
     vips = sorted({c.env[k] for c in clients for k in ("PGHOST", "PGHOSTRO") if k in c.env})

@@ -9,10 +9,25 @@
 #   tar, ca-certificates, curl: image layers, HTTPS to the Debian mirror, debugging
 #   postgresql-15       the integration tier's real PostgreSQL (tests start their own server from
 #                       /usr/lib/postgresql/15/bin on a free loopback port; the packaged cluster is unused)
+# The programs that read the rendered configs, for tests/integration/test_rendered_configs.py (each
+# config is checked by its own program; the tests start their own servers in temp dirs and private
+# network namespaces, never the packaged services, which are kept stopped below):
+#   keepalived          `keepalived --config-test`
+#   haproxy             `haproxy -c`
+#   kamailio (+ tls, websocket, autheph, redis modules: the HA kamailio.cfg loads them) `kamailio -c`
+#   redis-server, redis-sentinel (+ redis-tools: redis-cli)   Sentinel started with sentinel.conf
+#   postgresql-15-repmgr  repmgr.so for shared_preload_libraries, and `repmgr primary register`
+#   prometheus          `promtool check config`
+#   util-linux          unshare/nsenter for the private network namespaces
 # Podman is NOT needed on the controller: the hosts have their own, and the test images are
 # assembled and pushed by Python (omldeploy.sandbox.images).
 set -euo pipefail
-PKGS=(debootstrap systemd-container docker-registry iproute2 openssh-client tar ca-certificates curl postgresql-15)
+PKGS=(debootstrap systemd-container docker-registry iproute2 openssh-client tar ca-certificates curl postgresql-15
+      keepalived haproxy kamailio kamailio-tls-modules kamailio-websocket-modules kamailio-autheph-modules
+      kamailio-redis-modules redis-server redis-sentinel redis-tools postgresql-15-repmgr prometheus util-linux)
+# Services that the packages above ship and that must never run on this machine: a keepalived would
+# take part in VRRP on the CI machine's own network, and the others would hold ports the tests use.
+NEVER_START=(keepalived haproxy kamailio redis-server redis-sentinel prometheus repmgrd)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -21,7 +36,14 @@ if [ "${#missing[@]}" -gt 0 ]; then
   echo "e2e-setup: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
-  apt-get install -y -q --no-install-recommends "${missing[@]}"
+  # policy-rc.d answering 101 keeps maintainer scripts from starting any service during the install
+  # (the Debian way; an existing one, e.g. a container's, is left as it is)
+  own_policy=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && own_policy=1
+  fi
+  apt-get install -y -q --no-install-recommends "${missing[@]}" || { [ -z "$own_policy" ] || rm -f /usr/sbin/policy-rc.d; exit 1; }
+  [ -z "$own_policy" ] || rm -f /usr/sbin/policy-rc.d
 else
   echo "e2e-setup: all packages present"
 fi
@@ -33,5 +55,21 @@ if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
 elif [ -f /var/run/docker-registry.pid ] && kill -0 "$(cat /var/run/docker-registry.pid)" 2>/dev/null; then
   /etc/init.d/docker-registry stop || true
 fi
+# The config checkers' packaged services: stopped if running, and on systemd also disabled and masked,
+# so that neither a later boot nor a dependency can start them. Each is stopped by its own unit or
+# init script, never by process name.
+for svc in "${NEVER_START[@]}"; do
+  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    if systemctl list-unit-files "$svc.service" >/dev/null 2>&1; then
+      systemctl stop "$svc" 2>/dev/null || true
+      systemctl disable "$svc" 2>/dev/null || true
+      systemctl mask "$svc" 2>/dev/null || true
+    fi
+  elif [ -x "/etc/init.d/$svc" ] && "/etc/init.d/$svc" status >/dev/null 2>&1; then
+    # the init scripts stop by their own pidfile (start-stop-daemon --pidfile); some report "running"
+    # when unconfigured (kamailio), hence the quiet stop
+    "/etc/init.d/$svc" stop >/dev/null 2>&1 || true
+  fi
+done
 python3 -c 'import venv' 2>/dev/null || { echo "e2e-setup: python3 has no venv module" >&2; exit 1; }
 echo "e2e-setup: done"

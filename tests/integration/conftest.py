@@ -1,4 +1,5 @@
-"""Integration tier: the backup host module against a real PostgreSQL 15 and a real S3 store.
+"""Integration tier: the backup host module against a real PostgreSQL 15 and a real S3 store, and
+(test_rendered_configs.py) every rendered config checked by the program that reads it.
 
 PostgreSQL comes from Debian's postgresql-15 binaries (initdb in a temp dir, loopback TCP on a free
 port, trust auth for the test user only over the socket); the S3 store is SeaweedFS `weed mini` on

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, ClassVar
 import jinja2
 
 if TYPE_CHECKING:
-    from omldeploy.placement import Ctx
+    from omldeploy.components.context import Ctx
 
 
 @dataclass(frozen=True)

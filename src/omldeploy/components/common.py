@@ -13,7 +13,7 @@ from omldeploy import __version__
 from omldeploy.catalog.releases import find_release
 
 if TYPE_CHECKING:
-    from omldeploy.placement import Ctx
+    from omldeploy.components.context import Ctx
 
 Env = list[tuple[str, str]]
 

@@ -11,8 +11,9 @@ from dataclasses import asdict
 
 from omldeploy.backup.schedule import ScheduleError, add_schedule
 from omldeploy.components.base import Component
+from omldeploy.components.context import Ctx
 from omldeploy.inventory.model import Tenant
-from omldeploy.placement import Ctx, Placement, place
+from omldeploy.placement import Placement, place
 from omldeploy.render import material, oml_manage, units
 from omldeploy.render.bundle import Bundle, BundleFile, HostBundle, UnitPlan
 

@@ -8,7 +8,7 @@ so it is placed on the main app node only; it reaches Asterisk through the voice
 from __future__ import annotations
 
 from omldeploy.components.base import Component, Health
-from omldeploy.placement import Ctx
+from omldeploy.components.context import Ctx
 
 TAG_KEY = "astami_version"
 

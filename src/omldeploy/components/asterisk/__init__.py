@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from omldeploy.components import common
 from omldeploy.components.base import Component, ConfigFile, Health, Port, Volume
-from omldeploy.placement import Ctx
+from omldeploy.components.context import Ctx
 
 CUSTOM_DIR = "/etc/asterisk/custom"
 # Skeleton dialplan files the seed created; created only when missing, never overwritten.

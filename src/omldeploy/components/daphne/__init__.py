@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from omldeploy.components import common
 from omldeploy.components.base import Component, Health, Port
-from omldeploy.placement import Ctx
+from omldeploy.components.context import Ctx
 
 
 class Daphne(Component):

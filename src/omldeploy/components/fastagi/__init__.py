@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from omldeploy.components import common
 from omldeploy.components.base import Component, Health, Port
-from omldeploy.placement import Ctx
+from omldeploy.components.context import Ctx
 
 PORT = 4573
 TAG_KEY = "fastagi_version"

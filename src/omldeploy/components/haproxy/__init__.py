@@ -7,7 +7,7 @@ ignored `certs: custom`).
 from __future__ import annotations
 
 from omldeploy.components.base import Component, ConfigFile, Health, Port, Volume
-from omldeploy.placement import Ctx
+from omldeploy.components.context import Ctx
 
 
 class HAProxy(Component):

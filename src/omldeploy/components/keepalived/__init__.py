@@ -13,7 +13,7 @@ import zlib
 from dataclasses import dataclass
 
 from omldeploy.components.base import Component, ConfigFile, Health, HostUnit, Volume
-from omldeploy.placement import Ctx
+from omldeploy.components.context import Ctx
 
 STATE_DIR = "/run/omnileads/keepalived"
 

@@ -6,7 +6,7 @@ import shlex
 from urllib.parse import quote
 
 from omldeploy.components.base import Component, ConfigFile, Health, Port, Volume
-from omldeploy.placement import Ctx
+from omldeploy.components.context import Ctx
 from omldeploy.render.units import envfile
 
 MC_ENV = "/etc/omnileads/minio-mc.env"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from omldeploy.components import common
 from omldeploy.components.base import Component, Health
-from omldeploy.placement import Ctx
+from omldeploy.components.context import Ctx
 
 
 class Cron(Component):

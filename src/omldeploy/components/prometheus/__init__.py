@@ -6,7 +6,7 @@ No `--web.enable-lifecycle` (the seed exposed an unauthenticated shutdown API on
 from __future__ import annotations
 
 from omldeploy.components.base import Component, ConfigFile, Health, Port, Volume
-from omldeploy.placement import Ctx
+from omldeploy.components.context import Ctx
 
 TARGETS = (
     ("prometheus_node_exporter", 9100, "host"),

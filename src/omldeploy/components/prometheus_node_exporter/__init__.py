@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from omldeploy.components.base import Component, Health, Port, Volume
-from omldeploy.placement import Ctx
+from omldeploy.components.context import Ctx
 
 
 class NodeExporter(Component):

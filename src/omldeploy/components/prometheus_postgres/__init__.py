@@ -5,8 +5,8 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from omldeploy.components.base import Component, Health, Port
+from omldeploy.components.context import Ctx
 from omldeploy.components.postgresql import listen_address
-from omldeploy.placement import Ctx
 
 
 class PostgresExporter(Component):

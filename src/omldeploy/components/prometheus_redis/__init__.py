@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from omldeploy.components.base import Component, Health, Port
+from omldeploy.components.context import Ctx
 from omldeploy.components.redis import COMPONENT as REDIS
 from omldeploy.components.redis import bind_address
-from omldeploy.placement import Ctx
 
 
 class RedisExporter(Component):

@@ -8,7 +8,7 @@ and the file on the host stays as rendered (no false "changed" on the next run).
 from __future__ import annotations
 
 from omldeploy.components.base import Component, ConfigFile, Health, Port, Volume
-from omldeploy.placement import Ctx
+from omldeploy.components.context import Ctx
 
 
 class Sentinel(Component):

@@ -155,7 +155,7 @@ def test_postgresql_replicates_from_main_to_backup_with_repmgr(ha: tuple[Tenant,
     assert psql(sb, "h1", "SELECT pg_is_in_recovery()") == "f"
     assert psql(sb, "h2", "SELECT pg_is_in_recovery()") == "t"
     streaming = until("standby streaming", lambda: psql(
-        sb, "h1", "SELECT client_addr || ' ' || state FROM pg_stat_replication"), 60)
+        sb, "h1", "SELECT host(client_addr) || ' ' || state FROM pg_stat_replication"), 60)
     assert streaming == f"{sb.host('h2').ip} streaming"
     nodes = psql(sb, "h1", "SELECT node_id, node_name, type, active FROM repmgr.nodes ORDER BY node_id", "repmgr")
     assert nodes.splitlines() == ["1|sql_1|primary|t", "2|sql_2|standby|t"]
@@ -163,7 +163,7 @@ def test_postgresql_replicates_from_main_to_backup_with_repmgr(ha: tuple[Tenant,
         assert sb.run(h, "systemctl is-active repmgr.service").stdout.strip() == "active"
         assert "repmgrd" in sb.run(h, "podman top oml-repmgr-server comm").stdout
         assert sb.run(h, "stat -c %a /etc/omnileads/postgresql/pgpass").stdout.strip() == "600"
-        assert sb.run(h, "podman exec oml-postgresql-server stat -c '%a %U' /var/lib/postgresql/.pgpass"
+        assert sb.run(h, "podman exec oml-postgresql-server stat -c '%a %U' /var/lib/postgresql/data/.pgpass"
                       ).stdout.strip() == "600 postgres"
     # a row written through the RW VIP is read back from the standby
     token = f"ha-{time.time_ns()}"
@@ -219,6 +219,13 @@ def test_the_app_reaches_postgresql_and_redis_through_the_vips(ha: tuple[Tenant,
             app: dict[str, Any] = json.loads(resp.read())
         assert app["reached"]["postgres"]["ok"] and v["rw"] in app["reached"]["postgres"]["detail"]
         assert app["reached"]["redis"]["ok"] and v["web"] in app["reached"]["redis"]["detail"]
+    # the read-only VIP (PGHOSTRO) takes the app's own credentials to the standby
+    image = sb.run("h5", "podman inspect --format '{{.ImageName}}' oml-postgresql-server", check=False)
+    assert image.returncode != 0  # no PostgreSQL on the app node: the client below goes over the network
+    pg_image = sb.run("h1", "podman inspect --format '{{.ImageName}}' oml-postgresql-server").stdout.strip()
+    ro = sb.run("h5", f"podman run --rm --network=host --env-file=/etc/default/django.env -e PGHOST={v['ro']} "
+                      f"{pg_image} psql -X -t -A -c 'SELECT pg_is_in_recovery(), inet_server_addr()'").stdout
+    assert ro.strip() == f"t|{v['ro']}"
 
 
 def test_a_second_install_changes_nothing(ha: tuple[Tenant, float, str], instances: Path,

@@ -72,7 +72,7 @@ class Keepalived(Component):
     env_file = None
     groups = ("keepalived",)
     capabilities = ("NET_ADMIN", "NET_BROADCAST", "NET_RAW")
-    start_order = 50
+    start_order = 95  # after what its checks watch (PostgreSQL, Asterisk, HAProxy): its start waits for the VIPs
 
     def placed(self, ctx: Ctx) -> bool:
         return ctx.tenant.layout.shape.value == "ha" and bool(ctx.host.roles)

@@ -98,6 +98,10 @@ class Postgres(Component):
         return [Port(5432, purpose="PostgreSQL")]
 
     def health(self, ctx: Ctx) -> Health:
+        if ctx.host.ha_role:
+            # a starting standby already listens but refuses connections until it is consistent;
+            # pg_isready says "accepting" only once the hooks (registration) can connect
+            return Health("exec", command=("pg_isready", "-q", "-h", "/var/run/postgresql"), timeout=180)
         return Health("tcp", host=listen_address(ctx), port=5432, timeout=120)
 
     def configs(self, ctx: Ctx) -> list[ConfigFile]:

@@ -10,6 +10,8 @@ Steady state checked after install: replication streaming with both nodes regist
 repmgrd running; each VIP on the host that should hold it (and on no other); Sentinel sees the master,
 its replica and all sentinels; HTTPS through the HAProxy VIP verified against the tenant CA; the app
 reaches PostgreSQL and Redis through the VIPs; credentials 0600; a second install changes nothing.
+Then (failover) the primary is powered off: the standby is promoted and the RW VIP follows.
+VRRP is multicast by default; OMLDEPLOY_E2E_HA_UNICAST=1 runs the same tests with `ha_vrrp_unicast: true`.
 """
 
 from __future__ import annotations
@@ -113,6 +115,7 @@ def ha(ha_sandbox: Sandbox, instances: Path) -> Iterator[tuple[Tenant, float, st
         "application_host": v["web"], "redis_host": v["web"], "redis_ip_main": sb.host("h5").ip,
         "bucket_url": sb.s3.endpoint, "bucket_access_key": sb.s3.access_key,
         "bucket_secret_key": sb.s3.secret_key, "bucket_name": "omnileads-ha", "callrec_device": "s3",
+        **({"ha_vrrp_unicast": True} if os.environ.get("OMLDEPLOY_E2E_HA_UNICAST") == "1" else {}),
     })
     # the operator's network: group vars name the VIP interface and the pg_hba subnet
     inv = tenant.inventory_path
@@ -136,8 +139,17 @@ def psql(sb: Sandbox, host: str, sql: str, db: str = "postgres") -> str:
                         f"-c {json.dumps(sql)}").stdout.strip()
 
 
-def holders(sb: Sandbox, vip: str) -> list[str]:
-    return [f"h{i}" for i in range(1, 9) if f" {vip}/" in sb.run(f"h{i}", "ip -o -4 addr show").stdout]
+def holders(sb: Sandbox, vip: str, hosts: tuple[str, ...] = tuple(f"h{i}" for i in range(1, 9))) -> list[str]:
+    return [h for h in hosts if f" {vip}/" in sb.run(h, "ip -o -4 addr show").stdout]
+
+
+def app_sql(sb: Sandbox, sql: str, host: str = "") -> str:
+    """psql from app_1 with the app's own env file (PGHOST = RW VIP unless `host` is given)."""
+    pg_image = sb.run("h5", "podman images --format '{{.Repository}}:{{.Tag}}' | grep /omnileads/postgres: "
+                            "| head -n 1").stdout.strip()
+    target = f"-e PGHOST={host} " if host else ""
+    return sb.run("h5", f"podman run --rm --network=host --env-file=/etc/default/django.env {target}"
+                        f"{pg_image} psql -X -q -t -A -v ON_ERROR_STOP=1 -c {json.dumps(sql)}").stdout.strip()
 
 
 def test_install_takes_the_ha_inventory_to_a_running_cluster(ha: tuple[Tenant, float, str]) -> None:
@@ -223,9 +235,8 @@ def test_the_app_reaches_postgresql_and_redis_through_the_vips(ha: tuple[Tenant,
     image = sb.run("h5", "podman inspect --format '{{.ImageName}}' oml-postgresql-server", check=False)
     assert image.returncode != 0  # no PostgreSQL on the app node: the client below goes over the network
     pg_image = sb.run("h1", "podman inspect --format '{{.ImageName}}' oml-postgresql-server").stdout.strip()
-    ro = sb.run("h5", f"podman run --rm --network=host --env-file=/etc/default/django.env -e PGHOST={v['ro']} "
-                      f"{pg_image} psql -X -t -A -c 'SELECT pg_is_in_recovery(), inet_server_addr()'").stdout
-    assert ro.strip() == f"t|{v['ro']}"
+    assert pg_image.split("/", 1)[1].startswith("omnileads/postgres:")
+    assert app_sql(sb, "SELECT pg_is_in_recovery(), inet_server_addr()", v["ro"]) == f"t|{v['ro']}"
 
 
 def test_a_second_install_changes_nothing(ha: tuple[Tenant, float, str], instances: Path,
@@ -242,3 +253,30 @@ def test_a_second_install_changes_nothing(ha: tuple[Tenant, float, str], instanc
     assert psql(sb, "h2", "SELECT pg_is_in_recovery()") == "t"
     ids = {psql(sb, h, "SELECT system_identifier FROM pg_control_system()") for h in ("h1", "h2")}
     assert len(ids) == 1
+
+
+def test_power_off_of_the_primary_promotes_the_standby_and_moves_the_rw_vip(ha: tuple[Tenant, float, str],
+                                                                          ha_sandbox: Sandbox) -> None:
+    """Bonus (failover): sql_1 powered off (its supervisor gets SIGTERM: a clean poweroff of the host).
+    repmgrd on sql_2 promotes it, keepalived's role check moves the RW VIP there, every row committed
+    through the VIP before is present, and writes through the VIP work again. Fencing of the returning
+    old primary is not covered yet."""
+    import signal
+
+    sb = ha_sandbox
+    v = vips(sb)
+    app_sql(sb, "CREATE TABLE IF NOT EXISTS ha_rows (n int); INSERT INTO ha_rows SELECT generate_series(1, 1000)")
+    sup = sb.state.hosts["h1"].supervisor
+    assert sup is not None
+    t0 = time.monotonic()
+    assert sup.signal(signal.SIGTERM)
+    until("sql_1 powered off", lambda: not sup.alive(), 60, 0.5)
+    live = tuple(f"h{i}" for i in range(2, 9))
+    until("sql_2 promoted", lambda: psql(sb, "h2", "SELECT pg_is_in_recovery()") == "f", 120, 0.5)
+    promoted = time.monotonic() - t0
+    until("RW VIP on sql_2", lambda: holders(sb, v["rw"], live) == ["h2"], 60, 0.5)
+    moved = time.monotonic() - t0
+    assert app_sql(sb, "SELECT count(*) FROM ha_rows") == "1000"
+    app_sql(sb, "INSERT INTO ha_rows VALUES (1001)")
+    assert holders(sb, v["ro"], live) == ["h2"]  # a lone primary holds the RO VIP too
+    print(f"PostgreSQL failover: promoted after {promoted:.1f} s, RW VIP moved after {moved:.1f} s")

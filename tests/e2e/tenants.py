@@ -27,7 +27,9 @@ PASSWORD_KEYS = ("postgres_password", "s3_http_admin_pass", "bucket_access_key",
 def write_tenant(instances: Path, name: str, layout: str, sandbox: Sandbox, hosts: list[Host],
                  extra: dict[str, Any] | None = None, host_extra: dict[str, dict[str, Any]] | None = None) -> Tenant:
     data = yaml.safe_load((EXAMPLES / f"inventory_{layout}.yml").read_text())
-    inv_hosts = data["all"]["hosts"]
+    # AIO/AIT list hosts under all.hosts; HA under its groups (all.children.<group>.hosts), in file order
+    inv_hosts = data["all"].get("hosts") or {
+        name: hv for group in data["all"]["children"].values() for name, hv in group["hosts"].items()}
     for (_, hvars), h in zip(inv_hosts.items(), hosts, strict=True):
         hvars["ansible_host"] = h.ip
         hvars["omni_ip_lan"] = h.ip

@@ -32,6 +32,10 @@ from omldeploy.render.bundle import Bundle, HostBundle
 LIBRARY = Path(__file__).parent / "ansible" / "library"
 MODULE_UTILS = Path(__file__).parent / "ansible" / "module_utils"
 TIER_ORDER = ("data", "aio", "voice", "app", "haproxy")
+#: HA: what a tier reaches through a VIP is activated before it. voice needs the PostgreSQL VIPs (data);
+#: app needs Redis through the HAProxy VIP and Asterisk through the voice VIP. Each pair is activated
+#: main first, then backup, so both members of a pair are never (re)started together.
+HA_TIER_ORDER = ("data", "voice", "haproxy", "app")
 
 
 @dataclass
@@ -93,13 +97,18 @@ Progress = Callable[[str, str, str, str], None]  # host, step, outcome, detail
 
 
 def tiers(tenant: Tenant) -> list[list[str]]:
+    """Groups of hosts activated together, in order."""
     out: list[list[str]] = []
     seen: set[str] = set()
-    for role in TIER_ORDER:
+    ha = tenant.layout.shape.value == "ha"
+    for role in HA_TIER_ORDER if ha else TIER_ORDER:
         members = [h.name for h in tenant.hosts if role in h.roles and h.name not in seen]
-        if members:
-            out.append(members)
-            seen.update(members)
+        groups = [[m for m in members if (tenant.host(m).ha_role or "main") == r] for r in ("main", "backup")] \
+            if ha else [members]
+        for group in groups:
+            if group:
+                out.append(group)
+        seen.update(members)
     rest = [h.name for h in tenant.hosts if h.name not in seen]
     if rest:
         out.append(rest)

@@ -139,6 +139,8 @@ _KEYS: list[Key] = [
     Key("redis_port", "int", default=6379),
     Key("ha_notification_email", "email"),
     Key("ha_vrid_base", "int", note="first VRRP virtual_router_id of the tenant (default: from its name)"),
+    Key("ha_vrrp_unicast", "bool", default=False,
+        note="VRRP to the pair's other member by unicast, for networks without multicast"),
     # --- per host
     Key("omni_ip_lan", "ip", scope=HOST),
     *[Key(m, "marker", scope=HOST) for m in MARKERS],

@@ -91,9 +91,13 @@ def _render_host(ctx: Ctx, placement: Placement, tls: material.TLSMaterial | Non
     if "asterisk" in names:
         hb.directories.append(("/etc/asterisk/custom", 0o755))
     if "keepalived" in names:
+        # /run is empty after a reboot; bind-mount sources must exist before the containers start
+        run_dirs = ["/run/omnileads/keepalived"]
+        if "repmgr" in names:
+            run_dirs.append("/run/omnileads/postgresql")
         hb.add(BundleFile("/etc/tmpfiles.d/omldeploy.conf",
-                          b"d /run/omnileads/keepalived 0755 root root -\n", 0o644))
-        hb.directories.append(("/run/omnileads/keepalived", 0o755))
+                          "".join(f"d {d} 0755 root root -\n" for d in run_dirs).encode(), 0o644))
+        hb.directories.extend((d, 0o755) for d in run_dirs if (d, 0o755) not in hb.directories)
     hb.add(BundleFile("/usr/local/bin/oml_manage", oml_manage.render(t.name, host.name, names).encode(),
                       0o755, kind="script"))
     return hb

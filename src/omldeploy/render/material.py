@@ -23,6 +23,8 @@ MATERIAL_DIR = ".omldeploy"
 GENERATED_SECRETS: dict[str, Callable[[], str]] = {
     "keepalived_auth_pass": lambda: pysecrets.token_hex(4),  # VRRP PASS auth uses 8 characters
     "kamailio_auth_secret": lambda: pysecrets.token_hex(24),
+    # HA: password of the `repmgr` role (replication + repmgr metadata); hex, so it fits .pgpass as is
+    "repmgr_password": lambda: pysecrets.token_hex(16),
 }
 
 

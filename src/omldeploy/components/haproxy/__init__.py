@@ -2,6 +2,11 @@
 
 Terminates TLS with the tenant's own certificate (the seed shipped one bundled key to everyone and
 ignored `certs: custom`).
+
+The official image (>= 2.4) runs as the non-root user `haproxy`, which may not bind 80/443. With host
+networking `--sysctl net.ipv4.ip_unprivileged_port_start` is refused (it would change the host's network
+namespace), so the unit grants that one capability instead; and the certificate directory is handed to
+the image's user (`U`), since the key files are 0600.
 """
 
 from __future__ import annotations
@@ -19,10 +24,11 @@ class HAProxy(Component):
     roles = ("haproxy",)
     groups = ("haproxy",)
     start_order = 55
+    capabilities = ("NET_BIND_SERVICE",)
 
     def volumes(self, ctx: Ctx) -> list[Volume]:
         return [Volume("/etc/omnileads/haproxy.cfg", "/usr/local/etc/haproxy/haproxy.cfg", "ro"),
-                Volume("/etc/omnileads/certs", "/etc/haproxy/certs", "ro")]
+                Volume("/etc/omnileads/certs", "/etc/haproxy/certs", "ro,U")]
 
     def ports(self, ctx: Ctx) -> list[Port]:
         return [Port(self._app_port(ctx), purpose="HTTPS"), Port(6379, purpose="Redis master")]

@@ -5,17 +5,46 @@ Fixes over the seed: the VRRP password is generated per tenant (not `1111`), vir
 derived from the tenant name (so two tenants on one L2 do not collide; `ha_vrid_base` overrides), and
 transitions reach the host through a state file watched by a systemd path unit, because a script
 inside a container cannot start host units or exec into other containers.
+
+VIPs follow health, not only the host: every instance with a VIP has `vrrp_script` checks run by
+keepalived itself (`oml_check.py`, Python standard library only, mounted into the container):
+  PG_RW    FAULT unless the local PostgreSQL answers `pg_is_in_recovery() = false` (primary);
+  PG_RO    FAULT unless the local PostgreSQL answers at all; +60 priority while it is a standby, so
+           the standby holds the RO VIP and a lone primary holds both;
+  VOICE    FAULT unless Asterisk's AMI answers with its banner;
+  HAPROXY  FAULT unless HAProxy accepts connections on its HTTPS port.
+Process tracking is not used: it needs the host's PID namespace and fails where proc events are
+unavailable (`Failed to set/clear process event listen - errno 111`, seen in containers).
+
+Only keepalived's `notify` writes into STATE_DIR, the folder the transition path unit watches; the
+transition script keeps its own markers in MARK_DIR, so nothing re-triggers the path unit in a loop.
 """
 
 from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from importlib import resources
 
 from omldeploy.components.base import Component, ConfigFile, Health, HostUnit, Volume
 from omldeploy.components.context import Ctx
+from omldeploy.components.postgresql import SOCKET_DIR
 
 STATE_DIR = "/run/omnileads/keepalived"
+MARK_DIR = "/run/omnileads/ha-transition"
+CHECK = "/etc/omnileads/keepalived/oml_check.py"
+CHECK_IN_CONTAINER = "/etc/keepalived/oml_check.py"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One vrrp_script: `weight` 0 puts the instance in FAULT while the check fails; a positive
+    weight raises the priority while it succeeds."""
+
+    name: str
+    args: str
+    weight: int = 0
+    interval: int = 1
 
 
 @dataclass(frozen=True)
@@ -24,8 +53,8 @@ class VRRPInstance:
     vrid: int
     vip: str | None
     main: bool
-    track: str | None = None  # process whose absence lowers priority
-    track_file: str | None = None  # file holding a weight (PostgreSQL role)
+    checks: tuple[Check, ...] = ()
+    port: int = 0  # a port the VIP serves: keepalived's start waits until the VIP answers there
 
 
 def vrid_base(ctx: Ctx) -> int:
@@ -43,17 +72,18 @@ class Keepalived(Component):
     env_file = None
     groups = ("keepalived",)
     capabilities = ("NET_ADMIN", "NET_BROADCAST", "NET_RAW")
-    start_order = 50
+    start_order = 95  # after what its checks watch (PostgreSQL, Asterisk, HAProxy): its start waits for the VIPs
 
     def placed(self, ctx: Ctx) -> bool:
         return ctx.tenant.layout.shape.value == "ha" and bool(ctx.host.roles)
 
     def volumes(self, ctx: Ctx) -> list[Volume]:
-        return [Volume("/etc/omnileads/keepalived.conf", "/etc/keepalived/keepalived.conf", "ro"),
+        vols = [Volume("/etc/omnileads/keepalived.conf", "/etc/keepalived/keepalived.conf", "ro"),
+                Volume(CHECK, CHECK_IN_CONTAINER, "ro"),
                 Volume(STATE_DIR, STATE_DIR)]
-
-    def podman_options(self, ctx: Ctx) -> list[str]:
-        return ["--pid=host"]  # track_process sees asterisk/haproxy on the host
+        if "data" in ctx.host.roles:
+            vols.append(Volume(SOCKET_DIR, "/run/postgresql"))
+        return vols
 
     def args(self, ctx: Ctx) -> list[str]:
         return ["keepalived", "--dont-fork", "--log-console", "--use-file=/etc/keepalived/keepalived.conf"]
@@ -68,39 +98,81 @@ class Keepalived(Component):
         out: list[VRRPInstance] = []
         roles = ctx.host.roles
         if "voice" in roles:
-            out.append(VRRPInstance("VOICE", base, s.text("voice_host"), main, track="asterisk"))
+            ami = Check("chk_asterisk", "tcp 127.0.0.1 5038 Asterisk")
+            out.append(VRRPInstance("VOICE", base, s.text("voice_host"), main, (ami,), port=5038))
         if "haproxy" in roles:
-            out.append(VRRPInstance("HAPROXY", base + 1, s.text("application_host"), main, track="haproxy"))
+            port = int(ctx.host.vars.get("app_port", 443))
+            hap = Check("chk_haproxy", f"tcp 127.0.0.1 {port}")
+            out.append(VRRPInstance("HAPROXY", base + 1, s.text("application_host"), main, (hap,), port=port))
         if "app" in roles:
             out.append(VRRPInstance("CRON", base + 2, None, main))
         if "data" in roles:
-            out.append(VRRPInstance("PG_RW", base + 3, s.text("postgres_host"), main,
-                                    track_file=f"{STATE_DIR}/pg_primary"))
-            out.append(VRRPInstance("PG_RO", base + 4, s.text("postgres_ro_host"), not main,
-                                    track_file=f"{STATE_DIR}/pg_standby"))
+            pg = f"{s.text('postgres_user')} {s.text('postgres_maintenance_db')}"
+            primary = Check("chk_pg_primary", f"pg primary {pg}", interval=2)
+            up = Check("chk_pg_up", f"pg up {pg}", interval=2)
+            standby = Check("chk_pg_standby", f"pg standby {pg}", weight=60, interval=2)
+            out.append(VRRPInstance("PG_RW", base + 3, s.text("postgres_host"), main, (primary,), port=5432))
+            out.append(VRRPInstance("PG_RO", base + 4, s.text("postgres_ro_host"), not main, (up, standby),
+                                    port=5432))
         return out
 
     def configs(self, ctx: Ctx) -> list[ConfigFile]:
         prefix = ctx.host.vars.get("netprefix", 24)
+        instances = self.instances(ctx)
+        checks = list({c.name: c for i in instances for c in i.checks}.values())
         content = self.template(
-            "keepalived.conf.j2", ctx, instances=self.instances(ctx), prefix=prefix,
+            "keepalived.conf.j2", ctx, instances=instances, checks=checks, prefix=prefix,
             nic=ctx.host.vars.get("ha_vip_nic", "eth0"), auth=ctx.secrets["keepalived_auth_pass"],
-            state_dir=STATE_DIR,
+            state_dir=STATE_DIR, check=CHECK_IN_CONTAINER, peers=self.peers(ctx),
         )
-        files = [ConfigFile("/etc/omnileads/keepalived.conf", content, 0o600, secret=True),
-                 ConfigFile("/usr/local/bin/oml_ha_transition", self.template("oml_ha_transition.sh.j2", ctx,
-                                                                              state_dir=STATE_DIR), 0o755)]
-        return files
+        check = resources.files("omldeploy.components.keepalived").joinpath("oml_check.py").read_text()
+        return [ConfigFile("/etc/omnileads/keepalived.conf", content, 0o600, secret=True),
+                ConfigFile(CHECK, check, 0o755),
+                ConfigFile("/usr/local/bin/oml_ha_transition",
+                           self.template("oml_ha_transition.sh.j2", ctx, state_dir=STATE_DIR, mark_dir=MARK_DIR),
+                           0o755)]
+
+    def peers(self, ctx: Ctx) -> list[str]:
+        """Unicast peers (`ha_vrrp_unicast: true`, for networks without multicast): the other member
+        of this host's pair."""
+        if not ctx.tenant.settings.flag("ha_vrrp_unicast"):
+            return []
+        return [h.lan_ip for h in ctx.tenant.hosts
+                if h.name != ctx.host.name and h.roles & ctx.host.roles and h.ha_role]
+
+    def host_directories(self, ctx: Ctx) -> list[tuple[str, int]]:
+        return [("/etc/omnileads/keepalived", 0o755)]
+
+    def post_start(self, ctx: Ctx) -> list[str]:
+        """Wait (bounded) until every VIP of this host's instances answers on its port, wherever it is
+        held: the tiers activated next reach PostgreSQL, Redis and the web through these VIPs."""
+        targets = [(i.vip, i.port) for i in self.instances(ctx) if i.vip and i.port]
+        if not targets:
+            return []
+        pairs = ", ".join(f"('{vip}', {port})" for vip, port in targets)
+        script = ("import socket, sys, time\n"
+                  f"todo = [{pairs}]\n"
+                  "end = time.monotonic() + 90\n"
+                  "while todo and time.monotonic() < end:\n"
+                  "    for t in list(todo):\n"
+                  "        try:\n"
+                  "            socket.create_connection(t, 2).close(); todo.remove(t)\n"
+                  "        except OSError:\n"
+                  "            pass\n"
+                  "    if todo:\n"
+                  "        time.sleep(0.5)\n"
+                  "sys.exit('VIP not answering after 90 s: ' + ', '.join('%s:%d' % t for t in todo) if todo else 0)\n")
+        return [f"python3 -c {_sh_quote(script)}"]
 
     def host_units(self, ctx: Ctx) -> list[HostUnit]:
-        units = [
+        return [
             HostUnit("oml-ha-transition.path", self.template("oml-ha-transition.path.j2", ctx, state_dir=STATE_DIR)),
             HostUnit("oml-ha-transition.service", self.template("oml-ha-transition.service.j2", ctx)),
         ]
-        if "data" in ctx.host.roles:
-            units.append(HostUnit("oml-pg-role.service", self.template("oml-pg-role.service.j2", ctx,
-                                                                       state_dir=STATE_DIR)))
-        return units
+
+
+def _sh_quote(text: str) -> str:
+    return "'" + text.replace("'", "'\"'\"'") + "'"
 
 
 COMPONENT = Keepalived()

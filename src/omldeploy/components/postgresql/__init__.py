@@ -1,14 +1,49 @@
-"""PostgreSQL in a container (AIO/AIT data host; both data nodes in HA, with repmgr)."""
+"""PostgreSQL in a container (AIO/AIT data host; both data nodes in HA, with repmgr).
+
+HA (upstream HEAD's containerised contract, components.md §2.3): both data nodes run the HA image with
+`PGDATA=/var/lib/postgresql/data/pgdata`, the rendered postgresql.conf/pg_hba.conf/repmgr.conf mounted
+under /etc and the repmgr credentials as the postgres user's `.pgpass`. The tool bootstraps replication
+itself, with hooks that are safe to re-run:
+  main    after start: repmgr role + database, then `repmgr primary register` (only while primary and
+          not yet registered);
+  backup  before start: `repmgr standby clone` from main, only into an empty volume (a node holding data
+          is never re-cloned or re-initialised); after start: `repmgr standby register` once.
+repmgrd runs beside it as its own unit (components/repmgr). The PostgreSQL socket directory is shared
+with keepalived through /run/omnileads/postgresql so its health checks ask PostgreSQL for its role over
+the local socket, with no password anywhere.
+"""
 
 from __future__ import annotations
 
+import shlex
+
 from omldeploy.components.base import Component, ConfigFile, Health, Port, Volume
 from omldeploy.components.context import Ctx
+
+HA_PGDATA = "/var/lib/postgresql/data/pgdata"
+PGPASS = "/etc/omnileads/postgresql/pgpass"
+REPMGR_CONF = "/etc/omnileads/postgresql/repmgr.conf"
+#: host directory holding PostgreSQL's unix socket in HA (keepalived's role check connects there)
+SOCKET_DIR = "/run/omnileads/postgresql"
+#: the repmgr password file, inside the oml_postgres volume (persistent, 0600, owned by the image's
+#: postgres user, whatever uid that is). A bind mount of the root-owned 0600 host file would not be
+#: readable by that user (`:U` chowns to the container's *process* user, root for this one). Named
+#: explicitly: `podman exec --user postgres` keeps the container's HOME, so ~/.pgpass is not found.
+PGPASSFILE = "/var/lib/postgresql/data/.pgpass"
 
 
 def listen_address(ctx: Ctx) -> str:
     """AIO keeps PostgreSQL on localhost (as the seed did); elsewhere it listens on the LAN address."""
     return "localhost" if ctx.tenant.layout.shape.value == "aio" else ctx.lan
+
+
+def repmgr_volumes() -> list[Volume]:
+    """What repmgr needs in any container of the HA image besides the volume (which holds PGPASSFILE)."""
+    return [Volume(REPMGR_CONF, "/etc/repmgr.conf", "ro")]
+
+
+def main_node(ctx: Ctx) -> str:
+    return next(h.lan_ip for h in ctx.tenant.hosts if "data" in h.roles and h.ha_role == "main")
 
 
 class Postgres(Component):
@@ -35,8 +70,8 @@ class Postgres(Component):
         if s.flag("postgres_ha"):
             env += [("PGHOSTHA", "True"), ("PGHOSTRO", s.text("postgres_ro_host"))]
         if ctx.host.ha_role:
-            env += [("PGHA", "True"), ("HA_ROLE", ctx.host.ha_role),
-                    ("PGDATA", "/var/lib/postgresql/data/pgdata")]
+            env += [("PGHA", "True"), ("HA_ROLE", ctx.host.ha_role), ("PGDATA", HA_PGDATA),
+                    ("PGPASSFILE", PGPASSFILE)]
         return env
 
     def volumes(self, ctx: Ctx) -> list[Volume]:
@@ -45,9 +80,13 @@ class Postgres(Component):
             vols += [
                 Volume("/etc/omnileads/postgresql/postgresql.conf", "/etc/postgresql/postgresql.conf", "ro"),
                 Volume("/etc/omnileads/postgresql/pg_hba.conf", "/etc/postgresql/pg_hba.conf", "ro"),
-                Volume("/etc/omnileads/postgresql/repmgr.conf", "/etc/repmgr.conf", "ro"),
+                *repmgr_volumes(),
+                Volume(SOCKET_DIR, "/var/run/postgresql"),
             ]
         return vols
+
+    def host_directories(self, ctx: Ctx) -> list[tuple[str, int]]:
+        return [(SOCKET_DIR, 0o755)] if ctx.host.ha_role else []
 
     def args(self, ctx: Ctx) -> list[str]:
         if ctx.host.ha_role:
@@ -59,21 +98,119 @@ class Postgres(Component):
         return [Port(5432, purpose="PostgreSQL")]
 
     def health(self, ctx: Ctx) -> Health:
+        if ctx.host.ha_role:
+            # a starting standby already listens but refuses connections until it is consistent;
+            # pg_isready says "accepting" only once the hooks (registration) can connect
+            return Health("exec", command=("pg_isready", "-q", "-h", "/var/run/postgresql"), timeout=180)
         return Health("tcp", host=listen_address(ctx), port=5432, timeout=120)
 
     def configs(self, ctx: Ctx) -> list[ConfigFile]:
         if not ctx.host.ha_role:
             return []
         peers = [h for h in ctx.tenant.hosts if "data" in h.roles]
+        # the hooks (database creation) connect to the maintenance database from these hosts
+        hook_hosts = [h for h in ctx.tenant.hosts if h.roles & {"voice", "app"}]
         node_id = 1 if ctx.host.ha_role == "main" else 2
         return [
             ConfigFile("/etc/omnileads/postgresql/postgresql.conf",
                        self.template("postgresql.conf.j2", ctx), 0o644),
             ConfigFile("/etc/omnileads/postgresql/pg_hba.conf",
-                       self.template("pg_hba.conf.j2", ctx, peers=peers), 0o644),
-            ConfigFile("/etc/omnileads/postgresql/repmgr.conf",
-                       self.template("repmgr.conf.j2", ctx, node_id=node_id), 0o644),
+                       self.template("pg_hba.conf.j2", ctx, peers=peers, hook_hosts=hook_hosts), 0o644),
+            ConfigFile(REPMGR_CONF, self.template("repmgr.conf.j2", ctx, node_id=node_id), 0o644),
+            # any host/database: the same password serves repmgr's own connections and replication
+            ConfigFile(PGPASS, f"*:5432:*:repmgr:{ctx.secrets['repmgr_password']}\n",
+                       0o600, secret=True),
         ]
+
+    def pre_start(self, ctx: Ctx) -> list[str]:
+        if ctx.host.ha_role == "main":
+            return [seed_pgpass(ctx)]
+        if ctx.host.ha_role == "backup":
+            return [seed_pgpass(ctx), clone_standby(ctx)]
+        return []
+
+    def post_start(self, ctx: Ctx) -> list[str]:
+        if ctx.host.ha_role == "main":
+            return [register_primary(ctx)]
+        if ctx.host.ha_role == "backup":
+            return [register_standby(ctx)]
+        return []
+
+
+def _psql(ctx: Ctx, db: str) -> str:
+    """psql inside the running server, as the bootstrap superuser over the local socket (trust)."""
+    user = shlex.quote(ctx.tenant.settings.text("postgres_user"))
+    return f"podman exec -i oml-postgresql-server psql -X -q -t -A -v ON_ERROR_STOP=1 -U {user} -d {db}"
+
+
+def _in_recovery(ctx: Ctx) -> str:
+    maint = shlex.quote(ctx.tenant.settings.text("postgres_maintenance_db"))
+    return f"r=$({_psql(ctx, maint)} -c 'SELECT pg_is_in_recovery()') || exit 1"
+
+
+REPMGR = "podman exec --user postgres oml-postgresql-server repmgr -f /etc/repmgr.conf"
+
+# the password is read inside the container from .pgpass: it never appears on a command line
+REPMGR_ROLE_SQL = f"""\\set pw `cut -d: -f5- {PGPASSFILE} | head -n 1`
+SELECT 'CREATE ROLE repmgr SUPERUSER LOGIN REPLICATION'
+  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'repmgr') \\gexec
+ALTER ROLE repmgr PASSWORD :'pw';
+SELECT 'CREATE DATABASE repmgr OWNER repmgr' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'repmgr') \\gexec
+"""
+
+
+def _registered(ctx: Ctx, node_id: int, kind: str) -> str:
+    query = f"SELECT count(*) FROM repmgr.nodes WHERE node_id = {node_id} AND type = '{kind}'"
+    return f"n=$({_psql(ctx, 'repmgr')} -c {shlex.quote(query)} 2>/dev/null || echo 0)"
+
+
+def register_primary(ctx: Ctx) -> str:
+    """Main, once PostgreSQL is up: repmgr role/database and primary registration. A node that is a
+    standby now (after a failover) is left alone."""
+    maint = shlex.quote(ctx.tenant.settings.text("postgres_maintenance_db"))
+    return "; ".join([
+        _in_recovery(ctx),
+        '[ "$r" = f ] || exit 0',
+        f"printf '%s' {shlex.quote(REPMGR_ROLE_SQL)} | {_psql(ctx, maint)} || exit 1",
+        _registered(ctx, 1, "primary"),
+        f'[ "$n" = 1 ] || {REPMGR} primary register -F',
+    ])
+
+
+def seed_pgpass(ctx: Ctx) -> str:
+    """Copy the rendered password file into the volume as the image's postgres user, mode 0600 (a
+    one-shot container of the same image, so the uid is the image's own)."""
+    image = ctx.image("postgres")
+    install = f"install -m 0600 -o postgres -g postgres /tmp/pgpass {PGPASSFILE}"
+    return (f"podman run --rm -v oml_postgres:/var/lib/postgresql/data -v {PGPASS}:/tmp/pgpass:ro {image} "
+            f"{install}")
+
+
+def clone_standby(ctx: Ctx) -> str:
+    """Backup, before PostgreSQL starts: clone main into an EMPTY volume only. A half-finished clone is
+    removed again, so the next run retries instead of starting a broken data directory."""
+    image = ctx.image("postgres")
+    vols = " ".join(f"-v {v.spec()}" for v in [Volume("oml_postgres", "/var/lib/postgresql/data"),
+                                                  *repmgr_volumes()])
+    run = f"podman run --rm --network=host -e PGPASSFILE={PGPASSFILE} {vols}"
+    clone = (f"{run} --user postgres {image} repmgr -h {main_node(ctx)} -U repmgr -d repmgr "
+             "-f /etc/repmgr.conf standby clone --fast-checkpoint")
+    wipe = f"podman run --rm -v oml_postgres:/var/lib/postgresql/data {image} rm -rf {HA_PGDATA}"
+    return "; ".join([
+        "mp=$(podman volume inspect --format '{{.Mountpoint}}' oml_postgres 2>/dev/null)",
+        f'if [ -n "$mp" ] && [ -f "$mp/{HA_PGDATA.rsplit("/", 1)[1]}/PG_VERSION" ]; then exit 0; fi',
+        f"{clone} || {{ {wipe}; exit 1; }}",
+    ])
+
+
+def register_standby(ctx: Ctx) -> str:
+    """Backup, once PostgreSQL is up: register the standby once (skipped when it is primary now)."""
+    return "; ".join([
+        _in_recovery(ctx),
+        '[ "$r" = t ] || exit 0',
+        _registered(ctx, 2, "standby"),
+        f'[ "$n" = 1 ] || {REPMGR} standby register -F',
+    ])
 
 
 COMPONENT = Postgres()

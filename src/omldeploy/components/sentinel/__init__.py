@@ -1,14 +1,26 @@
 """Redis Sentinel (HA): both voice nodes, the backup app node and the main haproxy node (quorum 2).
 
-Runs `redis-sentinel` from the Redis image (the seed pulled one image and ran another). Sentinel
-rewrites its config at runtime, so the rendered file is copied into the container's volume at start
-and the file on the host stays as rendered (no false "changed" on the next run).
+Runs `redis-sentinel /data/sentinel.conf` from the Redis image, as the official image runs Sentinel
+(the seed pulled one image and ran another). Sentinel rewrites its config at runtime with what it learns
+(epoch, current master, replicas, other sentinels), so that file lives in the `oml_sentinel` volume and
+survives restarts. A hook before each start seeds it from the rendered file only when it is missing or
+the rendered file changed (a changed setting starts over; a plain restart keeps the learned state). The
+rendered file on the host never changes at runtime, so the next run sees no false "changed".
 """
 
 from __future__ import annotations
 
 from omldeploy.components.base import Component, ConfigFile, Health, Port, Volume
 from omldeploy.components.context import Ctx
+
+RENDERED = "/etc/omnileads/sentinel.conf"
+#: copy the rendered config into the volume when absent or when the rendered file changed since the last
+#: copy (kept beside it as sentinel.rendered); runs on the host, no container needed
+SEED = ("podman volume exists oml_sentinel || podman volume create oml_sentinel >/dev/null || exit 1; "
+        "d=$(podman volume inspect --format '{{.Mountpoint}}' oml_sentinel) || exit 1; "
+        f'if [ ! -s "$d/sentinel.conf" ] || ! cmp -s {RENDERED} "$d/sentinel.rendered"; then '
+        f'cp {RENDERED} "$d/sentinel.conf.tmp" && mv "$d/sentinel.conf.tmp" "$d/sentinel.conf" && '
+        f'cp {RENDERED} "$d/sentinel.rendered"; fi')
 
 
 class Sentinel(Component):
@@ -37,12 +49,13 @@ class Sentinel(Component):
         ]
 
     def volumes(self, ctx: Ctx) -> list[Volume]:
-        return [Volume("oml_sentinel", "/data"),
-                Volume("/etc/omnileads/sentinel.conf", "/etc/omnileads/sentinel.conf", "ro")]
+        return [Volume("oml_sentinel", "/data")]
 
     def args(self, ctx: Ctx) -> list[str]:
-        return ["sh", "-c", "cp /etc/omnileads/sentinel.conf /data/sentinel.conf && "
-                "exec redis-sentinel /data/sentinel.conf"]
+        return ["redis-sentinel", "/data/sentinel.conf"]
+
+    def pre_start(self, ctx: Ctx) -> list[str]:
+        return [SEED]
 
     def ports(self, ctx: Ctx) -> list[Port]:
         return [Port(26379, purpose="Sentinel")]

@@ -18,13 +18,15 @@ from ..debian import apt_install, debootstrap, in_tree, trim
 from ..procs import run
 from ..progress import say, step
 
-LAYER_RECIPE_VERSION = 3
+LAYER_RECIPE_VERSION = 4
 SUITE = "bookworm"
 DEBOOTSTRAP_INCLUDE = ("python3", "ca-certificates", "openssl", "procps", "iproute2", "curl",
                        "netcat-openbsd", "tzdata")
 #: Real services of the test images, all from Debian (Loki and Promtail are not in Debian: stand-ins).
+#: postgresql-15-repmgr: upstream's HA PostgreSQL image carries repmgr and repmgrd
+#: (`shared_preload_libraries = 'repmgr'`), so the postgres test image does too.
 SERVICE_PACKAGES = (
-    "postgresql-15", "redis-server", "redis-sentinel", "nginx-light", "haproxy", "keepalived",
+    "postgresql-15", "postgresql-15-repmgr", "redis-server", "redis-sentinel", "nginx-light", "haproxy", "keepalived",
     "prometheus", "prometheus-node-exporter", "prometheus-postgres-exporter", "prometheus-redis-exporter",
 )
 #: Directories the images declare or write to, with the owner the real images use.

@@ -77,7 +77,8 @@ def build_and_push(st: SandboxState, only: list[str] | None) -> list[str]:
                                    cmd=list(spec.cmd), env=_config_env(spec, f"{repo}:{tag}", broken),
                                    workdir=spec.workdir, ports=spec.ports, volumes=spec.volumes,
                                    labels={"org.omldeploy.sandbox": "test-image",
-                                           "org.omldeploy.sandbox.key": key, **spec.labels})
+                                           "org.omldeploy.sandbox.key": key, **spec.labels},
+                                   user=spec.user)
                 client.push_blob(repo, cfg.digest, cfg.size, data=cfg.data)
                 client.put_manifest(repo, tag, manifest(cfg, layers))
                 pushed.append(ref)

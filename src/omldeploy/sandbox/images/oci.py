@@ -37,9 +37,11 @@ def json_blob(obj: Any) -> Blob:
 
 def image_config(layers: list[Layer], *, entrypoint: list[str], cmd: list[str], env: list[str],
                  workdir: str, ports: tuple[str, ...], volumes: tuple[str, ...],
-                 labels: dict[str, str]) -> Blob:
+                 labels: dict[str, str], user: str = "") -> Blob:
     cfg: dict[str, Any] = {"Env": env, "Entrypoint": entrypoint, "Cmd": cmd or None,
                            "WorkingDir": workdir, "Labels": labels, "StopSignal": "SIGTERM"}
+    if user:
+        cfg["User"] = user
     if ports:
         cfg["ExposedPorts"] = {p: {} for p in ports}
     if volumes:

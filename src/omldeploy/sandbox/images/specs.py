@@ -23,6 +23,7 @@ class ImageSpec:
     needs_weed: bool = False
     what: str = ""  # one line for docs/status: real service or stand-in
     labels: dict[str, str] = field(default_factory=dict)
+    user: str = ""  # image config User, as the official image sets it (haproxy runs as `haproxy`)
 
 
 SPECS: dict[str, ImageSpec] = {
@@ -40,13 +41,14 @@ SPECS: dict[str, ImageSpec] = {
     "postgres": ImageSpec("postgres", cmd=("postgres",), ports=("5432/tcp",),
                           volumes=("/var/lib/postgresql/data",),
                           env=(("PGDATA", "/var/lib/postgresql/data"),),
-                          what="real PostgreSQL 15 with the official image's POSTGRES_* bootstrap"),
+                          what="real PostgreSQL 15 + repmgr 5 with the official image's POSTGRES_* bootstrap"),
     "redis": ImageSpec("redis", ports=("6379/tcp",), volumes=("/data",),
                        what="real Redis 7.0 (BIND_IP, /data); redis-sentinel CONF"),
     "minio": ImageSpec("minio", cmd=("server", "/data"), ports=("9000/tcp",), volumes=("/data",),
                        needs_weed=True, what="SeaweedFS S3 on :9000 with MINIO_ROOT_USER/PASSWORD"),
-    "haproxy": ImageSpec("haproxy", cmd=("haproxy", "-f", "/usr/local/etc/haproxy/haproxy.cfg"),
-                         what="real HAProxy 2.6 with /usr/local/etc/haproxy/haproxy.cfg"),
+    # the official image (>= 2.4) runs as user haproxy: ports below 1024 need NET_BIND_SERVICE
+    "haproxy": ImageSpec("haproxy", cmd=("haproxy", "-f", "/usr/local/etc/haproxy/haproxy.cfg"), user="haproxy",
+                         what="real HAProxy 2.6 as user haproxy with /usr/local/etc/haproxy/haproxy.cfg"),
     "keepalived": ImageSpec("keepalived", what="real keepalived 2.2 with /etc/keepalived/keepalived.conf"),
     "node_exporter": ImageSpec("node-exporter", ports=("9100/tcp",), what="real prometheus-node-exporter"),
     "postgres_exporter": ImageSpec("postgres-exporter", ports=("9187/tcp",),

@@ -108,9 +108,9 @@ class Keepalived(Component):
             out.append(VRRPInstance("CRON", base + 2, None, main))
         if "data" in roles:
             pg = f"{s.text('postgres_user')} {s.text('postgres_maintenance_db')}"
-            primary = Check("chk_pg_primary", f"pg primary {pg}", interval=2)
-            up = Check("chk_pg_up", f"pg up {pg}", interval=2)
-            standby = Check("chk_pg_standby", f"pg standby {pg}", weight=60, interval=2)
+            primary = Check("chk_pg_primary", f"pg primary {pg}")
+            up = Check("chk_pg_up", f"pg up {pg}")
+            standby = Check("chk_pg_standby", f"pg standby {pg}", weight=60)
             out.append(VRRPInstance("PG_RW", base + 3, s.text("postgres_host"), main, (primary,), port=5432))
             out.append(VRRPInstance("PG_RO", base + 4, s.text("postgres_ro_host"), not main, (up, standby),
                                     port=5432))

@@ -29,13 +29,13 @@ from typing import Any
 
 import pytest
 import yaml
-from tenants import passwords, write_tenant  # tests/e2e is on sys.path (rootdir-relative, no __init__)
+from sandboxes import own_sandbox  # tests/e2e is on sys.path (rootdir-relative, no __init__)
+from tenants import passwords, write_tenant
 
 from omldeploy.cli.main import main
 from omldeploy.inventory import Tenant, load_tenant
 from omldeploy.ops.converge import Reporter, converge
-from omldeploy.sandbox import Sandbox, UpRequest, down, up
-from omldeploy.sandbox.images.build import build_and_push
+from omldeploy.sandbox import Sandbox
 from omldeploy.state import ledger
 
 NAME = os.environ.get("OMLDEPLOY_E2E_NAME", "e2e") + "-bk"  # another name runs beside CI
@@ -70,13 +70,8 @@ def load_s3_module() -> ModuleType:
 
 @pytest.fixture(scope="module")
 def bk_sandbox() -> Iterator[Sandbox]:
-    st = up(UpRequest(name=NAME, hosts=4, oses=("debian12",) * 4, registry=True, s3=True))
-    try:
-        build_and_push(st, only=None)
-        yield Sandbox(st)
-    finally:
-        if os.environ.get("OMLDEPLOY_E2E_KEEP") != "1":
-            down(NAME)
+    with own_sandbox(NAME, ("debian12",) * 4) as sb:
+        yield sb
 
 
 @pytest.fixture(scope="module")

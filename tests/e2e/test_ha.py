@@ -30,11 +30,11 @@ from typing import Any, TypeVar
 
 import pytest
 import yaml
-from tenants import passwords, write_tenant  # tests/e2e is on sys.path (rootdir-relative, no __init__)
+from sandboxes import own_sandbox  # tests/e2e is on sys.path (rootdir-relative, no __init__)
+from tenants import passwords, write_tenant
 
 from omldeploy.inventory import Tenant, load_tenant
-from omldeploy.sandbox import Sandbox, UpRequest, down, up
-from omldeploy.sandbox.images.build import build_and_push
+from omldeploy.sandbox import Sandbox
 from omldeploy.state import ledger
 
 NAME = os.environ.get("OMLDEPLOY_E2E_NAME", "e2e") + "-ha"
@@ -67,13 +67,8 @@ def until(what: str, probe: Callable[[], T | None], timeout: float = 60.0, every
 
 @pytest.fixture(scope="module")
 def ha_sandbox() -> Iterator[Sandbox]:
-    st = up(UpRequest(name=NAME, hosts=8, oses=("debian12",) * 8, registry=True, s3=True))
-    try:
-        build_and_push(st, only=None)
-        yield Sandbox(st)
-    finally:
-        if os.environ.get("OMLDEPLOY_E2E_KEEP") != "1":
-            down(NAME)
+    with own_sandbox(NAME, ("debian12",) * 8) as sb:
+        yield sb
 
 
 def vips(sb: Sandbox) -> dict[str, str]:

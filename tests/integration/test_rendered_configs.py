@@ -185,15 +185,20 @@ def report(findings: dict[str, str]) -> str:
     return "\n".join(f"--- {where}:\n{what.rstrip()}" for where, what in findings.items())
 
 
-def cases(*ids: str, xfail: dict[str, str] | None = None) -> list[Any]:
-    """Params for the variations `ids`; `xfail` maps an id to its reason (strict: a fix flips it)."""
-    out = []
-    for i in ids:
-        p = BY_ID[i].param()
-        if xfail and i in xfail:
-            p = pytest.param(*p.values, id=p.id, marks=[*p.marks, pytest.mark.xfail(strict=True, reason=xfail[i])])
-        out.append(p)
-    return out
+def cases(*ids: str) -> list[Any]:
+    """Params for the variations `ids`."""
+    return [BY_ID[i].param() for i in ids]
+
+
+def wait_for(check: Callable[[], bool], timeout: float, every: float) -> bool:
+    """Poll `check` until it holds or `timeout` seconds passed (a deadline, not a count of tries: on a
+    loaded machine each try itself takes longer)."""
+    end = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > end:
+            return False
+        time.sleep(every)
+    return True
 
 
 # What each layout renders today, per checker. `test_every_rendered_config_has_a_checker` keeps this
@@ -430,11 +435,8 @@ class NetNS:
             raise
 
     def _setup(self, addresses: list[str], nics: dict[str, str]) -> None:
-        for _ in range(50):
-            if os.path.exists(self.ns) and os.readlink(self.ns) != os.readlink("/proc/self/ns/net"):
-                break
-            time.sleep(0.02)
-        else:
+        if not wait_for(lambda: os.path.exists(self.ns) and os.readlink(self.ns) != os.readlink("/proc/self/ns/net"),
+                        30, 0.02):
             raise RuntimeError("unshare --net did not take")
         self.check(["ip", "link", "set", "lo", "up"])
         for a in addresses:
@@ -539,11 +541,9 @@ def test_sentinel_starts_with_rendered_config(rendered: Rendered) -> None:
             with open(log, "wb") as fh:
                 proc = subprocess.Popen(ns.cmd([sentinel, str(conf)]), stdout=fh, stderr=subprocess.STDOUT)
             ask = ns.cmd([cli, "-h", bind.group(1), "-p", port.group(1), "--no-raw"])
-            for _ in range(100):
-                pong = run([*ask, "PING"])
-                if "PONG" in pong.stdout or proc.poll() is not None:
-                    break
-                time.sleep(0.1)
+            wait_for(lambda ask=ask, proc=proc: "PONG" in run([*ask, "PING"]).stdout or proc.poll() is not None,
+                     60, 0.1)
+            pong = run([*ask, "PING"])
             if proc.poll() is not None or "PONG" not in pong.stdout:
                 findings[host] = f"redis-sentinel did not start (exit {proc.poll()}):\n{log.read_text()}"
                 continue
@@ -618,19 +618,13 @@ def start_pg(rendered: Rendered, host: str) -> PGNode:
                                         *(x for kv in settings for x in ("-c", kv)),
                                         "-c", f"unix_socket_directories={sock}"], user="postgres"),
                                 stdout=fh, stderr=subprocess.STDOUT)
-    for _ in range(200):
-        if (sock / f".s.PGSQL.{port}").exists() or proc.poll() is not None:
-            break
-        time.sleep(0.05)
+    wait_for(lambda: (sock / f".s.PGSQL.{port}").exists() or proc.poll() is not None, 60, 0.05)
     node = PGNode(host, lan, ns, proc, work, data, sock, port)
     if proc.poll() is not None or not (sock / f".s.PGSQL.{port}").exists():
         text = log.read_text()
         stop_pg(node)
         pytest.fail(f"{host}: postgres did not start with the rendered config:\n{text}")
-    for _ in range(100):
-        if node.psql("SELECT 1").returncode == 0:
-            break
-        time.sleep(0.05)
+    wait_for(lambda: node.psql("SELECT 1").returncode == 0, 60, 0.05)
     return node
 
 

@@ -22,6 +22,7 @@ transition script keeps its own markers in MARK_DIR, so nothing re-triggers the 
 
 from __future__ import annotations
 
+import shlex
 import zlib
 from dataclasses import dataclass
 from importlib import resources
@@ -162,7 +163,7 @@ class Keepalived(Component):
                   "    if todo:\n"
                   "        time.sleep(0.5)\n"
                   "sys.exit('VIP not answering after 90 s: ' + ', '.join('%s:%d' % t for t in todo) if todo else 0)\n")
-        return [f"python3 -c {_sh_quote(script)}"]
+        return [f"python3 -c {shlex.quote(script)}"]
 
     def host_units(self, ctx: Ctx) -> list[HostUnit]:
         return [
@@ -170,9 +171,6 @@ class Keepalived(Component):
             HostUnit("oml-ha-transition.service", self.template("oml-ha-transition.service.j2", ctx)),
         ]
 
-
-def _sh_quote(text: str) -> str:
-    return "'" + text.replace("'", "'\"'\"'") + "'"
 
 
 COMPONENT = Keepalived()

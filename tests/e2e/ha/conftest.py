@@ -1,0 +1,80 @@
+"""One HA install shared by every module of this folder (they run in file order: steady state first,
+then the failures, each leaving a cluster the next one can use).
+
+Dedicated sandbox `<OMLDEPLOY_E2E_NAME>-ha` (8 Debian 12 hosts, registry, S3 as the external bucket),
+up for this folder only (package scope). VRRP is multicast by default; OMLDEPLOY_E2E_HA_UNICAST=1 runs
+the same tests with `ha_vrrp_unicast: true`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from sandboxes import own_sandbox  # tests/e2e is on sys.path (rootdir-relative)
+from tenants import write_tenant
+
+from omldeploy.inventory import Tenant, load_tenant
+from omldeploy.sandbox import Sandbox
+
+from .common import NAME, cli, vips
+
+
+@pytest.fixture(scope="package")
+def ha_sandbox() -> Iterator[Sandbox]:
+    with own_sandbox(NAME, ("debian12",) * 8) as sb:
+        yield sb
+
+
+@pytest.fixture(scope="package")
+def instances(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("e2e-ha") / "instances"
+
+
+def _operator_bucket(sb: Sandbox, name: str) -> None:
+    import boto3
+    from botocore.config import Config
+
+    s3 = boto3.client("s3", endpoint_url=sb.s3.endpoint, aws_access_key_id=sb.s3.access_key,
+                      aws_secret_access_key=sb.s3.secret_key, region_name="us-east-1",
+                      config=Config(signature_version="s3v4", s3={"addressing_style": "path"},
+                                    retries={"mode": "standard", "max_attempts": 6}))
+    if name not in [b["Name"] for b in s3.list_buckets().get("Buckets", [])]:
+        s3.create_bucket(Bucket=name)
+
+
+@pytest.fixture(scope="package")
+def ha(ha_sandbox: Sandbox, instances: Path) -> Iterator[tuple[Tenant, float, str]]:
+    """The seed's HA inventory installed: (tenant, install seconds, install output)."""
+    sb = ha_sandbox
+    v = vips(sb)
+    nic = sb.run("h1", "ip -o -4 addr show | awk '$4 ~ /^10\\./ {print $2}'").stdout.split()[0]
+    _operator_bucket(sb, "omnileads-ha")
+    hosts = [sb.host(f"h{i}") for i in range(1, 9)]
+    tenant = write_tenant(instances, "ha", "ha", sb, hosts, extra={
+        "postgres_host": v["rw"], "postgres_ro_host": v["ro"], "voice_host": v["voice"],
+        "application_host": v["web"], "redis_host": v["web"], "redis_ip_main": sb.host("h5").ip,
+        "bucket_url": sb.s3.endpoint, "bucket_access_key": sb.s3.access_key,
+        "bucket_secret_key": sb.s3.secret_key, "bucket_name": "omnileads-ha", "callrec_device": "s3",
+        "enterprise_edition": True,  # as the seed's HA inventory has it
+        **({"ha_vrrp_unicast": True} if os.environ.get("OMLDEPLOY_E2E_HA_UNICAST") == "1" else {}),
+    })
+    # the operator's network: group vars name the VIP interface and the pg_hba subnet
+    inv = tenant.inventory_path
+    data = yaml.safe_load(inv.read_text())
+    for group in data["all"]["children"].values():
+        group["vars"]["ha_vip_nic"] = nic
+        if "netaddr" in group["vars"]:
+            group["vars"]["netaddr"] = sb.host("h1").ip.rsplit(".", 1)[0] + ".0/24"
+    inv.write_text(yaml.safe_dump(data, sort_keys=False))
+    tenant = load_tenant(tenant.folder, "ha")
+    t0 = time.monotonic()
+    proc = cli(instances, "install", "--tenant", "ha")
+    took = time.monotonic() - t0
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-6000:]
+    yield tenant, took, out

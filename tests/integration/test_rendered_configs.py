@@ -29,6 +29,7 @@ and every server started is ours, on a temp dir, killed by its own pid at the en
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import re
@@ -215,7 +216,10 @@ CHECKED: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "repmgr": ("postgresql", r"/etc/omnileads/postgresql/repmgr\.conf", HA),
     "promtool": ("prometheus", r"/etc/omnileads/prometheus\.yml", ALL),
     "sh": ("*", r"/usr/local/bin/[^/]+", ALL),
-    "python": ("keepalived", r"/etc/omnileads/keepalived/oml_check\.py", HA),
+    "python": ("keepalived", r"/etc/omnileads/keepalived/oml_(check|pgwire)\.py", HA),
+    "python_guard": ("repmgr", r"/usr/local/lib/omnileads/oml_(pg_guard|pgwire)\.py", HA),
+    "guard": ("repmgr", r"/etc/omnileads/postgresql/guard\.json", HA),
+    "bash_validation": ("postgresql", r"/etc/omnileads/postgresql/failover_validation\.sh", HA),
     "tmpfiles": ("*", r"/etc/tmpfiles\.d/[^/]+\.conf", ALL),
 }
 # Rendered files that no program on Debian can check, with the reason (regex on component:path).
@@ -815,7 +819,10 @@ def test_promtool_check_config(rendered: Rendered) -> None:
 def test_rendered_scripts_parse(rendered: Rendered) -> None:
     """Every rendered script is parsed by the shell its shebang names (`-n`: read, never run)."""
     findings: dict[str, str] = {}
-    for host, f in files_for(rendered, "sh"):
+    scripts = files_for(rendered, "sh")
+    if rendered.variation.id in CHECKED["bash_validation"][2]:
+        scripts += files_for(rendered, "bash_validation")
+    for host, f in scripts:
         path = rendered.on_disk(host, f.path)
         first = path.read_text().splitlines()[0] if path.read_text() else ""
         m = re.match(r"#!\s*(\S+)(?:\s+(\S+))?", first)
@@ -834,11 +841,30 @@ def test_rendered_python_scripts_compile(rendered: Rendered) -> None:
     """keepalived's health-check script is compiled by the Python that runs it (`py_compile`: parsed,
     never run)."""
     findings: dict[str, str] = {}
-    for host, f in files_for(rendered, "python"):
+    for host, f in files_for(rendered, "python") + files_for(rendered, "python_guard"):
         path = rendered.on_disk(host, f.path)
         proc = run(["python3", "-m", "py_compile", str(path)])
         if proc.returncode or proc.stderr.strip():
             findings[f"{host}:{f.path} (exit {proc.returncode})"] = proc.stderr
+    assert not findings, report(findings)
+
+
+@pytest.mark.parametrize("rendered", cases(*HA), indirect=True)
+def test_the_pg_guard_accepts_its_rendered_config(rendered: Rendered) -> None:
+    """The split-brain guard, as deployed (its two files side by side on the host), validates the
+    config rendered for each data node (`oml_pg_guard.py check`), and its gate lets PostgreSQL start
+    on a node that was never fenced."""
+    findings: dict[str, str] = {}
+    for host, f in files_for(rendered, "guard"):
+        conf = rendered.on_disk(host, f.path)
+        guard = rendered.on_disk(host, "/usr/local/lib/omnileads/oml_pg_guard.py")
+        assert guard.with_name("oml_pgwire.py").exists()
+        data = json.loads(conf.read_text())
+        assert data["peer"] != data["witnesses"] and data["ha_role"] in ("main", "backup")
+        for verb in ("check", "gate"):
+            proc = run(["python3", str(guard), verb, str(conf)])
+            if proc.returncode or proc.stderr.strip():
+                findings[f"{host}:{f.path} {verb} (exit {proc.returncode})"] = proc.stderr
     assert not findings, report(findings)
 
 

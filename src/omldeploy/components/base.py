@@ -128,6 +128,12 @@ class Component:
         """
         return []
 
+    def start_gates(self, ctx: Ctx) -> list[list[str]]:
+        """Host commands (argv) systemd runs before every start of the unit, boot included
+        (ExecStartPre): a non-zero exit refuses the start, with the command's output in the journal.
+        For conditions that must hold whoever starts the unit (e.g. a fenced HA PostgreSQL node)."""
+        return []
+
     def pre_start(self, ctx: Ctx) -> list[str]:
         """Host shell commands run before the unit is (re)started (idempotent; e.g. create the database)."""
         return []

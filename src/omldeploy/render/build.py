@@ -90,14 +90,12 @@ def _render_host(ctx: Ctx, placement: Placement, tls: material.TLSMaterial | Non
                 hb.host_units.append(hu.name)
     if "asterisk" in names:
         hb.directories.append(("/etc/asterisk/custom", 0o755))
-    if "keepalived" in names:
-        # /run is empty after a reboot; bind-mount sources must exist before the containers start
-        run_dirs = ["/run/omnileads/keepalived"]
-        if "repmgr" in names:
-            run_dirs.append("/run/omnileads/postgresql")
+    # /run is empty after a reboot; bind-mount sources the components declare there must exist before
+    # the containers start at boot: systemd-tmpfiles recreates them
+    run_dirs = [d for d, _mode in hb.directories if d.startswith("/run/omnileads/")]
+    if run_dirs:
         hb.add(BundleFile("/etc/tmpfiles.d/omldeploy.conf",
                           "".join(f"d {d} 0755 root root -\n" for d in run_dirs).encode(), 0o644))
-        hb.directories.extend((d, 0o755) for d in run_dirs if (d, 0o755) not in hb.directories)
     hb.add(BundleFile("/usr/local/bin/oml_manage", oml_manage.render(t.name, host.name, names).encode(),
                       0o755, kind="script"))
     return hb
@@ -134,6 +132,7 @@ def _render_component(comp: Component, ctx: Ctx, hb: HostBundle, names: list[str
         after=after,
         wanted_by=comp.wanted_by,
         enabled=comp.enabled(ctx),
+        gates=tuple(" ".join(units.systemd_quote(a) for a in argv) for argv in comp.start_gates(ctx)),
     )
     style = hb.unit_style
     if style in ("classic", "auto"):

@@ -31,6 +31,7 @@ class UnitSpec:
     after: tuple[str, ...]
     wanted_by: str
     enabled: bool = True
+    gates: tuple[str, ...] = ()  # ExecStartPre command lines, already systemd-quoted
 
 
 def systemd_quote(arg: str) -> str:
@@ -54,7 +55,7 @@ def _quoted(spec: UnitSpec) -> UnitSpec:
         spec.name, spec.description, spec.container, spec.image, spec.env_file,
         tuple(systemd_quote(v) for v in spec.volumes), spec.capabilities,
         tuple(systemd_quote(o) for o in spec.options), tuple(systemd_quote(a) for a in spec.args),
-        spec.after, spec.wanted_by, spec.enabled,
+        spec.after, spec.wanted_by, spec.enabled, spec.gates,
     )
 
 

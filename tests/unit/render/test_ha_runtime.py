@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import socket
+import sys
 import threading
 from pathlib import Path
 from types import ModuleType
@@ -93,6 +94,9 @@ def test_haproxy_binds_low_ports_as_the_images_user(make_tenant: MakeTenant) -> 
 
 
 def _check_module() -> ModuleType:
+    wire = str(CHECK.parents[1] / "postgresql")  # deployed beside the check script on data nodes
+    if wire not in sys.path:
+        sys.path.insert(0, wire)
     spec = importlib.util.spec_from_file_location("oml_check", CHECK)
     assert spec and spec.loader
     mod = importlib.util.module_from_spec(spec)

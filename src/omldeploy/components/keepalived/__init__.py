@@ -29,12 +29,15 @@ from importlib import resources
 
 from omldeploy.components.base import Component, ConfigFile, Health, HostUnit, Volume
 from omldeploy.components.context import Ctx
-from omldeploy.components.postgresql import SOCKET_DIR
+from omldeploy.components.postgresql import GUARD_OK, GUARD_RUN_DIR, SOCKET_DIR
 
 STATE_DIR = "/run/omnileads/keepalived"
 MARK_DIR = "/run/omnileads/ha-transition"
 CHECK = "/etc/omnileads/keepalived/oml_check.py"
 CHECK_IN_CONTAINER = "/etc/keepalived/oml_check.py"
+#: the PostgreSQL wire client the `pg` checks import (beside the check script in the container)
+PGWIRE = "/etc/omnileads/keepalived/oml_pgwire.py"
+PGWIRE_IN_CONTAINER = "/etc/keepalived/oml_pgwire.py"
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,8 @@ class Keepalived(Component):
                 Volume(CHECK, CHECK_IN_CONTAINER, "ro"),
                 Volume(STATE_DIR, STATE_DIR)]
         if "data" in ctx.host.roles:
-            vols.append(Volume(SOCKET_DIR, "/run/postgresql"))
+            vols += [Volume(SOCKET_DIR, "/run/postgresql"), Volume(GUARD_RUN_DIR, GUARD_RUN_DIR, "ro"),
+                     Volume(PGWIRE, PGWIRE_IN_CONTAINER, "ro")]
         return vols
 
     def args(self, ctx: Ctx) -> list[str]:
@@ -109,7 +113,8 @@ class Keepalived(Component):
             out.append(VRRPInstance("CRON", base + 2, None, main))
         if "data" in roles:
             pg = f"{s.text('postgres_user')} {s.text('postgres_maintenance_db')}"
-            primary = Check("chk_pg_primary", f"pg primary {pg}")
+            # primary AND the split-brain guard's confirmation that the peer is not a newer primary
+            primary = Check("chk_pg_primary", f"pg primary {pg} {GUARD_OK}")
             up = Check("chk_pg_up", f"pg up {pg}")
             standby = Check("chk_pg_standby", f"pg standby {pg}", weight=60)
             out.append(VRRPInstance("PG_RW", base + 3, s.text("postgres_host"), main, (primary,), port=5432))
@@ -127,11 +132,15 @@ class Keepalived(Component):
             state_dir=STATE_DIR, check=CHECK_IN_CONTAINER, peers=self.peers(ctx),
         )
         check = resources.files("omldeploy.components.keepalived").joinpath("oml_check.py").read_text()
-        return [ConfigFile("/etc/omnileads/keepalived.conf", content, 0o600, secret=True),
-                ConfigFile(CHECK, check, 0o755),
-                ConfigFile("/usr/local/bin/oml_ha_transition",
-                           self.template("oml_ha_transition.sh.j2", ctx, state_dir=STATE_DIR, mark_dir=MARK_DIR),
-                           0o755)]
+        files = [ConfigFile("/etc/omnileads/keepalived.conf", content, 0o600, secret=True),
+                 ConfigFile(CHECK, check, 0o755),
+                 ConfigFile("/usr/local/bin/oml_ha_transition",
+                            self.template("oml_ha_transition.sh.j2", ctx, state_dir=STATE_DIR, mark_dir=MARK_DIR),
+                            0o755)]
+        if "data" in ctx.host.roles:
+            wire = resources.files("omldeploy.components.postgresql").joinpath("oml_pgwire.py").read_text()
+            files.append(ConfigFile(PGWIRE, wire, 0o644))
+        return files
 
     def peers(self, ctx: Ctx) -> list[str]:
         """Unicast peers (`ha_vrrp_unicast: true`, for networks without multicast): the other member
@@ -142,7 +151,10 @@ class Keepalived(Component):
                 if h.name != ctx.host.name and h.roles & ctx.host.roles and h.ha_role]
 
     def host_directories(self, ctx: Ctx) -> list[tuple[str, int]]:
-        return [("/etc/omnileads/keepalived", 0o755)]
+        dirs = [("/etc/omnileads/keepalived", 0o755), (STATE_DIR, 0o755)]
+        if "data" in ctx.host.roles:
+            dirs.append((GUARD_RUN_DIR, 0o755))
+        return dirs
 
     def post_start(self, ctx: Ctx) -> list[str]:
         """Wait (bounded) until every VIP of this host's instances answers on its port, wherever it is

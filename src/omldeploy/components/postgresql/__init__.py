@@ -15,6 +15,7 @@ the local socket, with no password anywhere.
 
 from __future__ import annotations
 
+import ipaddress
 import shlex
 
 from omldeploy.components.base import Component, ConfigFile, Health, Port, Volume
@@ -31,6 +32,19 @@ SOCKET_DIR = "/run/omnileads/postgresql"
 #: explicitly: `podman exec --user postgres` keeps the container's HOME, so ~/.pgpass is not found.
 PGPASSFILE = "/var/lib/postgresql/data/.pgpass"
 
+# --- HA split-brain guard (components/repmgr runs it; PostgreSQL's start gate and keepalived read it)
+GUARD_DIR = "/usr/local/lib/omnileads"
+GUARD = f"{GUARD_DIR}/oml_pg_guard.py"
+GUARD_CONF = "/etc/omnileads/postgresql/guard.json"
+#: persistent: a fenced node stays fenced across reboots until a recovery action rejoins it
+FENCE_FILE = "/var/lib/omnileads/postgresql-ha/fenced"
+#: volatile: the guard's "this primary may serve" (gone after a reboot); keepalived's PG_RW check needs it
+GUARD_RUN_DIR = "/run/omnileads/pg-guard"
+GUARD_OK = f"{GUARD_RUN_DIR}/ok"
+#: repmgrd's failover_validation_command (a standby that sees no other tenant host does not promote)
+VALIDATION = "/etc/omnileads/postgresql/failover_validation.sh"
+VALIDATION_IN_CONTAINER = "/etc/repmgr-failover-validation.sh"
+
 
 def listen_address(ctx: Ctx) -> str:
     """AIO keeps PostgreSQL on localhost (as the seed did); elsewhere it listens on the LAN address."""
@@ -39,7 +53,20 @@ def listen_address(ctx: Ctx) -> str:
 
 def repmgr_volumes() -> list[Volume]:
     """What repmgr needs in any container of the HA image besides the volume (which holds PGPASSFILE)."""
-    return [Volume(REPMGR_CONF, "/etc/repmgr.conf", "ro")]
+    return [Volume(REPMGR_CONF, "/etc/repmgr.conf", "ro"), Volume(VALIDATION, VALIDATION_IN_CONTAINER, "ro")]
+
+
+def witnesses(ctx: Ctx) -> list[tuple[str, int]]:
+    """The tenant's hosts outside the data pair, with their SSH port: any of them answering (accepting
+    or refusing a TCP connection) proves that a data node is not cut off from the network."""
+    out: list[tuple[str, int]] = []
+    for h in ctx.tenant.hosts:
+        if "data" in h.roles or not h.lan_ip:
+            continue
+        ip = str(ipaddress.ip_address(h.lan_ip))  # validated by the loader; a hostile value raises here
+        port = int(str(h.vars.get("ansible_port", 22)))
+        out.append((ip, port if 0 < port < 65536 else 22))
+    return out
 
 
 def main_node(ctx: Ctx) -> str:
@@ -88,6 +115,13 @@ class Postgres(Component):
     def host_directories(self, ctx: Ctx) -> list[tuple[str, int]]:
         return [(SOCKET_DIR, 0o755)] if ctx.host.ha_role else []
 
+    def start_gates(self, ctx: Ctx) -> list[list[str]]:
+        """HA: a node the guard fenced (it was primary and the other node was promoted, or it was cut
+        off) must not start PostgreSQL, whoever asks (install, an operator, boot)."""
+        if ctx.tenant.layout.shape.value != "ha" or not ctx.host.ha_role:
+            return []
+        return [["/usr/bin/python3", GUARD, "gate", GUARD_CONF]]
+
     def args(self, ctx: Ctx) -> list[str]:
         if ctx.host.ha_role:
             return ["postgres", "-c", "config_file=/etc/postgresql/postgresql.conf",
@@ -117,6 +151,7 @@ class Postgres(Component):
             ConfigFile("/etc/omnileads/postgresql/pg_hba.conf",
                        self.template("pg_hba.conf.j2", ctx, peers=peers, hook_hosts=hook_hosts), 0o644),
             ConfigFile(REPMGR_CONF, self.template("repmgr.conf.j2", ctx, node_id=node_id), 0o644),
+            ConfigFile(VALIDATION, self.template("failover_validation.sh.j2", ctx, witnesses=witnesses(ctx)), 0o755),
             # any host/database: the same password serves repmgr's own connections and replication
             ConfigFile(PGPASS, f"*:5432:*:repmgr:{ctx.secrets['repmgr_password']}\n",
                        0o600, secret=True),

@@ -78,7 +78,7 @@ def build_and_push(st: SandboxState, only: list[str] | None) -> list[str]:
                                    workdir=spec.workdir, ports=spec.ports, volumes=spec.volumes,
                                    labels={"org.omldeploy.sandbox": "test-image",
                                            "org.omldeploy.sandbox.key": key, **spec.labels},
-                                   user=spec.user)
+                                   user=spec.user, stop_signal=spec.stop_signal)
                 client.push_blob(repo, cfg.digest, cfg.size, data=cfg.data)
                 client.put_manifest(repo, tag, manifest(cfg, layers))
                 pushed.append(ref)

@@ -37,9 +37,9 @@ def json_blob(obj: Any) -> Blob:
 
 def image_config(layers: list[Layer], *, entrypoint: list[str], cmd: list[str], env: list[str],
                  workdir: str, ports: tuple[str, ...], volumes: tuple[str, ...],
-                 labels: dict[str, str], user: str = "") -> Blob:
+                 labels: dict[str, str], user: str = "", stop_signal: str = "SIGTERM") -> Blob:
     cfg: dict[str, Any] = {"Env": env, "Entrypoint": entrypoint, "Cmd": cmd or None,
-                           "WorkingDir": workdir, "Labels": labels, "StopSignal": "SIGTERM"}
+                           "WorkingDir": workdir, "Labels": labels, "StopSignal": stop_signal}
     if user:
         cfg["User"] = user
     if ports:

@@ -24,6 +24,9 @@ class ImageSpec:
     what: str = ""  # one line for docs/status: real service or stand-in
     labels: dict[str, str] = field(default_factory=dict)
     user: str = ""  # image config User, as the official image sets it (haproxy runs as `haproxy`)
+    #: the official image's STOPSIGNAL: postgres sets SIGINT (fast shutdown: sessions end at once), which
+    #: is what `podman stop`/`systemctl stop` send; with SIGTERM (smart) clients could keep writing
+    stop_signal: str = "SIGTERM"
 
 
 SPECS: dict[str, ImageSpec] = {
@@ -38,7 +41,7 @@ SPECS: dict[str, ImageSpec] = {
                           what="stand-in: AMI 5038, metrics/health 7088, asterisk -rx recorder"),
     "rtpengine": ImageSpec("rtpengine", ports=("22222/udp", "22222/tcp"),
                            what="stand-in: ng ping on 22222/udp"),
-    "postgres": ImageSpec("postgres", cmd=("postgres",), ports=("5432/tcp",),
+    "postgres": ImageSpec("postgres", cmd=("postgres",), ports=("5432/tcp",), stop_signal="SIGINT",
                           volumes=("/var/lib/postgresql/data",),
                           env=(("PGDATA", "/var/lib/postgresql/data"),),
                           what="real PostgreSQL 15 + repmgr 5 with the official image's POSTGRES_* bootstrap"),

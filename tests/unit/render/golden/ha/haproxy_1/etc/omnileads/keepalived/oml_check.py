@@ -4,16 +4,17 @@
 Runs inside the keepalived container (the osixia image's entrypoint tool is Python 3 too), so it needs
 no client program from any other image:
   oml_check.py tcp HOST PORT [BANNER]     TCP connect; with BANNER, the first line must contain it
-  oml_check.py pg primary|standby|up USER DB
+  oml_check.py pg primary|standby|up USER DB [OK_FILE]
       asks PostgreSQL over its unix socket (/run/postgresql, shared with the PostgreSQL container; local
-      connections are `trust`, so no password exists here) for `pg_is_in_recovery()`
+      connections are `trust`, so no password exists here) for `pg_is_in_recovery()` (oml_pgwire.py);
+      with OK_FILE, also fails while that file is missing (the split-brain guard's confirmation)
 Exit 0 = healthy. Every check is bounded by a 2 s timeout.
 """
 
 from __future__ import annotations
 
+import os
 import socket
-import struct
 import sys
 
 SOCKET = "/run/postgresql/.s.PGSQL.5432"
@@ -28,60 +29,31 @@ def tcp(host: str, port: int, banner: str = "") -> bool:
         return banner.encode() in conn.recv(256)
 
 
-def _messages(conn: socket.socket) -> list[tuple[bytes, bytes]]:
-    """Read backend messages until ReadyForQuery ('Z') or an ErrorResponse ('E')."""
-    buf = b""
-    out: list[tuple[bytes, bytes]] = []
-    while True:
-        while len(buf) >= 5:
-            kind, size = buf[:1], struct.unpack("!i", buf[1:5])[0]
-            if len(buf) < 1 + size:
-                break
-            out.append((kind, buf[5:1 + size]))
-            buf = buf[1 + size:]
-            if kind in (b"Z", b"E"):
-                return out
-        chunk = conn.recv(4096)
-        if not chunk:
-            return out
-        buf += chunk
-
-
 def in_recovery(user: str, db: str) -> bool | None:
     """pg_is_in_recovery() of the local server, or None when it does not answer."""
+    from oml_pgwire import PgError, query  # type: ignore[import-not-found]  # beside this file (data nodes)
+
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-            conn.settimeout(TIMEOUT)
-            conn.connect(SOCKET)
-            params = b"user\0" + user.encode() + b"\0database\0" + db.encode() + b"\0application_name\0" \
-                b"keepalived-check\0\0"
-            conn.sendall(struct.pack("!ii", 8 + len(params), 196608) + params)
-            msgs = _messages(conn)
-            if not msgs or msgs[-1][0] != b"Z" or (b"R", b"\0\0\0\0") not in msgs:
-                return None
-            query = b"SELECT pg_is_in_recovery()\0"
-            conn.sendall(b"Q" + struct.pack("!i", 4 + len(query)) + query)
-            rows = [body for kind, body in _messages(conn) if kind == b"D"]
-            conn.sendall(b"X\0\0\0\4")
-            if len(rows) != 1:
-                return None
-            ncols, size = struct.unpack("!hi", rows[0][:6])
-            return ncols == 1 and rows[0][6:6 + size] == b"t"
-    except (OSError, struct.error):
+        rows = query("SELECT pg_is_in_recovery()", unix=SOCKET, user=user, db=db, timeout=TIMEOUT)
+    except (OSError, PgError):
         return None
+    return rows[0][0] == "t" if len(rows) == 1 else None
 
 
 def main(argv: list[str]) -> int:
     try:
         if argv[:1] == ["tcp"] and len(argv) in (3, 4):
             return 0 if tcp(argv[1], int(argv[2]), argv[3] if len(argv) == 4 else "") else 1
-        if argv[:1] == ["pg"] and len(argv) == 4:
+        if argv[:1] == ["pg"] and len(argv) in (4, 5):
+            if len(argv) == 5 and not os.path.exists(argv[4]):
+                return 1  # the split-brain guard has not confirmed this node's right to serve
             state = in_recovery(argv[2], argv[3])
             wanted = {"primary": state is False, "standby": state is True, "up": state is not None}
             return 0 if wanted[argv[1]] else 1
     except (OSError, ValueError, KeyError):
         return 1
-    print(f"usage: {sys.argv[0]} tcp HOST PORT [BANNER] | pg primary|standby|up USER DB", file=sys.stderr)
+    print(f"usage: {sys.argv[0]} tcp HOST PORT [BANNER] | pg primary|standby|up USER DB [OK_FILE]",
+          file=sys.stderr)
     return 2
 
 

@@ -1,0 +1,24 @@
+#!/bin/bash
+# repmgrd's failover_validation_command for tenant ha on sql_1 (rendered by omldeploy).
+# Runs in the repmgr container (as postgres) on the promotion candidate. A standby whose link is cut also
+# loses the primary; it must not promote itself: promote only when another tenant host answers (a TCP
+# connection accepted or refused proves the network works). repmgrd re-runs the election after
+# election_rerun_interval when this exits non-zero.
+set -u
+hosts=(172.16.101.103:22 172.16.101.104:22 172.16.101.105:22 172.16.101.106:22 172.16.101.107:22 172.16.101.108:22)
+[ 6 -gt 0 ] || exit 0
+for hp in "${hosts[@]}"; do
+  (
+    out=$(timeout 2 bash -c "exec 3<>/dev/tcp/${hp%:*}/${hp#*:}" 2>&1) && exit 0
+    case "$out" in *refused*) exit 0 ;; esac
+    exit 1
+  ) &
+done
+for job in $(jobs -p); do
+  if wait "$job"; then
+    echo "promotion allowed: other tenant hosts answer"
+    exit 0
+  fi
+done
+echo "promotion refused: none of 6 other tenant hosts answers; this node may be the isolated one"
+exit 1

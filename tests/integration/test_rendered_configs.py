@@ -396,8 +396,11 @@ def test_haproxy_config_check(rendered: Rendered) -> None:
 @pytest.mark.parametrize("rendered", cases(*HA), indirect=True)
 def test_kamailio_config_check(rendered: Rendered) -> None:
     """`kamailio -c` (parse, module loading, parameter and function fix-ups) with Debian's modules.
-    Exit 0, "config file ok", and no WARNING/ERROR/CRITICAL line. `-c` does not run module init, so
-    files a module opens at start (tls.cfg, dispatcher.list, both from the image) are not opened here."""
+    Exit 0, "config file ok", and no WARNING/ERROR/CRITICAL line. Every module the HA config loads
+    (db_redis for usrloc, auth_ephemeral, rtpengine, tls, websocket ...) is loaded and its parameters
+    fixed up, so a parameter or function the module lacks fails here. `-c` does not run module init:
+    the TLS certificate (mapped to the rendered one) is not opened and Redis/rtpengine are not
+    contacted; the meaning of the wiring is asserted in tests/unit/render/test_kamailio_ha.py."""
     kamailio = need("kamailio", "kamailio")
     modules = Path("/usr/lib/x86_64-linux-gnu/kamailio/modules")
     findings: dict[str, str] = {}

@@ -112,7 +112,7 @@ def omlapp(ctx: Ctx, role: str) -> Env:
     env += [
         ("ASTERISK_LOCATION", "/opt/omnileads/asterisk"),
         ("ASTERISK_HOSTNAME", f.asterisk_host),
-        ("KAMAILIO_HOSTNAME", f.kamailio_host),
+        ("KAMAILIO_HOSTNAME", ctx.kamailio_host),
         ("PYTHONPATH", "/opt/omnileads/ominicontacto"),
         ("INSTALL_PREFIX", "/opt/omnileads/"),
         ("CALIFICACION_REAGENDA", "Agenda"),

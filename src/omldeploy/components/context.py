@@ -38,8 +38,8 @@ class Facts:
     s3_endpoint: str  # internal S3 endpoint (components on the hosts)
     s3_browser_endpoint: str  # what the browser is given by the web app
     bucket_aws: bool
-    kamailio_host: str
-    websockets_host: str
+    kamailio_host: str  # AIO/AIT only; in HA each app node uses its own (`Ctx.kamailio_host`)
+    websockets_host: str  # AIO/AIT only; in HA each app node uses its own (`Ctx.websockets_host`)
     asterisk_host: str
     rtpengine_host: str
     nginx_host: str
@@ -63,7 +63,7 @@ class Ctx:
 
     @property
     def secrets(self) -> Mapping[str, str]:
-        """Secrets generated for this tenant (keepalived password, Kamailio auth secret)."""
+        """Secrets generated for this tenant (keepalived password, repmgr password)."""
         return self.placement.secrets
 
     def image(self, key: str) -> str:
@@ -85,6 +85,23 @@ class Ctx:
     @property
     def lan(self) -> str:
         return self.host.lan_ip
+
+    @property
+    def _per_node(self) -> bool:
+        return self.tenant.layout.shape.value == "ha"
+
+    @property
+    def kamailio_host(self) -> str:
+        """Where this host's nginx and omlapp reach Kamailio. In HA every app node runs its own
+        Kamailio, and HAProxy (the `application_host` VIP) fronts only 80/443/6379, so the VIP
+        would send WSS to a port nobody listens on: each node uses its own address, as the seed's
+        `omni_ip_lan`. Elsewhere the tenant-wide fact (`localhost` on AIO)."""
+        return self.lan if self._per_node else self.facts.kamailio_host
+
+    @property
+    def websockets_host(self) -> str:
+        """Where this host's nginx reaches the websockets service; per node in HA, like Kamailio."""
+        return self.lan if self._per_node else self.facts.websockets_host
 
     def hosts_running(self, component: str) -> list[Host]:
         return [h for h in self.tenant.hosts if component in self.placement.components(h.name)]

@@ -1,5 +1,5 @@
 """Per-tenant material generated once and kept in the tenant folder: TLS (CA + server certificate)
-and secrets the inventory does not carry (keepalived VRRP password, Kamailio auth secret).
+and secrets the inventory does not carry (keepalived VRRP password, repmgr password).
 
 Generated on first use and then read back, so rendering stays deterministic (same files in → same
 bytes out) while no two tenants ever share a key. Everything lands under `<tenant>/.omldeploy/`
@@ -20,9 +20,11 @@ from pathlib import Path
 import yaml
 
 MATERIAL_DIR = ".omldeploy"
+# No Kamailio secret here: the ephemeral-credential key is the app's own constant
+# (components/kamailio APP_SIP_SECRET); a per-tenant one made every WebRTC REGISTER fail. An older
+# secrets.yml may still hold `kamailio_auth_secret`; it is read and ignored.
 GENERATED_SECRETS: dict[str, Callable[[], str]] = {
     "keepalived_auth_pass": lambda: pysecrets.token_hex(4),  # VRRP PASS auth uses 8 characters
-    "kamailio_auth_secret": lambda: pysecrets.token_hex(24),
     # HA: password of the `repmgr` role (replication + repmgr metadata); hex, so it fits .pgpass as is
     "repmgr_password": lambda: pysecrets.token_hex(16),
 }

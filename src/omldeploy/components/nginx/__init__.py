@@ -19,13 +19,12 @@ class Nginx(Component):
     start_order = 90
 
     def env(self, ctx: Ctx) -> list[tuple[str, str]]:
-        f = ctx.facts
         s3 = dict(common.s3(ctx, browser=False))
         env = [
             ("DJANGO_HOSTNAME", "localhost"),
             ("DAPHNE_HOSTNAME", "localhost"),
-            ("KAMAILIO_HOSTNAME", f.kamailio_host),
-            ("WEBSOCKETS_HOSTNAME", f.websockets_host),
+            ("KAMAILIO_HOSTNAME", ctx.kamailio_host),
+            ("WEBSOCKETS_HOSTNAME", ctx.websockets_host),
             ("ENV", "prodenv"),
             ("S3_ENDPOINT", s3.get("S3_ENDPOINT", "")),
             ("CALLREC_DEVICE", s3["CALLREC_DEVICE"]),

@@ -3,7 +3,8 @@
 Why not psql: the HA helpers that use it run where no PostgreSQL client exists and none may be
 installed: keepalived's health check inside the keepalived container, and the split-brain guard on the
 host itself (it must keep working while the PostgreSQL container is stopped). They need one query with
-a short timeout, over the local unix socket (trust) or TCP with a password (SCRAM-SHA-256 or md5).
+a short timeout, over the local unix socket (trust) or TCP with a password (SCRAM-SHA-256, as the rendered pg_hba.conf
+asks; md5 is not spoken).
 
     rows = query("SELECT pg_is_in_recovery()", unix="/run/postgresql/.s.PGSQL.5432", user="u", db="d")
     rows = query("SELECT 1", host="10.0.0.2", user="repmgr", db="repmgr", password=pw)
@@ -102,9 +103,6 @@ def _startup(conn: socket.socket, buf: bytearray, user: str, db: str, password: 
             raise PgError(f"server asks for a password (method {code}) and none is known")
         if code == 3:
             _send(conn, b"p", password.encode() + b"\0")
-        elif code == 5:
-            inner = hashlib.md5(password.encode() + user.encode()).hexdigest().encode()
-            _send(conn, b"p", b"md5" + hashlib.md5(inner + body[4:8]).hexdigest().encode() + b"\0")
         elif code == 10:
             if b"SCRAM-SHA-256" not in body[4:].split(b"\0"):
                 raise PgError("server offers no SCRAM-SHA-256")

@@ -30,6 +30,7 @@ standby and removes the marker. The guard's decisions are logged to the journal 
     oml_pg_guard.py run CONFIG     the loop (unit oml-pg-guard.service)
     oml_pg_guard.py gate CONFIG    exit 1 with the reason when fenced (PostgreSQL's ExecStartPre)
     oml_pg_guard.py once CONFIG    one round, printed as JSON (tests, diagnostics)
+    oml_pg_guard.py check CONFIG   validate the config file and exit (0 = usable)
 """
 
 from __future__ import annotations
@@ -133,10 +134,11 @@ class Guard:
         os.replace(tmp, self.fence_file)
         log(f"FENCED: {reason}. PostgreSQL is stopped and stays stopped until this node is rejoined "
             f"as a standby (recovery action), which removes {self.fence_file}")
-        # fast shutdown first (open sessions end at once), then the units (no restart, no repmgrd)
-        subprocess.run(["podman", "kill", "--signal", "SIGINT", self.cfg["container"]],
-                       capture_output=True, timeout=30, check=False)
-        subprocess.run(["systemctl", "stop", *self.cfg["units"]], capture_output=True, timeout=120, check=False)
+        # as rendered: fast shutdown first (open sessions end at once), then the units (no restart, no repmgrd)
+        for argv in self.cfg["fence_commands"]:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+            if proc.returncode:
+                log(f"fence step {' '.join(argv)} exited {proc.returncode}: {proc.stderr.strip()[-300:]}")
 
     # --- one round
     def round(self) -> dict[str, Any]:
@@ -203,12 +205,39 @@ class Guard:
         return out
 
 
+KEYS: dict[str, type] = {"node": str, "ha_role": str, "peer": str, "peer_name": str, "witnesses": list,
+                         "socket": str, "user": str, "db": str, "pgpass": str, "fence_file": str,
+                         "ok_file": str, "fence_commands": list}
+
+
+def check(cfg: Any) -> list[str]:
+    """What is wrong with a config (empty when usable)."""
+    if not isinstance(cfg, dict):
+        return ["not a JSON object"]
+    out = [f"{k}: missing or not a {t.__name__}" for k, t in KEYS.items() if not isinstance(cfg.get(k), t)]
+    if cfg.get("ha_role") not in ("main", "backup"):
+        out.append("ha_role: must be main or backup")
+    for w in cfg.get("witnesses") or []:
+        if not (isinstance(w, list) and len(w) == 2 and isinstance(w[0], str) and isinstance(w[1], int)):
+            out.append(f"witnesses: {w!r} is not [address, port]")
+    for c in cfg.get("fence_commands") or []:
+        if not (isinstance(c, list) and c and all(isinstance(a, str) for a in c)):
+            out.append(f"fence_commands: {c!r} is not an argv list")
+    return out
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) != 2 or argv[0] not in ("run", "gate", "once"):
-        print("usage: oml_pg_guard.py run|gate|once CONFIG", file=sys.stderr)
+    if len(argv) != 2 or argv[0] not in ("run", "gate", "once", "check"):
+        print("usage: oml_pg_guard.py run|gate|once|check CONFIG", file=sys.stderr)
         return 2
     with open(argv[1], encoding="utf-8") as fh:
         cfg = json.load(fh)
+    problems = check(cfg)
+    if problems:
+        print(f"{argv[1]}: " + "; ".join(problems), file=sys.stderr)
+        return 2
+    if argv[0] == "check":
+        return 0
     if argv[0] == "gate":
         if not os.path.exists(cfg["fence_file"]):
             return 0

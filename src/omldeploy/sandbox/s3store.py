@@ -132,6 +132,19 @@ def wait_round_trip(s3: S3Info, alive: Callable[[], bool], log: Path, deadline: 
         time.sleep(min(5.0, 0.1 * 2 ** attempt))
 
 
+def private_tmp(folder: Path) -> list[str]:
+    """argv prefix: run the command with `folder` mounted over /tmp, in a mount namespace of its own.
+
+    `weed mini` talks to its own master, volume and filer over unix sockets with fixed names in /tmp
+    (/tmp/seaweedfs-master-grpc-19333.sock, ...), whatever its network namespace. Two sandboxes' stores
+    on one machine (the session's and a module's own, side by side in CI) then reach each other's
+    components: puts fail with InternalError ("dial tcp <the other store's address>: network is
+    unreachable"). A private /tmp per store ends that.
+    """
+    return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+            'mount --bind "$0" /tmp && exec "$@"', str(folder)]
+
+
 def start(st: SandboxState) -> S3Info:
     """Start the store if it is not running (idempotent); credentials are generated once per sandbox."""
     net = st.net
@@ -148,9 +161,11 @@ def start(st: SandboxState) -> S3Info:
     conf.write_text(identities_json(st.s3_access_key, st.s3_secret_key))
     conf.chmod(0o600)
     netops.add_namespace_on_bridge(net.s3_netns, net.s3_veth, net.bridge, net.s3_ip, None)
+    (d / "tmp").mkdir(exist_ok=True)
     st.s3 = spawn_detached(
-        ["ip", "netns", "exec", net.s3_netns, str(weed), "mini", f"-dir={d / 'data'}", f"-ip={net.s3_ip}",
-         "-ip.bind=0.0.0.0", *NO_TELEMETRY, f"-s3.config={conf}", "-admin.ui=false", "-webdav=false"],
+        ["ip", "netns", "exec", net.s3_netns, *private_tmp(d / "tmp"), str(weed), "mini", f"-dir={d / 'data'}",
+         f"-ip={net.s3_ip}", "-ip.bind=0.0.0.0", *NO_TELEMETRY, f"-s3.config={conf}", "-admin.ui=false",
+         "-webdav=false"],
         log=d / "log")
     st.save()
     t0 = time.monotonic()

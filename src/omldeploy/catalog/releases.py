@@ -16,6 +16,8 @@ from typing import Any
 import yaml
 
 DATA_FILE = "catalog.yaml"
+#: `enterprise_edition: true` runs the web app image at `<tag>-enterprise` (same repository)
+ENTERPRISE_SUFFIX = "-enterprise"
 # repository path of `repository:tag` version values: Docker's reference grammar without a registry,
 # except that it must start with a letter, so a mistyped tag such as 230508:01 stays an error
 _REPO_PART = r"[a-z][a-z0-9]*(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from omldeploy.catalog.releases import images
+from omldeploy.catalog.releases import ENTERPRISE_SUFFIX, images
 from omldeploy.inventory.model import Host, Tenant
 
 
@@ -78,7 +78,7 @@ class Ctx:
         if "omlapp" in (key, ref.same_as) and repo == ref.repo:
             repo = f"{s.text('omlapp_repo')}/omlapp"
             if s.flag("enterprise_edition"):
-                tag = f"{tag}-enterprise"
+                tag = f"{tag}{ENTERPRISE_SUFFIX}"
         registry = s.text("container_image_registry") if s.has("container_image_registry") else ref.registry
         return f"{registry}/{repo}:{tag}"
 

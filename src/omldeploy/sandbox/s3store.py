@@ -139,7 +139,8 @@ def private_tmp(folder: Path) -> list[str]:
     (/tmp/seaweedfs-master-grpc-19333.sock, ...), whatever its network namespace. Two sandboxes' stores
     on one machine (the session's and a module's own, side by side in CI) then reach each other's
     components: puts fail with InternalError ("dial tcp <the other store's address>: network is
-    unreachable"). A private /tmp per store ends that.
+    unreachable"). A private /tmp per store ends that. Paths the command gets must not be under /tmp:
+    the machine's /tmp is hidden from it.
     """
     return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
             'mount --bind "$0" /tmp && exec "$@"', str(folder)]

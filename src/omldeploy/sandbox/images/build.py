@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 
+from ...catalog.releases import ENTERPRISE_SUFFIX
 from ..errors import SandboxError
 from ..progress import say, step
 from ..s3store import weed_binary
@@ -30,8 +31,12 @@ def _config_env(spec: ImageSpec, ref: str, broken: bool) -> list[str]:
 
 
 def tags_of(entry: CatalogImage) -> list[tuple[str, bool]]:
-    """(tag, broken) pairs pushed for one catalog image."""
-    return [(entry.default, False), (entry.alt, False), (entry.default + BROKEN_SUFFIX, True)]
+    """(tag, broken) pairs pushed for one catalog image (the web app also as its enterprise edition,
+    which the seed's HA inventory asks for)."""
+    tags = [(entry.default, False), (entry.alt, False), (entry.default + BROKEN_SUFFIX, True)]
+    if entry.key == "omlapp":
+        tags += [(entry.default + ENTERPRISE_SUFFIX, False), (entry.alt + ENTERPRISE_SUFFIX, False)]
+    return tags
 
 
 def targets_of(entry: CatalogImage) -> list[tuple[str, str, bool]]:

@@ -1,8 +1,10 @@
 """One HA install shared by every module of this folder (they run in file order: steady state first,
 then the failures, each leaving a cluster the next one can use).
 
-Dedicated sandbox `<OMLDEPLOY_E2E_NAME>-ha` (8 Debian 12 hosts, registry, S3 as the external bucket),
-up for this folder only (package scope). VRRP is multicast by default; OMLDEPLOY_E2E_HA_UNICAST=1 runs
+Dedicated sandbox `<OMLDEPLOY_E2E_NAME>-ha` (8 hosts, registry, S3 as the external bucket), up for this
+folder only (package scope). Each pair has one Debian 12 host (classic units, Podman 4.3) and one Debian 13
+host (Quadlet, Podman 5.4): h1 h3 h5 h7 (the `main` side) run 12, h2 h4 h6 h8 run 13, so every failover
+crosses systems. OMLDEPLOY_E2E_HA_OSES (comma list of 8) overrides. VRRP is multicast by default; OMLDEPLOY_E2E_HA_UNICAST=1 runs
 the same tests with `ha_vrrp_unicast: true`.
 """
 
@@ -26,7 +28,9 @@ from .common import NAME, cli, vips
 
 @pytest.fixture(scope="package")
 def ha_sandbox() -> Iterator[Sandbox]:
-    with own_sandbox(NAME, ("debian12",) * 8) as sb:
+    wanted = os.environ.get("OMLDEPLOY_E2E_HA_OSES", "")
+    oses = tuple(x.strip() for x in wanted.split(",") if x.strip()) or ("debian12", "debian13") * 4
+    with own_sandbox(NAME, oses) as sb:
         yield sb
 
 

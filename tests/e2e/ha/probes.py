@@ -147,7 +147,7 @@ class Probes:
         s = self.tenant.settings
         conninfo = dict(host=self.v["rw"], dbname=s.text("postgres_database"), user=s.text("postgres_user"),
                         password=s.text("postgres_password"), connect_timeout=2,
-                        options="-c statement_timeout=1000")
+                        options="-c statement_timeout=1000", tcp_user_timeout=1000)
         with psycopg.connect(**conninfo, autocommit=True) as c:  # type: ignore[arg-type]
             c.execute(f"CREATE TABLE IF NOT EXISTS {PG_TABLE} (n bigint PRIMARY KEY, at timestamptz DEFAULT now())")
         conn: list[psycopg.Connection[tuple[object, ...]]] = []

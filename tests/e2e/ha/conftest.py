@@ -4,8 +4,8 @@ then the failures, each leaving a cluster the next one can use).
 Dedicated sandbox `<OMLDEPLOY_E2E_NAME>-ha` (8 hosts, registry, S3 as the external bucket), up for this
 folder only (package scope). Each pair has one Debian 12 host (classic units, Podman 4.3) and one Debian 13
 host (Quadlet, Podman 5.4): h1 h3 h5 h7 (the `main` side) run 12, h2 h4 h6 h8 run 13, so every failover
-crosses systems. OMLDEPLOY_E2E_HA_OSES (comma list of 8) overrides. VRRP is multicast by default; OMLDEPLOY_E2E_HA_UNICAST=1 runs
-the same tests with `ha_vrrp_unicast: true`.
+crosses systems. OMLDEPLOY_E2E_HA_OSES (comma list of 8) overrides. VRRP is multicast by default;
+OMLDEPLOY_E2E_HA_UNICAST=1 runs the same tests with `ha_vrrp_unicast: true`.
 """
 
 from __future__ import annotations

@@ -49,6 +49,8 @@ class Check:
     args: str
     weight: int = 0
     interval: int = 1
+    timeout: int = 3
+    fall: int = 2
 
 
 @dataclass(frozen=True)
@@ -113,10 +115,14 @@ class Keepalived(Component):
             out.append(VRRPInstance("CRON", base + 2, None, main))
         if "data" in roles:
             pg = f"{s.text('postgres_user')} {s.text('postgres_maintenance_db')}"
+            # Patient checks (3 failures, 5 s each): a loaded host that answers slowly must not drop the
+            # database VIPs. It costs no failover time: nobody else may take the RW VIP before repmgrd
+            # promoted the standby (~6 s), and the standby's checks pass at once (rise 1).
+            slow = {"timeout": 5, "fall": 3}
             # primary AND the split-brain guard's confirmation that the peer is not a newer primary
-            primary = Check("chk_pg_primary", f"pg primary {pg} {GUARD_OK}")
-            up = Check("chk_pg_up", f"pg up {pg}")
-            standby = Check("chk_pg_standby", f"pg standby {pg}", weight=60)
+            primary = Check("chk_pg_primary", f"pg primary {pg} {GUARD_OK}", **slow)
+            up = Check("chk_pg_up", f"pg up {pg}", **slow)
+            standby = Check("chk_pg_standby", f"pg standby {pg}", weight=60, **slow)
             out.append(VRRPInstance("PG_RW", base + 3, s.text("postgres_host"), main, (primary,), port=5432))
             out.append(VRRPInstance("PG_RO", base + 4, s.text("postgres_ro_host"), not main, (up, standby),
                                     port=5432))

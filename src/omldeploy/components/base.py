@@ -132,6 +132,17 @@ class Component:
         """Host shell commands run before the unit is (re)started (idempotent; e.g. create the database)."""
         return []
 
+    def exec_start_pre(self, ctx: Ctx) -> list[list[str]]:
+        """Commands (argv) systemd runs on the host before every start of the unit, whoever starts it
+        (install, `systemctl start`, Restart=on-failure, boot), unlike `pre_start` which runs only
+        when the apply engine (re)starts it. Each must finish quickly and bound its own waits."""
+        return []
+
+    def runtime_env_files(self, ctx: Ctx) -> list[str]:
+        """Env files written at runtime (by `exec_start_pre`), passed to the container after `env_file`.
+        Never part of the bundle, so what they hold never makes a re-run see a change."""
+        return []
+
     def post_start(self, ctx: Ctx) -> list[str]:
         """Host shell commands run once the unit is healthy after a (re)start (idempotent)."""
         return []

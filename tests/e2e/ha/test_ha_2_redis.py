@@ -10,8 +10,9 @@ to Redis through HAProxy on the web VIP (and HTTPS) every 100 ms:
 Recorded per round, printed with the median of the three: time to recover (stop -> first acknowledged
 write through the VIP), failed requests, longest outage, lost writes, two-master window (time HAProxy
 had both Redis servers UP, from its own log, and time the old master answered `role:master`).
-Then Sentinel's learned state survives a restart of one and of all Sentinels, and the cluster is
-handed back as installed (master on app_1, replica on app_2, every Sentinel) for the next modules.
+Then a re-run of install with the master on app_2 changes nothing, Sentinel's learned state
+survives a restart of one and of all Sentinels, and the cluster is handed back as installed (master
+on app_1, replica on app_2, every Sentinel) for the next modules.
 """
 
 from __future__ import annotations
@@ -22,14 +23,16 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
 from omldeploy.components.redis.redis_role import ask
 from omldeploy.inventory import Tenant
 from omldeploy.sandbox import Sandbox
+from omldeploy.state import ledger
 
-from .common import ALL, ROLES, holders, until, vips
+from .common import ALL, ROLES, cli, holders, until, vips
 from .probes import Probes
 
 ROUNDS = 3
@@ -240,6 +243,19 @@ def test_failover_figures_median_of_three(ha: tuple[Tenant, float, str]) -> None
     assert med("recover") <= 10.0
 
 
+def test_a_reinstall_after_the_failovers_changes_nothing(ha: tuple[Tenant, float, str], instances: Path,
+                                                        ha_sandbox: Sandbox) -> None:
+    """The master is on app_2 now, the inventory still says app_1: nothing rendered holds the runtime
+    role, so a re-run changes no file and restarts nothing (no failback, no role flip)."""
+    sb = ha_sandbox
+    master = master_named(sb, "h3")
+    proc = cli(instances, "install", "--tenant", "ha")
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    rec = ledger.read(ha[0].folder)[-1]
+    assert rec.outcome == "ok" and rec.changed == 0 and rec.restarted == [], rec
+    assert master_named(sb, "h3") == master and healthy(sb, host_of(sb, master))
+
+
 def test_sentinel_state_survives_a_restart(ha: tuple[Tenant, float, str], ha_sandbox: Sandbox) -> None:
     """After the failovers the master is no longer the rendered one (odd rounds): a Sentinel restarted
     must know it, with its epoch, replica and peers, from its first answer (not after its peers'
@@ -248,7 +264,7 @@ def test_sentinel_state_survives_a_restart(ha: tuple[Tenant, float, str], ha_san
     current = master_named(sb, "h3")
     until("healthy before the sentinel restarts", lambda: healthy(sb, host_of(sb, current)), 60, 1)
     before = {s: sentinel_master(sb, s) for s in SENTINELS}
-    ids = {s: words(redis(sb, s, "SENTINEL", "MYID", port=26379)) for s in SENTINELS}
+    ids = {s: redis(sb, s, "SENTINEL", "MYID", port=26379) for s in SENTINELS}
 
     def first_answer(s: str) -> dict[str, str]:
         return until(f"sentinel on {s} answers", lambda: sentinel_master(sb, s), 60, 0.05)
@@ -263,7 +279,7 @@ def test_sentinel_state_survives_a_restart(ha: tuple[Tenant, float, str], ha_san
             assert (got["ip"], got["config-epoch"], got["num-slaves"]) == (
                 current, before[s]["config-epoch"], "1"), (s, got)
             assert int(got["num-other-sentinels"]) == 3, (s, got)
-            assert words(redis(sb, s, "SENTINEL", "MYID", port=26379)) == ids[s]
+            assert redis(sb, s, "SENTINEL", "MYID", port=26379) == ids[s]
 
 
 def test_cluster_handed_back_as_installed(ha: tuple[Tenant, float, str], ha_sandbox: Sandbox) -> None:

@@ -7,7 +7,8 @@ file of each example layout (AIO, AIT, cloud, HA and HA variations) goes through
 program: `keepalived --config-test`, `haproxy -c`, `kamailio -c`, `redis-sentinel` started for real,
 a PostgreSQL 15 server started with the rendered postgresql.conf/pg_hba.conf, `repmgr primary
 register` against it, `promtool check config`, and `sh -n` for rendered shell scripts; keepalived's notify commands are
-run the way keepalived runs them, in a private namespace. A check
+run the way keepalived runs them, in a private namespace; Redis's start gate (redis_role.py) is
+compiled and run as its rendered unit runs it against real Redis servers and Sentinels. A check
 fails on the program's exit code AND on any warning it prints: a config that its program
 half-ignores must not pass.
 
@@ -220,6 +221,7 @@ CHECKED: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "python_guard": ("repmgr", r"/usr/local/lib/omnileads/oml_(pg_guard|pgwire)\.py", HA),
     "guard": ("repmgr", r"/etc/omnileads/postgresql/guard\.json", HA),
     "bash_validation": ("postgresql", r"/etc/omnileads/postgresql/failover_validation\.sh", HA),
+    "redis_role": ("redis", r"/etc/omnileads/redis/redis_role\.py", HA),
     "tmpfiles": ("*", r"/etc/tmpfiles\.d/[^/]+\.conf", ALL),
 }
 # Rendered files that no program on Debian can check, with the reason (regex on component:path).
@@ -573,6 +575,89 @@ def test_sentinel_starts_with_rendered_config(rendered: Rendered) -> None:
     assert not findings, report(findings)
 
 
+def gate_argv(rendered: Rendered, host: str, out: Path) -> list[str]:
+    """The rendered unit's ExecStartPre that runs redis_role.py, with the script and its output file
+    mapped to the render and a temp file."""
+    unit = rendered.on_disk(host, "/etc/systemd/system/redis.service").read_text()
+    line = next(ln for ln in unit.splitlines() if ln.startswith("ExecStartPre=") and "redis_role" in ln)
+    argv = shlex.split(line.removeprefix("ExecStartPre="))
+    script = next(i for i, a in enumerate(argv) if a.endswith("/redis_role.py"))
+    argv[script] = str(rendered.on_disk(host, argv[script]))
+    argv[argv.index("--out") + 1] = str(out)
+    return argv
+
+
+@pytest.mark.parametrize("rendered", cases("ha"), indirect=True)
+def test_redis_role_gate_against_real_sentinels(rendered: Rendered) -> None:
+    """The Redis start gate, as each app node's rendered unit runs it, against real Redis servers (on
+    the app nodes' addresses) and real Sentinels started from the rendered sentinel.conf files, all in
+    one private netns: before a failover main starts as master and backup as its replica; after
+    `SENTINEL FAILOVER` the old main starts as a replica of the promoted node. Sentinel's own
+    answers, not a mock of them, decide."""
+    server = need("redis-server", "redis-server")
+    sentinel = need("redis-sentinel", "redis-sentinel")
+    cli = need("redis-cli", "redis-tools")
+    apps = [h for h, _f in files_for(rendered, "redis_role")]
+    lan = {h.name: h.lan_ip for h in rendered.tenant.hosts}
+    main_ip = rendered.tenant.settings.text("redis_ip_main")
+    main = next(h for h in apps if lan[h] == main_ip)
+    backup = next(h for h in apps if h != main)
+    confs = [(h, rendered.on_disk(h, f.path).read_text()) for h, f in files_for(rendered, "sentinel")]
+    binds = [m.group(1) for _h, t in confs if (m := re.search(r"^bind\s+(\S+)", t, re.M))]
+    work = Path(tempfile.mkdtemp(prefix="omldeploy-it-redisgate-"))
+    ns = NetNS(sorted({*binds, *(lan[h] for h in apps)}))
+    procs: list[subprocess.Popen[bytes]] = []
+    logs = work / "log"
+    try:
+        with open(logs, "ab") as fh:
+            for h in apps:
+                (work / h).mkdir()
+                # as the image starts it (protected mode off: the replica and Sentinels are remote);
+                # replica-announce-ip for the shared netns, as announce-ip for the Sentinels below
+                extra = [] if h == main else ["--replicaof", main_ip, "6379"]
+                extra += ["--replica-announce-ip", lan[h]]
+                procs.append(subprocess.Popen(ns.cmd([server, "--bind", lan[h], "--port", "6379", "--dir",
+                                                      str(work / h), "--save", "", "--protected-mode", "no", *extra]),
+                                              stdout=fh, stderr=subprocess.STDOUT))
+            for h, text in confs:
+                conf = work / f"sentinel-{h}.conf"
+                # one netns holds every host's address on lo, so each Sentinel's link to the master
+                # would leave from the master's own address and every Sentinel would announce that;
+                # on real hosts the link leaves from the host's LAN address, which announce-ip restores
+                bind = re.search(r"^bind\s+(\S+)", text, re.M)
+                assert bind
+                conf.write_text(re.sub(r"^dir\s+.*$", f"dir {work}", text, flags=re.M)
+                                + f"sentinel announce-ip {bind.group(1)}\n")
+                procs.append(subprocess.Popen(ns.cmd([sentinel, str(conf)]), stdout=fh, stderr=subprocess.STDOUT))
+
+        def master_view(ip: str) -> dict[str, str]:
+            vals = run(ns.cmd([cli, "-h", ip, "-p", "26379", "--raw", "SENTINEL", "MASTER", "master"])
+                       ).stdout.splitlines()
+            return dict(zip(vals[::2], vals[1::2], strict=False))
+
+        def gate(host: str) -> dict[str, str]:
+            out = work / f"{host}.env"
+            proc = run(ns.cmd(gate_argv(rendered, host, out)))
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+            return dict(ln.split("=", 1) for ln in out.read_text().splitlines())
+
+        assert wait_for(lambda: all(master_view(b).get("num-slaves") == "1"
+                                    and master_view(b).get("num-other-sentinels") == str(len(binds) - 1)
+                                    for b in binds), 60, 0.2), logs.read_text()[-3000:]
+        assert gate(main) == {"ROLE": "main", "MAIN": main_ip}
+        assert gate(backup) == {"ROLE": "replica", "MAIN": main_ip}
+        assert "OK" in run(ns.cmd([cli, "-h", binds[0], "-p", "26379", "SENTINEL", "FAILOVER", "master"])).stdout
+        assert wait_for(lambda: all(master_view(b).get("ip") == lan[backup] for b in binds), 60, 0.2), \
+            logs.read_text()[-3000:]
+        assert gate(main) == {"ROLE": "replica", "MAIN": lan[backup]}
+        assert gate(backup) == {"ROLE": "main", "MAIN": lan[backup]}
+    finally:
+        for p in procs:
+            stop(p)
+        ns.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
 # --------------------------------------------------------------------------- postgresql + repmgr
 
 
@@ -841,10 +926,13 @@ def test_rendered_scripts_parse(rendered: Rendered) -> None:
 
 @pytest.mark.parametrize("rendered", cases(*HA), indirect=True)
 def test_rendered_python_scripts_compile(rendered: Rendered) -> None:
-    """keepalived's health-check script is compiled by the Python that runs it (`py_compile`: parsed,
-    never run)."""
+    """keepalived's health-check script, the PostgreSQL split-brain guard and Redis's start gate are
+    compiled by the Python that runs them (`py_compile`: parsed, never run; the guard runs for real in
+    test_the_pg_guard_accepts_its_rendered_config and tests/integration/test_pg_guard.py, the Redis gate
+    in test_redis_role_gate_*)."""
     findings: dict[str, str] = {}
-    for host, f in files_for(rendered, "python") + files_for(rendered, "python_guard"):
+    for host, f in (files_for(rendered, "python") + files_for(rendered, "python_guard")
+                    + files_for(rendered, "redis_role")):
         path = rendered.on_disk(host, f.path)
         proc = run(["python3", "-m", "py_compile", str(path)])
         if proc.returncode or proc.stderr.strip():

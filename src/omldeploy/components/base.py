@@ -128,14 +128,21 @@ class Component:
         """
         return []
 
-    def start_gates(self, ctx: Ctx) -> list[list[str]]:
-        """Host commands (argv) systemd runs before every start of the unit, boot included
-        (ExecStartPre): a non-zero exit refuses the start, with the command's output in the journal.
-        For conditions that must hold whoever starts the unit (e.g. a fenced HA PostgreSQL node)."""
-        return []
-
     def pre_start(self, ctx: Ctx) -> list[str]:
         """Host shell commands run before the unit is (re)started (idempotent; e.g. create the database)."""
+        return []
+
+    def exec_start_pre(self, ctx: Ctx) -> list[list[str]]:
+        """Commands (argv) systemd runs on the host before every start of the unit, whoever starts it
+        (install, `systemctl start`, Restart=on-failure, boot), unlike `pre_start` which runs only
+        when the apply engine (re)starts it. Each must finish quickly and bound its own waits. A non-zero
+        exit refuses the start, with the command's output in the unit's journal (e.g. a fenced HA
+        PostgreSQL node)."""
+        return []
+
+    def runtime_env_files(self, ctx: Ctx) -> list[str]:
+        """Env files written at runtime (by `exec_start_pre`), passed to the container after `env_file`.
+        Never part of the bundle, so what they hold never makes a re-run see a change."""
         return []
 
     def post_start(self, ctx: Ctx) -> list[str]:

@@ -132,7 +132,8 @@ def _render_component(comp: Component, ctx: Ctx, hb: HostBundle, names: list[str
         after=after,
         wanted_by=comp.wanted_by,
         enabled=comp.enabled(ctx),
-        gates=tuple(" ".join(units.systemd_quote(a) for a in argv) for argv in comp.start_gates(ctx)),
+        exec_start_pre=tuple(tuple(argv) for argv in comp.exec_start_pre(ctx)),
+        runtime_env_files=tuple(comp.runtime_env_files(ctx)),
     )
     style = hb.unit_style
     if style in ("classic", "auto"):

@@ -31,7 +31,8 @@ class UnitSpec:
     after: tuple[str, ...]
     wanted_by: str
     enabled: bool = True
-    gates: tuple[str, ...] = ()  # ExecStartPre command lines, already systemd-quoted
+    exec_start_pre: tuple[tuple[str, ...], ...] = ()  # host commands before each start (argv)
+    runtime_env_files: tuple[str, ...] = ()  # written by those commands, read after env_file
 
 
 def systemd_quote(arg: str) -> str:
@@ -55,7 +56,9 @@ def _quoted(spec: UnitSpec) -> UnitSpec:
         spec.name, spec.description, spec.container, spec.image, spec.env_file,
         tuple(systemd_quote(v) for v in spec.volumes), spec.capabilities,
         tuple(systemd_quote(o) for o in spec.options), tuple(systemd_quote(a) for a in spec.args),
-        spec.after, spec.wanted_by, spec.enabled, spec.gates,
+        spec.after, spec.wanted_by, spec.enabled,
+        tuple(tuple(systemd_quote(a) for a in argv) for argv in spec.exec_start_pre),
+        tuple(systemd_quote(f) for f in spec.runtime_env_files),
     )
 
 

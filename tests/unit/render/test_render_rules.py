@@ -123,7 +123,11 @@ def test_ha_placement_by_role_not_by_name(make_tenant: MakeTenant) -> None:
     assert sentinels == ["app_2", "haproxy_1", "voice_1", "voice_2"]
     bundle = render_tenant(tenant)
     redis_2 = _env(bundle, "app_2", "/etc/default/redis.env")
-    assert redis_2["BIND_IP"] == "172.16.101.106" and redis_2["ROLE"] == "replica"
+    # the role is decided before each start (redis_role.py), the inventory's only as the last resort
+    assert redis_2["BIND_IP"] == "172.16.101.106" and "ROLE" not in redis_2
+    gate = bundle.host("app_2").file("/etc/systemd/system/redis.service").content.decode()
+    assert ("--self 172.16.101.106 --default-main 172.16.101.105" in gate
+            and "--env-file=/run/omnileads/redis-role.env" in gate)
     cron = {u.name: u.enabled for u in bundle.host("app_2").units}
     assert cron["omlcron"] is False
     keepalived = bundle.host("voice_1").file("/etc/omnileads/keepalived.conf")

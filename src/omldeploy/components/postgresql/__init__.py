@@ -115,7 +115,7 @@ class Postgres(Component):
     def host_directories(self, ctx: Ctx) -> list[tuple[str, int]]:
         return [(SOCKET_DIR, 0o755)] if ctx.host.ha_role else []
 
-    def start_gates(self, ctx: Ctx) -> list[list[str]]:
+    def exec_start_pre(self, ctx: Ctx) -> list[list[str]]:
         """HA: a node the guard fenced (it was primary and the other node was promoted, or it was cut
         off) must not start PostgreSQL, whoever asks (install, an operator, boot)."""
         if ctx.tenant.layout.shape.value != "ha" or not ctx.host.ha_role:

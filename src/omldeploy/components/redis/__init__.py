@@ -1,14 +1,34 @@
-"""Redis (data/AIO host; in HA a main/replica pair on the app nodes behind HAProxy + Sentinel)."""
+"""Redis (data/AIO host; in HA a main/replica pair on the app nodes behind HAProxy + Sentinel).
+
+In HA the inventory's role (main/replica) is only where a new cluster starts. After a failover the
+other node is master, and a node restarted with its inventory role would be a second master that
+HAProxy routes writes to until Sentinel demotes it, losing them. So in HA the role is decided before
+every start, by systemd on the host (`redis_role.py`, ExecStartPre): it asks the Sentinels for the
+current master (falling back to the peers' own Redis, then to the inventory) and writes ROLE/MAIN into
+a runtime env file the container reads after the rendered one. The rendered env file carries no role,
+so a re-run sees no change after a failover and restarts nothing.
+"""
 
 from __future__ import annotations
 
-from omldeploy.components.base import Component, Health, Port, Volume
+from importlib import resources
+
+from omldeploy.components.base import Component, ConfigFile, Health, Port, Volume
 from omldeploy.components.context import Ctx
+
+ROLE_SCRIPT = "/etc/omnileads/redis/redis_role.py"
+ROLE_ENV = "/run/omnileads/redis-role.env"
+#: longest wait for a failover of this node the Sentinels are busy with: failover-timeout (6 s) twice
+SETTLE_SECONDS = 12
 
 
 def bind_address(ctx: Ctx) -> str:
     """AIO keeps Redis on localhost; AIT/HA bind the host's own LAN address (never a VIP)."""
     return "localhost" if ctx.tenant.layout.shape.value == "aio" else ctx.lan
+
+
+def _ha(ctx: Ctx) -> bool:
+    return ctx.tenant.layout.shape.value == "ha"
 
 
 class Redis(Component):
@@ -22,16 +42,13 @@ class Redis(Component):
     start_order = 30
 
     def placed(self, ctx: Ctx) -> bool:
-        if ctx.tenant.layout.shape.value == "ha":
+        if _ha(ctx):
             return "app" in ctx.host.roles
         return super().placed(ctx)
 
     def env(self, ctx: Ctx) -> list[tuple[str, str]]:
-        env = [("REDISGEARS_VERSION", "1.0.9"), ("BIND_IP", bind_address(ctx))]
-        if ctx.tenant.layout.shape.value == "ha":
-            main = ctx.tenant.settings.text("redis_ip_main")
-            env += [("ROLE", "main" if ctx.lan == main else "replica"), ("MAIN", main)]
-        return env
+        # HA: ROLE/MAIN come from ROLE_ENV, decided at each start (module docstring)
+        return [("REDISGEARS_VERSION", "1.0.9"), ("BIND_IP", bind_address(ctx))]
 
     def volumes(self, ctx: Ctx) -> list[Volume]:
         return [Volume("oml_redis", "/data")]
@@ -41,6 +58,28 @@ class Redis(Component):
 
     def health(self, ctx: Ctx) -> Health:
         return Health("tcp", host=bind_address(ctx), port=6379)
+
+    def configs(self, ctx: Ctx) -> list[ConfigFile]:
+        if not _ha(ctx):
+            return []
+        script = resources.files("omldeploy.components.redis").joinpath("redis_role.py").read_text()
+        return [ConfigFile(ROLE_SCRIPT, script, 0o755)]
+
+    def exec_start_pre(self, ctx: Ctx) -> list[list[str]]:
+        if not _ha(ctx):
+            return []
+        argv = ["/usr/bin/python3", ROLE_SCRIPT, "--out", ROLE_ENV, "--self", ctx.lan,
+                "--default-main", ctx.tenant.settings.text("redis_ip_main"),
+                "--settle", str(SETTLE_SECONDS)]
+        for h in ctx.hosts_running("redis"):
+            if h.lan_ip != ctx.lan:
+                argv += ["--peer", h.lan_ip]
+        for h in ctx.hosts_running("sentinel"):
+            argv += ["--sentinel", f"{h.lan_ip}:26379"]
+        return [argv]
+
+    def runtime_env_files(self, ctx: Ctx) -> list[str]:
+        return [ROLE_ENV] if _ha(ctx) else []
 
 
 COMPONENT = Redis()

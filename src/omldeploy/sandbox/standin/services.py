@@ -136,17 +136,35 @@ def _enable_ssl(pgdata: Path) -> int:
     return 0
 
 
+def _own_data_by_redis() -> None:
+    """What the official entrypoint does in /data: `find . ! -user redis -exec chown redis {} +`."""
+    uid = pwd.getpwnam("redis").pw_uid
+    for root, dirs, files in os.walk("/data"):
+        for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
+            if os.lstat(name).st_uid != uid:
+                os.lchown(name, uid, -1)
+
+
 def redis(args: list[str]) -> int:
-    """omnileads/redis: redis-server bound to BIND_IP with /data; `redis-sentinel CONF` also works."""
+    """omnileads/redis: redis-server bound to BIND_IP with /data, replica of MAIN when ROLE=replica.
+
+    As the official image's entrypoint: redis-server runs as user redis (after handing /data to it),
+    anything else given as the command (redis-sentinel CONF, redis-cli) runs as is, as root.
+    """
     set_role("redis-entry")
-    if args and args[0] in ("redis-sentinel", "redis-server", "redis-cli"):
+    if args and args[0] in ("redis-sentinel", "redis-cli"):
         _exec(args, announce=False)
+    if args and args[0] == "redis-server":
+        _own_data_by_redis()
+        _exec(args, user="redis", announce=False)
     bind = os.environ.get("BIND_IP") or "0.0.0.0"
     argv = ["redis-server", "--bind", *bind.replace(",", " ").split(), "--port", "6379", "--dir", "/data",
             "--protected-mode", "no", "--daemonize", "no", "--appendonly", "no"]
     if os.environ.get("ROLE") == "replica" and os.environ.get("MAIN"):
         argv += ["--replicaof", os.environ["MAIN"], "6379"]
-    _exec(argv + args)
+        log(f"replica of {os.environ['MAIN']} (ROLE=replica)")
+    _own_data_by_redis()
+    _exec(argv + args, user="redis")
 
 
 NGINX_CONF = """\

@@ -8,7 +8,7 @@ no client program from any other image:
       asks PostgreSQL over its unix socket (/run/postgresql, shared with the PostgreSQL container; local
       connections are `trust`, so no password exists here) for `pg_is_in_recovery()` (oml_pgwire.py);
       with OK_FILE, also fails while that file is missing (the split-brain guard's confirmation)
-Exit 0 = healthy. Every check is bounded by a 2 s timeout.
+Exit 0 = healthy. A tcp check is bounded by 2 s, a pg check by 4 s.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import sys
 
 SOCKET = "/run/postgresql/.s.PGSQL.5432"
 TIMEOUT = 2.0
+PG_TIMEOUT = 4.0  # below keepalived's script timeout for the pg checks (5 s)
 
 
 def tcp(host: str, port: int, banner: str = "") -> bool:
@@ -34,7 +35,7 @@ def in_recovery(user: str, db: str) -> bool | None:
     from oml_pgwire import PgError, query  # type: ignore[import-not-found]  # beside this file (data nodes)
 
     try:
-        rows = query("SELECT pg_is_in_recovery()", unix=SOCKET, user=user, db=db, timeout=TIMEOUT)
+        rows = query("SELECT pg_is_in_recovery()", unix=SOCKET, user=user, db=db, timeout=PG_TIMEOUT)
     except (OSError, PgError):
         return None
     return rows[0][0] == "t" if len(rows) == 1 else None

@@ -48,6 +48,18 @@ def until(what: str, probe: Callable[[], T | None], timeout: float = 60.0, every
         time.sleep(every)
 
 
+def start_unit(sb: Sandbox, host: str, unit: str, timeout: float = 60.0) -> None:
+    """`systemctl start` as an operator types it, then wait (bounded) until the unit is active.
+
+    On the sandbox hosts (nspawn, kernel cgroup v2) a start right after a stop can fail once with
+    `status=219/CGROUP` while systemd still removes the old cgroup ("Failed to kill control group …
+    Input/output error"); Restart=on-failure starts it again 100 ms later. What counts is the unit
+    being active, which is also what the apply engine waits for."""
+    sb.run(host, f"systemctl start {unit}", check=False)
+    until(f"{unit} active on {host}", lambda: sb.run(host, f"systemctl is-active {unit}", check=False
+                                                     ).stdout.strip() == "active", timeout, 0.2)
+
+
 def vips(sb: Sandbox) -> dict[str, str]:
     net = sb.host("h1").ip.rsplit(".", 1)[0]
     return {"rw": f"{net}.201", "ro": f"{net}.202", "voice": f"{net}.203", "web": f"{net}.204"}

@@ -32,7 +32,7 @@ from omldeploy.inventory import Tenant
 from omldeploy.sandbox import Sandbox
 from omldeploy.state import ledger
 
-from .common import ALL, ROLES, cli, holders, until, vips
+from .common import ALL, ROLES, cli, holders, start_unit, until, vips
 from .probes import Probes
 
 ROUNDS = 3
@@ -204,7 +204,7 @@ def one_round(tenant: Tenant, sb: Sandbox, n: int) -> Round:
         # the old master returns: a replica of the new one from its first answer
         started = sb.run(web[0], "date '+%Y-%m-%d %H:%M:%S.%N'").stdout.strip()[:26]
         with RoleWatch(sb, old) as watch:
-            sb.run(old, "systemctl start redis")
+            start_unit(sb, old, "redis")
             until("old master answers again", lambda: watch.first, 60, 0.1)
             until("old master streams from the new one", lambda: healthy(sb, new), 60, 0.5)
         wait_acked(p, len(p.redis.acked) + 20, "writes after the rejoin")
@@ -273,7 +273,7 @@ def test_sentinel_state_survives_a_restart(ha: tuple[Tenant, float, str], ha_san
         for s in group:
             sb.run(s, "systemctl stop sentinel")
         for s in group:
-            sb.run(s, "systemctl start sentinel")
+            start_unit(sb, s, "sentinel")
         for s in group:
             got = first_answer(s)
             assert (got["ip"], got["config-epoch"], got["num-slaves"]) == (

@@ -2,6 +2,9 @@
 
     power_off(sb, "h1")            clean poweroff (the host's systemd stops its units; SIGTERM to nspawn)
     power_off(sb, "h1", hard=True) power cut: every process of the host is SIGKILLed at once
+                                   Either way its address then vanishes from the network (link down): a
+                                   powered-off machine does not even refuse connections, while the
+                                   host's left-over network namespace would.
     power_on(sb, "h1")             boot it again (same root, same disks) and wait until it is ready
     cut(sb, "h1") / heal(sb, "h1") take the host's link off the bridge and back (a partition: the host
                                    keeps running and sees nobody, nobody sees it)
@@ -68,6 +71,7 @@ def power_off(sb: Sandbox, host: str, *, hard: bool = False, timeout: float = 90
         sup.signal(signal.SIGTERM)
     while time.monotonic() - t0 < timeout:
         if not sup.alive() and not _netns_pids(netns):
+            _link(sb, host, "down")
             return time.monotonic() - t0
         time.sleep(0.2)
     raise SandboxError(f"host {host} still running {timeout:.0f} s after power-off")
@@ -79,6 +83,7 @@ def power_on(sb: Sandbox, host: str, *, timeout: float = 180.0) -> float:
     if h.supervisor is not None and h.supervisor.alive():
         return 0.0
     t0 = time.monotonic()
+    _link(sb, host, "up")
     hostmod.mount_root(st, h)
     h.supervisor = hostmod.boot(st, h)
     st.save()

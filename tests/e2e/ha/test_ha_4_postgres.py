@@ -3,8 +3,9 @@
 In order (each leaves a cluster the next one uses):
   1. the primary's postgres process is killed (the host stays up): the RW VIP follows the health check
      and no committed row is lost;
-  2. the primary (sql_1) is powered off: repmgrd promotes sql_2 and the RW VIP moves; when sql_1 comes
-     back, the split-brain guard fences it: PostgreSQL stopped (and refused at start), no VIP, no writes;
+  2. the primary (sql_1) loses power (every process killed at once, its address gone): repmgrd promotes
+     sql_2 and the RW VIP moves; when sql_1 comes back, the split-brain guard fences it: PostgreSQL
+     stopped (and refused at start), no VIP, no writes;
   3. sql_1 is rejoined as a standby of sql_2 by hand (the steps the recovery action of the next issue
      automates), and streams again;
   4. the standby's link is cut: it does not promote itself (failover validation), the primary keeps
@@ -87,7 +88,7 @@ def test_power_off_of_the_primary_promotes_the_standby_and_the_old_primary_retur
     with Probes(tenant, sb, https=True, pg=True) as p:
         time.sleep(1.0)
         t0 = time.monotonic()
-        faults.power_off(sb, primary)
+        faults.power_off(sb, primary, hard=True)  # a power cut: no clean shutdown, no goodbye advert
         until(f"{standby} promoted", lambda: writable(sb, standby), 120, 0.5)
         promoted = time.monotonic() - t0
         until(f"RW VIP on {standby}", lambda: holders(sb, v["rw"], live) == [standby], 60, 0.5)

@@ -7,7 +7,8 @@ In order (each leaves a cluster the next one uses):
      sql_2 and the RW VIP moves; when sql_1 comes back, the split-brain guard fences it: PostgreSQL
      stopped (and refused at start), no VIP, no writes;
   3. sql_1 is rejoined as a standby of sql_2 by hand (the steps the recovery action of the next issue
-     automates), and streams again;
+     automates), and streams again; two more power cuts (roles alternating, each old primary fenced and
+     rejoined) give the median of three;
   4. the standby's link is cut: it does not promote itself (failover validation), the primary keeps
      serving; healed, it streams again;
   5. the primary's link is cut (a partition, not a power-off): it fences itself before the standby is
@@ -18,6 +19,7 @@ In order (each leaves a cluster the next one uses):
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 import textwrap
@@ -76,9 +78,13 @@ def test_killing_the_primarys_postgres_process_keeps_every_committed_row(
     assert acked_present(tenant, sb, p.pg.acked) == 0
 
 
-def test_power_off_of_the_primary_promotes_the_standby_and_the_old_primary_returns_fenced(
-        ha: tuple[Tenant, float, str], ha_sandbox: Sandbox) -> None:
-    tenant, sb = ha[0], ha_sandbox
+#: one row per power-cut round: (promoted, RW VIP moved, recovered through the VIP, failed writes, outage)
+ROUNDS: list[tuple[float, float, float, int, float]] = []
+
+
+def power_cut_round(tenant: Tenant, sb: Sandbox) -> tuple[str, str, Probes]:
+    """Cut the current primary's power with the probe loops running; wait for the promotion, the RW
+    VIP and writes through it; check no row or acknowledged write was lost. Returns (old, new, probes)."""
     v = vips(sb)
     primary = next(h for h in ("h1", "h2") if writable(sb, h))
     standby = "h2" if primary == "h1" else "h1"
@@ -96,9 +102,20 @@ def test_power_off_of_the_primary_promotes_the_standby_and_the_old_primary_retur
         until("writes through the RW VIP again", lambda: back(p.pg), 60, 0.1)
         recovered = time.monotonic() - t0
         time.sleep(1.0)
-    report(f"PostgreSQL primary powered off (promoted {promoted:.1f} s, RW VIP moved {moved:.1f} s)", p, recovered)
+    ROUNDS.append((promoted, moved, recovered, p.pg.failed, p.pg.longest_outage))
+    report(f"power cut {len(ROUNDS)} of the PostgreSQL primary {primary} (promoted {promoted:.1f} s, "
+           f"RW VIP moved {moved:.1f} s)", p, recovered)
     assert int(app_sql(sb, "SELECT count(*) FROM ha_rows")) == before
     assert acked_present(tenant, sb, p.pg.acked) == 0
+    return primary, standby, p
+
+
+def test_power_off_of_the_primary_promotes_the_standby_and_the_old_primary_returns_fenced(
+        ha: tuple[Tenant, float, str], ha_sandbox: Sandbox) -> None:
+    tenant, sb = ha[0], ha_sandbox
+    v = vips(sb)
+    primary, standby, p = power_cut_round(tenant, sb)
+    live = tuple(h for h in (f"h{i}" for i in range(1, 9)) if h != primary)
     assert holders(sb, v["ro"], live) == [standby]  # a lone primary holds the RO VIP too
     assert p.https.failed == 0, p.https.summary()  # the web tier does not depend on the database VIP's host
 
@@ -147,6 +164,25 @@ def test_the_fenced_node_rejoins_as_a_standby(ha: tuple[Tenant, float, str], ha_
           90, 1)
     until("RO VIP on the standby", lambda: holders(sb, vips(sb)["ro"]) == [node], 60, 1)
     assert holders(sb, vips(sb)["rw"]) == [primary]
+
+
+def test_two_more_power_cuts_and_the_median_of_three(ha: tuple[Tenant, float, str],
+                                                     ha_sandbox: Sandbox) -> None:
+    """The same power cut twice more (the roles alternate), each time the returning node fenced and
+    rejoined; the benchmark is the median of the three rounds."""
+    tenant, sb = ha[0], ha_sandbox
+    for _ in range(2):
+        old, new, _p = power_cut_round(tenant, sb)
+        faults.power_on(sb, old)
+        until("old primary fenced", lambda o=old: sb.run(o, f"cat {FENCE}", check=False).stdout, 60, 1)
+        assert holders(sb, vips(sb)["rw"]) == [new]
+        rejoin_as_standby(sb, old, new)
+        until("standby streaming", lambda n=new: psql(sb, n, "SELECT state FROM pg_stat_replication")
+              == "streaming", 90, 1)
+    med = [statistics.median(col) for col in zip(*ROUNDS, strict=True)]
+    print(f"PostgreSQL power cut, median of {len(ROUNDS)}: promoted {med[0]:.1f} s, RW VIP moved {med[1]:.1f} s, "
+          f"writes through the VIP again {med[2]:.1f} s, failed writes {med[3]:.0f}, longest outage {med[4]:.1f} s")
+    assert len(ROUNDS) == 3 and med[2] <= 30.0  # the issue's goal for PostgreSQL
 
 
 NETNS_WRITER = textwrap.dedent("""

@@ -1,4 +1,4 @@
-"""HA runtime rules, checked on the rendered bundle (the e2e test tests/e2e/test_ha.py runs them)."""
+"""HA runtime rules, checked on the rendered bundle (the e2e test tests/e2e/ha/ runs them)."""
 
 from __future__ import annotations
 

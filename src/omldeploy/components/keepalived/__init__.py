@@ -35,6 +35,8 @@ STATE_DIR = "/run/omnileads/keepalived"
 MARK_DIR = "/run/omnileads/ha-transition"
 CHECK = "/etc/omnileads/keepalived/oml_check.py"
 CHECK_IN_CONTAINER = "/etc/keepalived/oml_check.py"
+# run by the seed's asterisk_transition.sh after the module/res_odbc/pjsip reloads, inside the container
+ASTERISK_TRANSITION = "/opt/asterisk/virtualenv/scripts/asterisk_transition.py"
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,27 @@ class VRRPInstance:
     main: bool
     checks: tuple[Check, ...] = ()
     port: int = 0  # a port the VIP serves: keepalived's start waits until the VIP answers there
+
+
+# Priorities: main 100, backup 50. The holder's bonus must lift a backup that holds a role above a
+# returning main (50 + 60 > 100) and keep the main's own total below 254 (keepalived's ceiling).
+HOLDER_WEIGHT = 60
+
+
+def holder(instance: str) -> Check:
+    """Sticky role: +HOLDER_WEIGHT while this node is MASTER of `instance` (its state file says so).
+
+    Why not plain preemption: a main that comes back (reboot, or its service restarted by systemd)
+    would take the VIP back at once, a second outage for every failure, and on the voice VIP it would
+    cut every call set up on the backup since the failover. Why not keepalived's `nopreempt`: it
+    needs `state BACKUP` on both nodes, so after an install or a cold start whichever node's timer
+    ends first wins, not the main. With this bonus the main wins whenever nobody holds the role, and
+    whoever holds it keeps it until its own health check fails (weight 0 checks put it in FAULT,
+    whatever its priority) or its keepalived stops. Moving a role back to the main is a planned act
+    (restart keepalived on the holder), not a side effect of a reboot.
+    """
+    return Check(f"chk_{instance.lower()}_holder", f"state {STATE_DIR}/{instance}.state MASTER",
+                 weight=HOLDER_WEIGHT)
 
 
 def vrid_base(ctx: Ctx) -> int:
@@ -100,13 +123,14 @@ class Keepalived(Component):
         roles = ctx.host.roles
         if "voice" in roles:
             ami = Check("chk_asterisk", "tcp 127.0.0.1 5038 Asterisk")
-            out.append(VRRPInstance("VOICE", base, s.text("voice_host"), main, (ami,), port=5038))
+            out.append(VRRPInstance("VOICE", base, s.text("voice_host"), main, (ami, holder("VOICE")), port=5038))
         if "haproxy" in roles:
             port = int(ctx.host.vars.get("app_port", 443))
             hap = Check("chk_haproxy", f"tcp 127.0.0.1 {port}")
-            out.append(VRRPInstance("HAPROXY", base + 1, s.text("application_host"), main, (hap,), port=port))
+            out.append(VRRPInstance("HAPROXY", base + 1, s.text("application_host"), main, (hap, holder("HAPROXY")),
+                                    port=port))
         if "app" in roles:
-            out.append(VRRPInstance("CRON", base + 2, None, main))
+            out.append(VRRPInstance("CRON", base + 2, None, main, (holder("CRON"),)))
         if "data" in roles:
             pg = f"{s.text('postgres_user')} {s.text('postgres_maintenance_db')}"
             primary = Check("chk_pg_primary", f"pg primary {pg}")
@@ -130,7 +154,8 @@ class Keepalived(Component):
         return [ConfigFile("/etc/omnileads/keepalived.conf", content, 0o600, secret=True),
                 ConfigFile(CHECK, check, 0o755),
                 ConfigFile("/usr/local/bin/oml_ha_transition",
-                           self.template("oml_ha_transition.sh.j2", ctx, state_dir=STATE_DIR, mark_dir=MARK_DIR),
+                           self.template("oml_ha_transition.sh.j2", ctx, state_dir=STATE_DIR, mark_dir=MARK_DIR,
+                                         asterisk_transition=ASTERISK_TRANSITION),
                            0o755)]
 
     def peers(self, ctx: Ctx) -> list[str]:

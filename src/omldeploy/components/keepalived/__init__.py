@@ -16,6 +16,12 @@ keepalived itself (`oml_check.py`, Python standard library only, mounted into th
 Process tracking is not used: it needs the host's PID namespace and fails where proc events are
 unavailable (`Failed to set/clear process event listen - errno 111`, seen in containers).
 
+Voice, HAProxy and cron roles are sticky (see `holder`): the main wins when nobody holds a role, and
+whoever holds it keeps it until its own check fails or its keepalived stops, so a node that comes
+back never causes a second outage (nor drops the calls set up on the peer since the failover).
+CRON has no VIP and no health check of its own: it follows the node (host, keepalived) and the
+transition starts or stops omlcron; omlcron is never started at boot in HA.
+
 Only keepalived's `notify` writes into STATE_DIR, the folder the transition path unit watches; the
 transition script keeps its own markers in MARK_DIR, so nothing re-triggers the path unit in a loop.
 """

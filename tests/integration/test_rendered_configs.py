@@ -370,6 +370,126 @@ def test_keepalived_notify_records_the_state(rendered: Rendered) -> None:
     assert not findings, report(findings)
 
 
+def vrrp_scripts(text: str) -> dict[str, str]:
+    """vrrp_script name -> its `script "..."` command."""
+    out, name = {}, ""
+    for ln in text.splitlines():
+        if m := re.match(r"\s*vrrp_script\s+(\S+)", ln):
+            name = m.group(1)
+        elif (m := re.match(r'\s*script\s+"(.+)"\s*$', ln)) and name:
+            out[name] = m.group(1)
+    return out
+
+
+@pytest.mark.parametrize("rendered", cases(*HA), indirect=True)
+def test_keepalived_health_checks_run(rendered: Rendered) -> None:
+    """Every vrrp_script command is run as keepalived runs it (its words, no shell), in a private
+    mount+net namespace with a tmpfs on /run: nothing listens and no PostgreSQL socket exists, so every
+    check must say "unhealthy" (exit 1), never "usage" (2) or a traceback, which keepalived would take
+    for a failure forever. The holder checks (sticky roles) must then pass once the instance's state
+    file says MASTER, and fail on BACKUP."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root for a private mount namespace (CI runs as root)")
+    findings: dict[str, str] = {}
+    for host, f in files_for(rendered, "keepalived"):
+        text = rendered.container_text(host, "keepalived", f.path)
+        for name, command in vrrp_scripts(text).items():
+            argv = shlex.split(command)
+            holder = argv[2:3] == ["state"]
+            runs = [("", 1)] if not holder else [("", 1), ("BACKUP", 1), ("MASTER", 0)]
+            for written, want in runs:
+                prep = (f"mkdir -p {STATE_DIR} && printf '%s\\n' {written} > {shlex.quote(argv[3])} && "
+                        if written else f"mkdir -p {STATE_DIR} && ")
+                script = f"mount -t tmpfs oml /run && {prep}\"$@\""
+                proc = run(["unshare", "--mount", "--net", "sh", "-c", script, "check", *argv])
+                if proc.returncode != want or proc.stderr.strip():
+                    findings[f"{host} {name} ({written or 'nothing'})"] = (
+                        f"{command}: exit {proc.returncode}, wanted {want}; {proc.stderr.strip()}")
+    assert not findings, report(findings)
+
+
+TRANSITION = "/usr/local/bin/oml_ha_transition"
+# stand-ins for the host programs the transition calls; each call is appended to $CALLS
+STUBS = {
+    "systemctl": 'echo "systemctl $*" >> "$CALLS"\ncase "$1" in is-active) [ -e "$STUB/active" ];; '
+                 'start) touch "$STUB/active";; stop) rm -f "$STUB/active";; esac\n',
+    "podman": 'echo "podman $*" >> "$CALLS"\n[ -e "$STUB/podman-fails" ] && { echo "Error: no container"; exit 125; }\n'
+              'case "$*" in *"test -f"*) exit 1;; esac\necho "Asterisk 18 says: $*"\n',
+    # `logger -t TAG MESSAGE`, or `logger -t TAG` reading lines from a pipe
+    "logger": 'if [ $# -gt 2 ]; then echo "$*"; else cat; fi >> "$STUB/journal"\n',
+}
+
+
+def transition_run(script: Path, states: dict[str, str], stub: Path, *setup: str) -> tuple[int, list[str]]:
+    """Run the rendered transition once, in a private mount+net namespace whose /run is a tmpfs, with
+    `states` written by "keepalived" first; (exit code, commands it called). The state folder's
+    listing (names, sizes, times) must be the same after the run: the transition writes nothing there."""
+    write = " && ".join(f"printf '%s\\n' {st} > {STATE_DIR}/{name}.state" for name, st in states.items())
+    script_sh = (f"mount -t tmpfs oml /run && mkdir -p {STATE_DIR} && {write or 'true'} && "
+                 + "".join(f"{cmd} && " for cmd in setup)
+                 + f"before=$(ls -l --full-time {STATE_DIR}) && sh {shlex.quote(str(script))}; rc=$?; "
+                 f"[ \"$(ls -l --full-time {STATE_DIR})\" = \"$before\" ] || "
+                 f"{{ echo 'WROTE INTO {STATE_DIR}'; exit 99; }}; exit $rc")
+    calls = stub / "calls"
+    calls.write_text("")
+    env = {**os.environ, "PATH": f"{stub / 'bin'}:{os.environ['PATH']}", "STUB": str(stub), "CALLS": str(calls)}
+    proc = run(["unshare", "--mount", "--net", "sh", "-c", script_sh], env=env, stdin=subprocess.DEVNULL)
+    assert proc.returncode != 99, proc.stdout
+    return proc.returncode, calls.read_text().splitlines()
+
+
+@pytest.mark.parametrize("rendered", cases("ha"), indirect=True)
+def test_ha_transition_acts_once_per_state_and_reports_failures(rendered: Rendered, tmp_path: Path) -> None:
+    """The rendered transition script, run for real with stand-ins for systemctl/podman/logger:
+    the cron leader starts omlcron and a follower stops it; the voice node that becomes MASTER runs the
+    seed's Asterisk transition (module reload, res_odbc, pjsip reload, then the image's script when it
+    has one) once per MASTER period, and again after a later BACKUP -> MASTER; a failing step makes the
+    unit fail with the command's own output in the journal and is retried on the next run; nothing is
+    ever written into the watched state folder (the path unit would loop into the start limit)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root for a private mount namespace (CI runs as root)")
+    (tmp_path / "bin").mkdir()
+    for name, body in STUBS.items():
+        (tmp_path / "bin" / name).write_text("#!/bin/sh\n" + body)
+        (tmp_path / "bin" / name).chmod(0o755)
+    app = rendered.on_disk("app_2", TRANSITION)
+    rc, calls = transition_run(app, {"CRON": "MASTER"}, tmp_path)
+    assert rc == 0 and "systemctl start omlcron" in calls, calls
+    rc, calls = transition_run(app, {"CRON": "MASTER"}, tmp_path)
+    assert rc == 0 and not [c for c in calls if "start" in c.split()[1:2]], calls  # already running
+    for st in ("BACKUP", "FAULT", "STOP"):
+        (tmp_path / "active").touch()
+        rc, calls = transition_run(app, {"CRON": st}, tmp_path)
+        assert rc == 0 and "systemctl stop omlcron" in calls, (st, calls)
+
+    voice = rendered.on_disk("voice_2", TRANSITION)
+    reloads = ["module reload", "module reload res_odbc.so", "pjsip reload"]
+
+    def asterisk(calls: list[str]) -> list[str]:
+        return [c.split(" -rx ", 1)[1] for c in calls if " asterisk -rx " in c]
+
+    # a MASTER period: the marker lives in /run (tmpfs per run), so keep it across runs in a file here
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    keep = f"mkdir -p /run/omnileads && ln -s {marks} /run/omnileads/ha-transition"
+    # one run per namespace: the state file's write time differs between runs, as after a BACKUP->MASTER
+    rc, calls = transition_run(voice, {"VOICE": "MASTER"}, tmp_path, keep)
+    assert rc == 0 and asterisk(calls) == reloads, calls
+    assert any("test -f /opt/asterisk/virtualenv/scripts/asterisk_transition.py" in c for c in calls), calls
+    assert "skipped" in (tmp_path / "journal").read_text()
+    rc, calls = transition_run(voice, {"VOICE": "BACKUP"}, tmp_path, keep)
+    assert rc == 0 and asterisk(calls) == [] and not list(marks.iterdir()), calls
+    (tmp_path / "podman-fails").touch()
+    (tmp_path / "journal").write_text("")
+    rc, calls = transition_run(voice, {"VOICE": "MASTER"}, tmp_path, keep)
+    journal = (tmp_path / "journal").read_text()
+    assert rc == 1 and "Error: no container" in journal and "FAILED (125)" in journal, journal
+    assert not list(marks.iterdir())  # not done: the next run tries again
+    (tmp_path / "podman-fails").unlink()
+    rc, calls = transition_run(voice, {"VOICE": "MASTER"}, tmp_path, keep)
+    assert rc == 0 and asterisk(calls) == reloads and len(list(marks.iterdir())) == 1, calls
+
+
 # --------------------------------------------------------------------------- haproxy
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import socket
 import sys
 import threading
@@ -123,3 +124,23 @@ def test_the_tcp_check_wants_the_banner() -> None:
     srv.close()
     assert mod.main(["tcp", "127.0.0.1", str(port)]) == 1  # nothing listens any more
     assert mod.main(["pg", "primary", "u", "db"]) == 1  # no PostgreSQL socket here: not healthy
+
+
+def test_roles_are_sticky_and_the_holder_check_ignores_a_stale_state(make_tenant: MakeTenant, tmp_path: Path) -> None:
+    """VOICE, HAPROXY and CRON give +60 to the node that is MASTER (50 + 60 > 100: a returning main
+    does not take the role back); the bonus counts only a state written by this run of keepalived."""
+    bundle = render_tenant(make_tenant("ha"))
+    for host, instance in (("voice_2", "VOICE"), ("haproxy_2", "HAPROXY"), ("app_2", "CRON")):
+        conf = text(bundle, host, "/etc/omnileads/keepalived.conf")
+        check = f"chk_{instance.lower()}_holder"
+        assert f"state /run/omnileads/keepalived/{instance}.state MASTER" in conf.split(f"vrrp_script {check}")[1]
+        assert check in conf.split(f"_{instance} {{")[1] and "priority 50" in conf
+    assert "_holder" not in text(bundle, "sql_1", "/etc/omnileads/keepalived.conf")
+    mod = _check_module()
+    state = tmp_path / "VOICE.state"
+    state.write_text("MASTER\n")
+    assert mod.main(["state", str(state), "MASTER"]) == 0
+    assert mod.main(["state", str(state), "BACKUP"]) == 1
+    assert mod.main(["state", str(tmp_path / "none.state"), "MASTER"]) == 1
+    os.utime(state, (mod.started_at() - 60, mod.started_at() - 60))  # left by an earlier keepalived run
+    assert mod.main(["state", str(state), "MASTER"]) == 1

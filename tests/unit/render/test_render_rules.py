@@ -130,6 +130,8 @@ def test_ha_placement_by_role_not_by_name(make_tenant: MakeTenant) -> None:
             and "--env-file=/run/omnileads/redis-role.env" in gate)
     cron = {u.name: u.enabled for u in bundle.host("app_2").units}
     assert cron["omlcron"] is False
+    # keepalived's CRON instance starts omlcron where it is MASTER; no app node starts it at boot
+    assert [u.enabled for h in ("app_1", "app_2") for u in bundle.host(h).units if u.name == "omlcron"] == [False] * 2
     keepalived = bundle.host("voice_1").file("/etc/omnileads/keepalived.conf")
     assert keepalived.mode == 0o600 and b"auth_pass 1111" not in keepalived.content
 

@@ -16,6 +16,12 @@ keepalived itself (`oml_check.py`, Python standard library only, mounted into th
 Process tracking is not used: it needs the host's PID namespace and fails where proc events are
 unavailable (`Failed to set/clear process event listen - errno 111`, seen in containers).
 
+Voice, HAProxy and cron roles are sticky (see `holder`): the main wins when nobody holds a role, and
+whoever holds it keeps it until its own check fails or its keepalived stops, so a node that comes
+back never causes a second outage (nor drops the calls set up on the peer since the failover).
+CRON has no VIP and no health check of its own: it follows the node (host, keepalived) and the
+transition starts or stops omlcron; omlcron is never started at boot in HA.
+
 Only keepalived's `notify` writes into STATE_DIR, the folder the transition path unit watches; the
 transition script keeps its own markers in MARK_DIR, so nothing re-triggers the path unit in a loop.
 """
@@ -38,6 +44,8 @@ CHECK_IN_CONTAINER = "/etc/keepalived/oml_check.py"
 #: the PostgreSQL wire client the `pg` checks import (beside the check script in the container)
 PGWIRE = "/etc/omnileads/keepalived/oml_pgwire.py"
 PGWIRE_IN_CONTAINER = "/etc/keepalived/oml_pgwire.py"
+# run by the seed's asterisk_transition.sh after the module/res_odbc/pjsip reloads, inside the container
+ASTERISK_TRANSITION = "/opt/asterisk/virtualenv/scripts/asterisk_transition.py"
 
 
 @dataclass(frozen=True)
@@ -49,8 +57,15 @@ class Check:
     args: str
     weight: int = 0
     interval: int = 1
-    timeout: int = 3
     fall: int = 2
+    timeout: int = 3
+
+
+# Voice and HAProxy checks: a check that keepalived kills at its timeout counts as a failure, and on a
+# starved host (the sandbox's install, 24 hosts on 2 cores) the interpreter alone took over 3 s: the
+# main went FAULT, the backup took the (sticky) VIP and kept it. Three failures with 5 s each still
+# detect a dead service in ~3 s (a refused connect fails at once), within the 5 s goal.
+TOLERANT = {"fall": 3, "timeout": 5}
 
 
 @dataclass(frozen=True)
@@ -61,6 +76,27 @@ class VRRPInstance:
     main: bool
     checks: tuple[Check, ...] = ()
     port: int = 0  # a port the VIP serves: keepalived's start waits until the VIP answers there
+
+
+# Priorities: main 100, backup 50. The holder's bonus must lift a backup that holds a role above a
+# returning main (50 + 60 > 100) and keep the main's own total below 254 (keepalived's ceiling).
+HOLDER_WEIGHT = 60
+
+
+def holder(instance: str) -> Check:
+    """Sticky role: +HOLDER_WEIGHT while this node is MASTER of `instance` (its state file says so).
+
+    Why not plain preemption: a main that comes back (reboot, or its service restarted by systemd)
+    would take the VIP back at once, a second outage for every failure, and on the voice VIP it would
+    cut every call set up on the backup since the failover. Why not keepalived's `nopreempt`: it
+    needs `state BACKUP` on both nodes, so after an install or a cold start whichever node's timer
+    ends first wins, not the main. With this bonus the main wins whenever nobody holds the role, and
+    whoever holds it keeps it until its own health check fails (weight 0 checks put it in FAULT,
+    whatever its priority) or its keepalived stops. Moving a role back to the main is a planned act
+    (restart keepalived on the holder), not a side effect of a reboot.
+    """
+    return Check(f"chk_{instance.lower()}_holder", f"state {STATE_DIR}/{instance}.state MASTER",
+                 weight=HOLDER_WEIGHT, **TOLERANT)  # a bonus lost to a slow run would hand the role over
 
 
 def vrid_base(ctx: Ctx) -> int:
@@ -105,20 +141,21 @@ class Keepalived(Component):
         out: list[VRRPInstance] = []
         roles = ctx.host.roles
         if "voice" in roles:
-            ami = Check("chk_asterisk", "tcp 127.0.0.1 5038 Asterisk")
-            out.append(VRRPInstance("VOICE", base, s.text("voice_host"), main, (ami,), port=5038))
+            ami = Check("chk_asterisk", "tcp 127.0.0.1 5038 Asterisk", **TOLERANT)
+            out.append(VRRPInstance("VOICE", base, s.text("voice_host"), main, (ami, holder("VOICE")), port=5038))
         if "haproxy" in roles:
             port = int(ctx.host.vars.get("app_port", 443))
-            hap = Check("chk_haproxy", f"tcp 127.0.0.1 {port}")
-            out.append(VRRPInstance("HAPROXY", base + 1, s.text("application_host"), main, (hap,), port=port))
+            hap = Check("chk_haproxy", f"tcp 127.0.0.1 {port}", **TOLERANT)
+            out.append(VRRPInstance("HAPROXY", base + 1, s.text("application_host"), main, (hap, holder("HAPROXY")),
+                                    port=port))
         if "app" in roles:
-            out.append(VRRPInstance("CRON", base + 2, None, main))
+            out.append(VRRPInstance("CRON", base + 2, None, main, (holder("CRON"),)))
         if "data" in roles:
             pg = f"{s.text('postgres_user')} {s.text('postgres_maintenance_db')}"
-            # Patient checks (3 failures, 5 s each): a loaded host that answers slowly must not drop the
-            # database VIPs. It costs no failover time: nobody else may take the RW VIP before repmgrd
-            # promoted the standby (~6 s), and the standby's checks pass at once (rise 1).
-            slow = {"timeout": 5, "fall": 3}
+            # tolerant too: a loaded host that answers slowly must not drop the database VIPs. It costs no
+            # failover time: nobody else may take the RW VIP before repmgrd promoted the standby, and the
+            # standby's checks pass at once (rise 1).
+            slow = TOLERANT
             # primary AND the split-brain guard's confirmation that the peer is not a newer primary
             primary = Check("chk_pg_primary", f"pg primary {pg} {GUARD_OK}", **slow)
             up = Check("chk_pg_up", f"pg up {pg}", **slow)
@@ -141,7 +178,8 @@ class Keepalived(Component):
         files = [ConfigFile("/etc/omnileads/keepalived.conf", content, 0o600, secret=True),
                  ConfigFile(CHECK, check, 0o755),
                  ConfigFile("/usr/local/bin/oml_ha_transition",
-                            self.template("oml_ha_transition.sh.j2", ctx, state_dir=STATE_DIR, mark_dir=MARK_DIR),
+                            self.template("oml_ha_transition.sh.j2", ctx, state_dir=STATE_DIR, mark_dir=MARK_DIR,
+                                          asterisk_transition=ASTERISK_TRANSITION),
                             0o755)]
         if "data" in ctx.host.roles:
             wire = resources.files("omldeploy.components.postgresql").joinpath("oml_pgwire.py").read_text()

@@ -1,5 +1,6 @@
-"""The app's periodic jobs (omlapp image). In HA it runs on one app node at a time: enabled on the
-main node, and moved by keepalived's cron instance (see components/keepalived)."""
+"""The app's periodic jobs (omlapp image). In HA it runs on one app node at a time, and keepalived's
+CRON instance alone decides which: its transition script starts omlcron on the node that becomes
+MASTER and stops it elsewhere (see components/keepalived), on install as after a failure."""
 
 from __future__ import annotations
 
@@ -23,7 +24,10 @@ class Cron(Component):
         return common.omlapp(ctx, "cron")
 
     def enabled(self, ctx: Ctx) -> bool:
-        return ctx.host.ha_role in (None, "main")
+        """Started at boot only outside HA. An HA node that boots must not run a second cron while
+        the other node leads (after a failover, the main is the follower): it waits for its CRON
+        state, which keepalived writes within seconds of starting."""
+        return ctx.host.ha_role is None
 
     def health(self, ctx: Ctx) -> Health:
         return Health("active")

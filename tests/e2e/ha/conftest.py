@@ -34,8 +34,16 @@ def ha_sandbox() -> Iterator[Sandbox]:
         yield sb
 
 
+KEEP = os.environ.get("OMLDEPLOY_E2E_KEEP") == "1"
+
+
 @pytest.fixture(scope="package")
-def instances(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def instances(ha_sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """With OMLDEPLOY_E2E_KEEP=1 the tenant lives beside the kept sandbox and is reused by the next
+    session: a new tenant would bring new secrets, and re-installing those on a running cluster is not
+    what a developer iterating on one module wants (repmgr keeps the old password)."""
+    if KEEP:
+        return ha_sandbox.state_dir / "e2e-instances"
     return tmp_path_factory.mktemp("e2e-ha") / "instances"
 
 
@@ -59,6 +67,12 @@ def ha(ha_sandbox: Sandbox, instances: Path) -> Iterator[tuple[Tenant, float, st
     nic = sb.run("h1", "ip -o -4 addr show | awk '$4 ~ /^10\\./ {print $2}'").stdout.split()[0]
     _operator_bucket(sb, "omnileads-ha")
     hosts = [sb.host(f"h{i}") for i in range(1, 9)]
+    if KEEP and (instances / "ha" / "inventory.yml").exists():
+        tenant = load_tenant(instances / "ha", "ha")
+        proc = cli(instances, "install", "--tenant", "ha")
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
+        yield tenant, 0.0, proc.stdout + proc.stderr
+        return
     tenant = write_tenant(instances, "ha", "ha", sb, hosts, extra={
         "postgres_host": v["rw"], "postgres_ro_host": v["ro"], "voice_host": v["voice"],
         "application_host": v["web"], "redis_host": v["web"], "redis_ip_main": sb.host("h5").ip,

@@ -28,7 +28,7 @@ import time
 from omldeploy.inventory import Tenant
 from omldeploy.sandbox import Sandbox, faults
 
-from .common import app_sql, holders, psql, until, vips
+from .common import app_sql, holders, psql, start_unit, until, vips
 from .probes import PG_TABLE, Probes, Series
 
 FENCE = "/var/lib/omnileads/postgresql-ha/fenced"
@@ -150,9 +150,16 @@ def rejoin_as_standby(sb: Sandbox, node: str, primary: str) -> None:
     sb.run(node, f"podman run --rm --network=host --user postgres -e PGPASSFILE=/var/lib/postgresql/data/.pgpass "
                  f"{vol} {conf} {image} repmgr -h {sb.host(primary).ip} -U repmgr -d repmgr "
                  "-f /etc/repmgr.conf standby clone --fast-checkpoint", timeout=300)
-    sb.run(node, f"rm -f {FENCE} && systemctl reset-failed postgresql && systemctl start postgresql")
-    sb.run(node, "podman exec --user postgres oml-postgresql-server repmgr -f /etc/repmgr.conf standby register -F")
-    sb.run(node, "systemctl start repmgr")
+    sb.run(node, f"rm -f {FENCE} && systemctl reset-failed postgresql")
+    start_unit(sb, node, "postgresql")
+    # the unit is active once the container runs; a standby accepts connections once it is consistent
+    until("standby accepts connections", lambda: sb.run(
+        node, "podman exec oml-postgresql-server pg_isready -q -h /var/run/postgresql", check=False).returncode == 0,
+        120, 0.5)
+    until("standby registered", lambda: sb.run(
+        node, "podman exec --user postgres oml-postgresql-server repmgr -f /etc/repmgr.conf standby register -F",
+        check=False).returncode == 0, 60, 1)
+    start_unit(sb, node, "repmgr")
 
 
 def test_the_fenced_node_rejoins_as_a_standby(ha: tuple[Tenant, float, str], ha_sandbox: Sandbox) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 from . import hosts as hostmod
 from .api import Sandbox
 from .errors import SandboxError
+from .lifecycle import namespace_pids
 from .procs import run
 from .state import HostState, SandboxState
 
@@ -41,17 +42,7 @@ def _netns_pids(netns: str) -> list[int]:
         ref = os.stat(Path("/run/netns") / netns)
     except OSError:
         return []
-    pids: list[int] = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            st = os.stat(entry / "ns" / "net")
-        except OSError:
-            continue
-        if (st.st_dev, st.st_ino) == (ref.st_dev, ref.st_ino):
-            pids.append(int(entry.name))
-    return pids
+    return namespace_pids({(ref.st_dev, ref.st_ino)})
 
 
 def power_off(sb: Sandbox, host: str, *, hard: bool = False, timeout: float = 90.0) -> float:

@@ -180,7 +180,7 @@ def down(name: str) -> bool:
     return True
 
 
-def _namespace_pids(inodes: set[tuple[int, int]]) -> list[int]:
+def namespace_pids(inodes: set[tuple[int, int]]) -> list[int]:
     """Processes whose network namespace is one of `inodes` (device, inode pairs)."""
     pids: list[int] = []
     for entry in Path("/proc").iterdir():
@@ -212,14 +212,14 @@ def _kill_namespace_stragglers(name: str, *, wait: float = 10.0) -> int:
         inodes.add((st.st_dev, st.st_ino))
     if not inodes:
         return 0
-    victims = _namespace_pids(inodes)
+    victims = namespace_pids(inodes)
     for pid in victims:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + wait
-    while time.monotonic() < deadline and _namespace_pids(inodes):
+    while time.monotonic() < deadline and namespace_pids(inodes):
         time.sleep(0.1)
-    left = _namespace_pids(inodes)
+    left = namespace_pids(inodes)
     if left:
         raise SandboxError(f"processes {left[:10]} inside sandbox {name} survived SIGKILL; "
                            f"state kept in {paths.state_dir(name)}")

@@ -155,11 +155,10 @@ class Keepalived(Component):
             # tolerant too: a loaded host that answers slowly must not drop the database VIPs. It costs no
             # failover time: nobody else may take the RW VIP before repmgrd promoted the standby, and the
             # standby's checks pass at once (rise 1).
-            slow = TOLERANT
             # primary AND the split-brain guard's confirmation that the peer is not a newer primary
-            primary = Check("chk_pg_primary", f"pg primary {pg} {GUARD_OK}", **slow)
-            up = Check("chk_pg_up", f"pg up {pg}", **slow)
-            standby = Check("chk_pg_standby", f"pg standby {pg}", weight=60, **slow)
+            primary = Check("chk_pg_primary", f"pg primary {pg} {GUARD_OK}", **TOLERANT)
+            up = Check("chk_pg_up", f"pg up {pg}", **TOLERANT)
+            standby = Check("chk_pg_standby", f"pg standby {pg}", weight=60, **TOLERANT)
             out.append(VRRPInstance("PG_RW", base + 3, s.text("postgres_host"), main, (primary,), port=5432))
             out.append(VRRPInstance("PG_RO", base + 4, s.text("postgres_ro_host"), not main, (up, standby),
                                     port=5432))
@@ -226,7 +225,6 @@ class Keepalived(Component):
             HostUnit("oml-ha-transition.path", self.template("oml-ha-transition.path.j2", ctx, state_dir=STATE_DIR)),
             HostUnit("oml-ha-transition.service", self.template("oml-ha-transition.service.j2", ctx)),
         ]
-
 
 
 COMPONENT = Keepalived()

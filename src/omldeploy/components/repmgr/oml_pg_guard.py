@@ -92,7 +92,6 @@ class Guard:
         self.last_local: str | None = None
         self.down_rounds = 0
         self.said = ""
-        self.pool = ThreadPoolExecutor(max_workers=2)  # the peer query and the witness sweep, side by side
         self.sweep = ThreadPoolExecutor(max_workers=max(1, len(cfg["witnesses"])))
 
     # --- facts
@@ -169,10 +168,7 @@ class Guard:
         if was == "standby":
             self.note("promoted", "this node was just promoted: it may serve")
             self.allow(True)
-        # both at once: when the link is cut each takes its full timeout, and the isolation verdict
-        # must come well before the other side's repmgrd may promote
-        peer_f, anyone_f = self.pool.submit(self.peer), self.pool.submit(self.anyone)
-        peer = peer_f.result()
+        peer = self.peer()
         out["peer"] = peer
         if peer is not None:
             self.isolated_since = None
@@ -188,7 +184,10 @@ class Guard:
                           f"itself; this node (timeline {local[1]}) keeps serving")
             self.allow(True)
             return out
-        if anyone_f.result():
+        # only when the peer is silent: sweeping the other hosts every second would knock on their SSH
+        # port (a log line there each time) for nothing. The sweep is parallel and bounded (TIMEOUT), so
+        # the isolation verdict still comes seconds before the other side's repmgrd may promote (~12 s).
+        if self.anyone():
             self.isolated_since = None
             self.note("alone", f"{self.cfg['peer_name']} does not answer, other tenant hosts do: serving alone")
             self.allow(True)  # the peer is the one that is gone

@@ -60,7 +60,9 @@ def compute_facts(t: Tenant) -> Facts:
         pg_host = s.text("postgres_host")
     else:
         pg_host = "localhost" if local else data
-    if shape is Shape.HA:
+    if t.layout.two_node:
+        redis_host = "localhost"  # each node runs its own Redis (as HEAD); the transition resyncs it
+    elif shape is Shape.HA:
         redis_host = s.opt("redis_host") or app
     else:
         redis_host = "localhost" if local else data
@@ -122,6 +124,6 @@ def place(t: Tenant, secrets: Mapping[str, str] | None = None) -> Placement:
     for host in t.hosts:
         ctx = Ctx(t, host, facts, placement)
         placement.by_host[host.name] = sorted(
-            (c for c in comps if c.placed(ctx)), key=lambda c: (c.start_order, c.name)
+            (c for c in comps if c.placed(ctx)), key=lambda c: (c.order(ctx), c.name)
         )
     return placement

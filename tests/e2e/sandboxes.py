@@ -20,3 +20,16 @@ def own_sandbox(name: str, oses: tuple[str, ...]) -> Iterator[Sandbox]:
     finally:
         if os.environ.get("OMLDEPLOY_E2E_KEEP") != "1":
             down(name)
+
+
+def operator_bucket(sb: Sandbox, name: str) -> None:
+    """The external bucket an operator creates before an HA install (HA deploys no MinIO)."""
+    import boto3
+    from botocore.config import Config
+
+    s3 = boto3.client("s3", endpoint_url=sb.s3.endpoint, aws_access_key_id=sb.s3.access_key,
+                      aws_secret_access_key=sb.s3.secret_key, region_name="us-east-1",
+                      config=Config(signature_version="s3v4", s3={"addressing_style": "path"},
+                                    retries={"mode": "standard", "max_attempts": 6}))
+    if name not in [b["Name"] for b in s3.list_buckets().get("Buckets", [])]:
+        s3.create_bucket(Bucket=name)

@@ -158,10 +158,11 @@ def node(tmp_path: Path, cluster: tuple[Server, Server, ModuleType, Path]) -> An
     held = socket.create_connection(silent.getsockname(), 2)
     fenced_log = tmp_path / "fence-steps"
 
-    def make(local: Server, peer_port: int, *, ha_role: str = "main", witnesses: bool = True) -> Path:
+    def make(local: Server, peer_port: int, *, ha_role: str = "main", witnesses: bool | None = True) -> Path:
+        """witnesses: True one that answers, False one that is silent, None none configured (two nodes)."""
         cfg = {
             "node": "sql_x", "ha_role": ha_role, "peer": "127.0.0.1", "peer_port": peer_port, "peer_name": "sql_y",
-            "witnesses": [["127.0.0.1", witness.getsockname()[1]]] if witnesses else
+            "witnesses": [] if witnesses is None else [["127.0.0.1", witness.getsockname()[1]]] if witnesses else
                          [["127.0.0.1", silent.getsockname()[1]]],
             "socket": local.socket_file, "user": "omltest", "db": "postgres", "pgpass": str(pgpass),
             "fence_file": str(tmp_path / "state/fenced"), "ok_file": str(tmp_path / "run/ok"),
@@ -225,6 +226,27 @@ def test_the_guard_loop_fences_an_isolated_primary_within_seconds(
     assert not (node.tmp / "run/ok").exists()
     gate = guard(deployed, "gate", cfg)
     assert gate.returncode == 1 and "isolated" in gate.stderr and "Rejoin it as a standby" in gate.stderr
+
+
+def test_without_witnesses_a_primary_whose_peer_is_gone_keeps_serving(
+        cluster: tuple[Server, Server, ModuleType, Path], node: Any) -> None:
+    """Two-node HA with no `ha_witness`: isolation cannot be told from a dead peer, and a primary that
+    fenced itself whenever its only peer died would turn every backup-node failure into an outage."""
+    a, _b, _wire, deployed = cluster
+    cfg = node(a, free_port(), witnesses=None)
+    proc = subprocess.Popen([sys.executable, str(deployed / "oml_pg_guard.py"), "run", str(cfg)],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        _wait("confirmed", lambda: (node.tmp / "run/ok").exists(), 15)
+        end = time.monotonic() + 5.0  # over twice the isolation limit: a fence would have happened by now
+        while time.monotonic() < end:
+            assert (node.tmp / "run/ok").exists() and not (node.tmp / "state/fenced").exists()
+            time.sleep(0.2)
+    finally:
+        proc.terminate()
+        _out, err = proc.communicate(timeout=10)
+    assert "no witness is configured: serving alone" in err
+    assert guard(deployed, "gate", cfg).returncode == 0
 
 
 def test_after_a_promotion_the_old_primary_fences_itself_and_the_new_one_serves(

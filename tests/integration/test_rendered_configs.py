@@ -91,6 +91,7 @@ VARIATIONS = (
     Variation("cloud", "cloud"),
     Variation("ha", "ha"),
     Variation("ha_vrrp_unicast", "ha", {"ha_vrrp_unicast": True}, needs_key="ha_vrrp_unicast"),
+    Variation("ha_aio", "ha_aio"),  # upstream HEAD's two-node HA
 )
 BY_ID = {v.id: v for v in VARIATIONS}
 
@@ -206,13 +207,14 @@ def wait_for(check: Callable[[], bool], timeout: float, every: float) -> bool:
 # What each layout renders today, per checker. `test_every_rendered_config_has_a_checker` keeps this
 # honest: a config rendered by a layout that is not listed here for its checker fails that test.
 ALL = tuple(v.id for v in VARIATIONS)
-HA = ("ha", "ha_vrrp_unicast")
+HA8 = ("ha", "ha_vrrp_unicast")  # the seed's 8-host HA: HAProxy, Sentinel, the HA Kamailio config
+HA = (*HA8, "ha_aio")
 CHECKED: dict[str, tuple[str, str, tuple[str, ...]]] = {
     # checker: (component, path regex, variations that render it)
     "keepalived": ("keepalived", r"/etc/omnileads/keepalived\.conf", HA),
-    "haproxy": ("haproxy", r"/etc/omnileads/haproxy\.cfg", HA),
-    "kamailio": ("kamailio", r"/etc/omnileads/kamailio\.cfg", HA),
-    "sentinel": ("sentinel", r"/etc/omnileads/sentinel\.conf", HA),
+    "haproxy": ("haproxy", r"/etc/omnileads/haproxy\.cfg", HA8),
+    "kamailio": ("kamailio", r"/etc/omnileads/kamailio\.cfg", HA8),
+    "sentinel": ("sentinel", r"/etc/omnileads/sentinel\.conf", HA8),
     "postgresql": ("postgresql", r"/etc/omnileads/postgresql/(postgresql|pg_hba)\.conf", HA),
     "repmgr": ("postgresql", r"/etc/omnileads/postgresql/repmgr\.conf", HA),
     "promtool": ("prometheus", r"/etc/omnileads/prometheus\.yml", ALL),
@@ -221,7 +223,7 @@ CHECKED: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "python_guard": ("repmgr", r"/usr/local/lib/omnileads/oml_(pg_guard|pgwire)\.py", HA),
     "guard": ("repmgr", r"/etc/omnileads/postgresql/guard\.json", HA),
     "bash_validation": ("postgresql", r"/etc/omnileads/postgresql/failover_validation\.sh", HA),
-    "redis_role": ("redis", r"/etc/omnileads/redis/redis_role\.py", HA),
+    "redis_role": ("redis", r"/etc/omnileads/redis/redis_role\.py", HA8),
     "tmpfiles": ("*", r"/etc/tmpfiles\.d/[^/]+\.conf", ALL),
 }
 # Rendered files that no program on Debian can check, with the reason (regex on component:path).
@@ -490,10 +492,36 @@ def test_ha_transition_acts_once_per_state_and_reports_failures(rendered: Render
     assert rc == 0 and asterisk(calls) == reloads and len(list(marks.iterdir())) == 1, calls
 
 
+@pytest.mark.parametrize("rendered", cases("ha_aio"), indirect=True)
+def test_two_node_transition_moves_cron_and_refills_redis_with_the_vip(rendered: Rendered, tmp_path: Path) -> None:
+    """Two-node HA (HEAD) has one VRRP instance for web and voice: the node that holds its VIP runs
+    cron, the Asterisk transition and, because Redis is not replicated between the nodes, refills its
+    own Redis from the database (`regenerar_asterisk`, HEAD's `--redis_sync`); the node that loses it
+    stops cron. There is no CRON instance whose state could disagree with the VIP."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root for a private mount namespace (CI runs as root)")
+    (tmp_path / "bin").mkdir()
+    for name, body in STUBS.items():
+        (tmp_path / "bin" / name).write_text("#!/bin/sh\n" + body)
+        (tmp_path / "bin" / name).chmod(0o755)
+    text = rendered.on_disk("tenant_example_7_aio_B", "/etc/omnileads/keepalived.conf").read_text()
+    assert re.findall(rf"vrrp_instance {rendered.tenant.name}_(\w+) ", text) == ["VOICE", "PG_RW", "PG_RO"], text
+    node = rendered.on_disk("tenant_example_7_aio_B", TRANSITION)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    keep = f"mkdir -p /run/omnileads && ln -s {marks} /run/omnileads/ha-transition"
+    rc, calls = transition_run(node, {"VOICE": "MASTER"}, tmp_path, keep)
+    assert rc == 0 and "systemctl start omlcron" in calls, calls
+    assert [c for c in calls if "manage.py regenerar_asterisk" in c], calls
+    assert [c for c in calls if "asterisk -rx pjsip reload" in c], calls
+    rc, calls = transition_run(node, {"VOICE": "BACKUP"}, tmp_path, keep)
+    assert rc == 0 and "systemctl stop omlcron" in calls and not list(marks.iterdir()), calls
+
+
 # --------------------------------------------------------------------------- haproxy
 
 
-@pytest.mark.parametrize("rendered", cases(*HA), indirect=True)
+@pytest.mark.parametrize("rendered", cases(*HA8), indirect=True)
 def test_haproxy_config_check(rendered: Rendered) -> None:
     """`haproxy -c` with the certificates the container mounts at the paths the config names (the
     rendered hap.pem/ca.pem, reached through the mount map): exit 0, "valid", no warning or alert."""
@@ -515,7 +543,7 @@ def test_haproxy_config_check(rendered: Rendered) -> None:
 # --------------------------------------------------------------------------- kamailio
 
 
-@pytest.mark.parametrize("rendered", cases(*HA), indirect=True)
+@pytest.mark.parametrize("rendered", cases(*HA8), indirect=True)
 def test_kamailio_config_check(rendered: Rendered) -> None:
     """`kamailio -c` (parse, module loading, parameter and function fix-ups) with Debian's modules.
     Exit 0, "config file ok", and no WARNING/ERROR/CRITICAL line. Every module the HA config loads
@@ -644,7 +672,7 @@ def sentinel_directives(text: str) -> dict[str, str]:
     return out
 
 
-@pytest.mark.parametrize("rendered", cases(*HA), indirect=True)
+@pytest.mark.parametrize("rendered", cases(*HA8), indirect=True)
 def test_sentinel_starts_with_rendered_config(rendered: Rendered) -> None:
     """redis-sentinel is started with each rendered sentinel.conf (bind = the node's LAN address, held
     by a private netns; port as rendered) and must stay up; `SENTINEL MASTER master` must show the
@@ -918,12 +946,18 @@ def test_postgresql_accepts_the_rendered_clients(rendered: Rendered, netns: NetN
     as the image's first start makes them from POSTGRES_USER/POSTGRES_DB."""
     need("postgres", "postgresql-15")
     data_nodes = {h.name for h in rendered.tenant.hosts if "data" in h.roles}
-    clients = [c for c in pg_clients(rendered) if c.host not in data_nodes]  # a data node's exporter is local
+    two_node = rendered.tenant.layout.two_node
+    everyone = [c for c in pg_clients(rendered) if "prometheus_postgres" not in c.env_file]  # exporters are local
+    # 8 hosts: the app and voice nodes; two nodes: the other node's services (the same node's reach the
+    # VIP from the same LAN address, which this test cannot give a second namespace)
+    clients = everyone if two_node else [c for c in everyone if c.host not in data_nodes]
     assert clients, "no rendered env file names PGHOST"
     maint = rendered.tenant.settings.text("postgres_maintenance_db")
     vips = sorted({c.env[k] for c in clients for k in ("PGHOST", "PGHOSTRO") if k in c.env})
     findings: dict[str, str] = {}
+    every_client = clients
     for host in sorted({h for h, _ in files_for(rendered, "postgresql")}):
+        clients = [c for c in every_client if c.host != host] if two_node else every_client
         node = start_pg(rendered, host)
         try:
             client_ns = netns([])
@@ -1051,8 +1085,8 @@ def test_rendered_python_scripts_compile(rendered: Rendered) -> None:
     test_the_pg_guard_accepts_its_rendered_config and tests/integration/test_pg_guard.py, the Redis gate
     in test_redis_role_gate_*)."""
     findings: dict[str, str] = {}
-    for host, f in (files_for(rendered, "python") + files_for(rendered, "python_guard")
-                    + files_for(rendered, "redis_role")):
+    checkers = ["python", "python_guard"] + (["redis_role"] if rendered.variation.id in HA8 else [])
+    for host, f in [x for c in checkers for x in files_for(rendered, c)]:
         path = rendered.on_disk(host, f.path)
         proc = run(["python3", "-m", "py_compile", str(path)])
         if proc.returncode or proc.stderr.strip():
@@ -1123,7 +1157,7 @@ except OSError as exc:
 """
 
 
-@pytest.mark.parametrize("rendered", cases(*HA), indirect=True)
+@pytest.mark.parametrize("rendered", cases(*HA8), indirect=True)
 def test_haproxy_routes_redis_to_the_master_only(rendered: Rendered, netns: NetNSFactory) -> None:
     """The rendered HAProxy in front of two real Redis servers, each in its own namespace with its app
     node's LAN address, linked to the HAProxy node's namespace by veths (issue 9 item 2): new
@@ -1202,7 +1236,7 @@ def test_haproxy_routes_redis_to_the_master_only(rendered: Rendered, netns: NetN
         shutil.rmtree(work, ignore_errors=True)
 
 
-@pytest.mark.parametrize("rendered", cases(*HA), indirect=True)
+@pytest.mark.parametrize("rendered", cases(*HA8), indirect=True)
 def test_haproxy_serves_https_with_the_tenant_certificates(rendered: Rendered, netns: NetNSFactory) -> None:
     """The rendered HAProxy terminates TLS with the rendered hap.pem and forwards to the app nodes over
     TLS verified against the rendered CA (`verify required ca-file`): a client that trusts only the

@@ -16,7 +16,7 @@ from omldeploy.inventory import load_tenant
 from omldeploy.inventory.problems import InventoryError
 
 LAYOUTS = {"aio": "inventory_aio.yml", "ait": "inventory_ait.yml", "cloud": "inventory_cloud.yml",
-           "ha": "inventory_ha.yml"}
+           "ha": "inventory_ha.yml", "ha-aio": "inventory_ha_aio.yml"}
 PLACEHOLDER = re.compile(r"CHANGE-ME-[a-z-]+")
 
 

@@ -94,6 +94,11 @@ class Component:
         """Whether this component runs on ctx.host. Default: the host has one of `roles`."""
         return bool(set(self.roles) & ctx.host.roles)
 
+    def order(self, ctx: Ctx) -> int:
+        """Start position on ctx.host (lower first). A component whose place in the chain depends on
+        the layout overrides this; the default is the class's `start_order`."""
+        return self.start_order
+
     # --- runtime declaration
     def env(self, ctx: Ctx) -> list[tuple[str, str]]:
         return []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,19 @@ from omldeploy.inventory.values import BadValue, coerce
 from omldeploy.inventory.yamlsource import Document, YamlSyntaxError, load
 
 HA_GROUP_ROLES = {
+    "omnileads_aio": "aio",  # upstream HEAD lists its all-in-one hosts in this group
     "omnileads_data": "data",
     "omnileads_voice": "voice",
     "omnileads_app": "app",
     "omnileads_haproxy": "haproxy",
+}
+#: two-node HA (HEAD): each all-in-one node runs every role of a pair
+TWO_NODE_ROLES = frozenset({"data", "voice", "app"})
+#: upstream HEAD names of seed keys: HEAD name -> seed name (what the rest of omldeploy reads)
+HEAD_ALIASES = {
+    "postgres_rw_vip": "postgres_host",
+    "postgres_ro_vip": "postgres_ro_host",
+    "omnileads_vip": "voice_host",
 }
 MARKER_ROLES = {
     "omlaio": "aio",
@@ -79,11 +89,11 @@ def _suggest(key: str) -> str:
 
 def _typed(
     key: str, value: Any, origin_path: tuple[str, ...], doc: Document, resolver: Resolver, host: str | None,
-    problems: Problems,
+    problems: Problems, tenant_wide: bool = False,
 ) -> tuple[bool, Any]:
-    """Resolve templates and coerce one value. Returns (ok, value)."""
+    """Resolve templates and coerce one value (templates resolved as `host` sees them). Returns (ok, value)."""
     spec = KEYS[key]
-    label = f"{host}.{key}" if host is not None else key  # host keys name their host, as elsewhere
+    label = f"{host}.{key}" if host is not None and not tenant_wide else key  # host keys name their host
     line = doc.key_lines.get(origin_path)
     scalar = doc.scalars.get(origin_path)
     try:
@@ -142,6 +152,22 @@ def _build(
         if ok:
             values[key] = typed
 
+    whole = _whole_groups(raw)
+    for group_name, first_host in whole.items():
+        group = raw.groups[group_name]
+        for key, value in group.vars.items():
+            spec = KEYS.get(key)
+            if spec is None or spec.scope != TENANT or is_connection_key(key):
+                continue  # reported (or used) per host below
+            kpath = (*group.vars_path, key)
+            if spec.unused:
+                problems.warn(key, f"has no effect ({spec.note})", line=doc.key_lines.get(kpath))
+                continue
+            ok, typed = _typed(key, value, kpath, doc, resolver, first_host, problems, tenant_wide=True)
+            if ok:
+                values[key] = typed
+    _aliases(values, doc, all_path, problems)
+
     hosts: list[Host] = []
     for host_name, raw_host in raw.hosts.items():
         merged, origins = raw.merged(host_name)
@@ -161,6 +187,8 @@ def _build(
                 if origin.level != "all":
                     problems.add(f"{host_name}.{key}", f"unknown variable{_suggest(key)}", line=line)
                 continue
+            if spec.scope == TENANT and origin.level.removeprefix("group:") in whole:
+                continue  # tenant-wide in a group of every host (HEAD writes them so): read above
             if spec.scope == TENANT and origin.level != "all":
                 problems.add(f"{host_name}.{key}",
                              "is a tenant-wide setting; write it once under all.vars", line=line)
@@ -182,6 +210,8 @@ def _build(
     layout = _layout(hosts, values, problems)
     if layout is None:
         return None
+    if layout.two_node:
+        hosts = [replace(h, roles=(h.roles - {"aio"}) | TWO_NODE_ROLES) if "aio" in h.roles else h for h in hosts]
     versions = _versions(values, layout, problems, doc, all_path)
     settings = Settings(values, frozenset(values))
     tenant = Tenant(name=name, folder=folder, inventory_path=path, layout=layout, hosts=tuple(hosts),
@@ -194,6 +224,37 @@ def _build(
     return Tenant(name=name, folder=folder, inventory_path=path, layout=layout, hosts=tuple(hosts),
                   settings=settings, versions=versions,
                   warnings=tuple(p.format() for p in problems.warnings))
+
+
+def _whole_groups(raw: groups_mod.RawInventory) -> dict[str, str]:
+    """Groups other than `all` whose hosts are every host of the inventory, least specific first, each
+    with one of its hosts (to resolve templates). Upstream HEAD writes a tenant's settings as the vars
+    of the tenant's group (`ha_instances: children: <tenant>: vars:`); for a one-tenant inventory that
+    is the same as `all.vars`, so they are read as tenant-wide settings."""
+    members = raw.group_hosts()
+    everyone = set(raw.hosts)
+    out: dict[str, str] = {}
+    for group in sorted(raw.groups.values(), key=lambda g: (g.depth, g.name)):
+        hosts = members.get(group.name, [])
+        if group.name != "all" and group.vars and everyone and set(hosts) == everyone:
+            out[group.name] = hosts[0]
+    return out
+
+
+def _aliases(values: dict[str, Any], doc: Document, all_path: tuple[str, ...], problems: Problems) -> None:
+    """HEAD's names of seed settings: copied to the seed name (which the rest of omldeploy reads); both
+    written with different values is an error, since one would silently win."""
+    for head, seed in HEAD_ALIASES.items():
+        if head not in values:
+            continue
+        if seed in values and values[seed] != values[head]:
+            problems.add(head, f"contradicts {seed} (the same setting under its seed name)",
+                         line=doc.key_lines.get((*all_path, head)), found=f"{values[head]} vs {values[seed]}",
+                         allowed=f"write one of {head}, {seed}")
+            continue
+        values[seed] = values[head]
+    if "omnileads_vip" in values and "application_host" not in values:
+        values["application_host"] = values["omnileads_vip"]
 
 
 def _host(
@@ -222,15 +283,25 @@ def _host(
         problems.add(f"{name}.ansible_ssh_port", "is not a TCP port", line=line, found=port_raw,
                      allowed="1-65535")
         port = 22
+    ha_role = vals.get("ha_rol", vals.get("ha_role"))
+    if "ha_rol" in vals and "ha_role" in vals and vals["ha_rol"] != vals["ha_role"]:
+        problems.add(f"{name}.ha_role", "contradicts ha_rol (HEAD's and the seed's name of one setting)", line=line,
+                     found=f"{vals['ha_role']} vs {vals['ha_rol']}", allowed="write one of ha_rol, ha_role")
     return Host(name=name, address=address, port=port, lan_ip=str(lan or ""), roles=frozenset(roles),
-                ha_role=vals.get("ha_rol"), groups=tuple(raw.groups), vars=vals, connection=connection)
+                ha_role=ha_role, groups=tuple(raw.groups), vars=vals, connection=connection)
 
 
 def _layout(hosts: list[Host], values: dict[str, Any], problems: Problems) -> Layout | None:
     external_db = "postgres_host" in values
     external_bucket = "bucket_url" in values
     if "omnileads_ha" in values:
-        return Layout(Shape.HA, external_db=False, external_bucket=external_bucket)
+        aio = [h for h in hosts if "aio" in h.roles]
+        if aio and len(aio) != len([h for h in hosts if h.roles]):
+            problems.add("omnileads_ha", "mixes all-in-one hosts with data/voice/app/haproxy hosts",
+                         found=", ".join(h.name for h in hosts if h.roles),
+                         allowed="two all-in-one hosts (HEAD), or the seed's pairs of data, voice, app, haproxy")
+            return None
+        return Layout(Shape.HA, external_db=False, external_bucket=external_bucket, two_node=bool(aio))
     aio = [h for h in hosts if "aio" in h.roles]
     split = [h for h in hosts if h.roles & {"data", "voice", "app"}]
     if aio and split:

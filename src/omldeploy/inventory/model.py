@@ -25,9 +25,14 @@ class Layout:
     shape: Shape
     external_db: bool = False
     external_bucket: bool = False
+    #: HA on two all-in-one nodes (upstream HEAD's `omnileads_ha` with two AIO hosts): each node runs
+    #: every role; one VIP serves web and voice, PostgreSQL is a repmgr pair, Redis stays per node.
+    two_node: bool = False
 
     @property
     def name(self) -> str:
+        if self.two_node:
+            return "ha-aio"
         if self.shape is not Shape.HA and self.external_db and self.external_bucket:
             return f"cloud-{self.shape.value}"
         return self.shape.value
@@ -38,6 +43,8 @@ class Layout:
             Shape.AIT: "all-in-three (data, voice, app)",
             Shape.HA: "high availability (pairs of data, voice, app, haproxy)",
         }[self.shape]
+        if self.two_node:
+            base = "high availability on two all-in-one nodes (main and backup)"
         extras = []
         if self.external_db:
             extras.append("managed PostgreSQL")

@@ -17,6 +17,7 @@ from omldeploy.catalog.releases import images
 from omldeploy.inventory import credentials
 from omldeploy.inventory.model import Shape, Tenant
 from omldeploy.inventory.problems import Problems
+from omldeploy.inventory.values import witnesses
 from omldeploy.inventory.yamlsource import Document
 
 Rule = Callable[[Tenant, Problems, "Lines"], None]
@@ -179,6 +180,9 @@ def _ha(t: Tenant, p: Problems, line: Lines) -> None:
             if h.ha_role:
                 p.warn(f"{h.name}.ha_rol", "is only used in high-availability layouts (omnileads_ha)")
         return
+    if t.layout.two_node:
+        _ha_two_node(t, p, line)
+        return
     for key in ("postgres_host", "postgres_ro_host", "voice_host", "application_host", "redis_ip_main"):
         if not s.has(key):
             p.add(key, "missing: required in a high-availability layout", allowed=_ha_hint(key))
@@ -224,6 +228,65 @@ def _ha(t: Tenant, p: Problems, line: Lines) -> None:
     if s.has("redis_host") and s.opt("redis_host") != s.opt("application_host"):
         p.warn("redis_host", "differs from application_host; clients reach the Redis master through the "
                "HAProxy VIP", line=line("redis_host"))
+
+
+def _ha_two_node(t: Tenant, p: Problems, line: Lines) -> None:
+    """HEAD's HA: two all-in-one nodes, one VIP for web and voice, a PostgreSQL RW and RO VIP."""
+    s = t.settings
+    for key, seed in (("omnileads_vip", "voice_host"), ("postgres_rw_vip", "postgres_host"),
+                      ("postgres_ro_vip", "postgres_ro_host")):
+        if not s.has(seed):
+            p.add(key, "missing: required in two-node high availability",
+                  allowed={"omnileads_vip": "the VIP for web and voice",
+                           "postgres_rw_vip": "the PostgreSQL read-write VIP",
+                           "postgres_ro_vip": "the PostgreSQL read-only VIP"}[key])
+    if s.has("voice_host") and s.has("application_host") and s.text("voice_host") != s.text("application_host"):
+        p.add("application_host", "differs from omnileads_vip: two nodes serve web and voice on one VIP",
+              line=line("application_host"), found=s.text("application_host"), allowed=s.text("voice_host"))
+    nodes = [h for h in t.hosts if h.roles]
+    if len(nodes) != 2:
+        p.add("omnileads_aio", "two-node high availability needs exactly two all-in-one hosts",
+              found=", ".join(h.name for h in nodes) or "none", allowed="two hosts: ha_role main and backup")
+        return
+    for h in nodes:
+        if h.ha_role is None:
+            p.add(f"{h.name}.ha_role", "missing: every HA host needs its initial role", allowed="main, backup")
+        if "ha_vip_nic" not in h.vars:
+            p.add(f"{h.name}.ha_vip_nic", "missing: the interface that carries the VIPs", allowed="e.g. eth0")
+    if all(h.ha_role for h in nodes) and sorted(str(h.ha_role) for h in nodes) != ["backup", "main"]:
+        p.add("ha_role", "needs one node with ha_role main and one with ha_role backup",
+              found=", ".join(f"{h.name}={h.ha_role}" for h in nodes))
+    by_role = {h.ha_role: h for h in nodes}
+    for key, role in (("aio_1", "main"), ("aio_2", "backup")):
+        node = by_role.get(role)
+        if s.has(key) and node is not None and s.text(key) != node.lan_ip:
+            p.add(key, f"is not the {role} node's omni_ip_lan (hosts are found by ha_role, this key only "
+                  "cross-checks)", line=line(key), found=s.text(key), allowed=node.lan_ip)
+    host_ips = {h.lan_ip: h.name for h in t.hosts} | {h.address: h.name for h in t.hosts}
+    seen: dict[str, str] = {}
+    for key, seed in (("omnileads_vip", "voice_host"), ("postgres_rw_vip", "postgres_host"),
+                      ("postgres_ro_vip", "postgres_ro_host")):
+        vip = s.opt(seed)
+        if not vip:
+            continue
+        if vip in host_ips:
+            p.add(key, f"is a virtual IP but equals host {host_ips[vip]}'s address", line=line(key), found=vip,
+                  allowed="an unused address in the nodes' subnet")
+        if vip in seen:
+            p.add(key, f"uses the same VIP as {seen[vip]}", line=line(key), found=vip)
+        seen[vip] = key
+    for key in ("redis_ip_main", "redis_host"):
+        if s.has(key):
+            p.warn(key, "is not used in two-node high availability (each node runs its own Redis)", line=line(key))
+    for item in witnesses(s.opt("ha_witness")):
+        if isinstance(item, str):
+            p.add("ha_witness", item, line=line("ha_witness"), found=s.text("ha_witness"),
+                  allowed="comma-separated host or host:port, e.g. 10.0.0.1,10.0.0.2:443")
+    if not s.has("ha_witness"):
+        p.warn("omnileads_ha", "two-node high availability without ha_witness: a node that loses its peer cannot "
+               "tell a dead peer from its own isolation, so a network partition gives two PostgreSQL primaries "
+               "(the one on the older timeline fences itself when they meet again, and its writes since are "
+               "lost). Set ha_witness to an address both nodes reach (the gateway, a router, a third host)")
 
 
 def _ha_hint(key: str) -> str:

@@ -174,3 +174,26 @@ _KINDS: dict[str, Callable[[Key, Any, str | None], Any]] = {
     "nic": _nic,
     "tz": _tz,
 }
+
+
+def witnesses(spec: str | None) -> list[tuple[str, int] | str]:
+    """Parse `ha_witness`: (host, port) pairs, or a problem text for an entry that is not one."""
+    out: list[tuple[str, int] | str] = []
+    if not spec:
+        return out
+    for raw in spec.split(","):
+        item = raw.strip()
+        host, _, port_text = item.partition(":") if item.count(":") == 1 else (item, "", "")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.-]{0,252}", host):
+            out.append(f"'{item}' is not a host or host:port")
+            continue
+        try:
+            port = int(port_text) if port_text else 22
+        except ValueError:
+            out.append(f"'{item}' has a port that is not a number")
+            continue
+        if not 0 < port < 65536:
+            out.append(f"'{item}' has a port out of 1-65535")
+            continue
+        out.append((host, port))
+    return out

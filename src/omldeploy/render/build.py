@@ -149,7 +149,7 @@ def _render_component(comp: Component, ctx: Ctx, hb: HostBundle, names: list[str
         container=comp.container,
         image=spec.image,
         enabled=comp.enabled(ctx),
-        start_order=comp.start_order,
+        start_order=comp.order(ctx),
         after=after,
         health=asdict(comp.health(ctx)),
         env_file=comp.env_file,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from sandboxes import own_sandbox  # tests/e2e is on sys.path (rootdir-relative)
+from sandboxes import operator_bucket, own_sandbox  # tests/e2e is on sys.path (rootdir-relative)
 from tenants import write_tenant
 
 from omldeploy.inventory import Tenant, load_tenant
@@ -47,25 +47,13 @@ def instances(ha_sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> 
     return tmp_path_factory.mktemp("e2e-ha") / "instances"
 
 
-def _operator_bucket(sb: Sandbox, name: str) -> None:
-    import boto3
-    from botocore.config import Config
-
-    s3 = boto3.client("s3", endpoint_url=sb.s3.endpoint, aws_access_key_id=sb.s3.access_key,
-                      aws_secret_access_key=sb.s3.secret_key, region_name="us-east-1",
-                      config=Config(signature_version="s3v4", s3={"addressing_style": "path"},
-                                    retries={"mode": "standard", "max_attempts": 6}))
-    if name not in [b["Name"] for b in s3.list_buckets().get("Buckets", [])]:
-        s3.create_bucket(Bucket=name)
-
-
 @pytest.fixture(scope="package")
 def ha(ha_sandbox: Sandbox, instances: Path) -> Iterator[tuple[Tenant, float, str]]:
     """The seed's HA inventory installed: (tenant, install seconds, install output)."""
     sb = ha_sandbox
     v = vips(sb)
     nic = sb.run("h1", "ip -o -4 addr show | awk '$4 ~ /^10\\./ {print $2}'").stdout.split()[0]
-    _operator_bucket(sb, "omnileads-ha")
+    operator_bucket(sb, "omnileads-ha")
     hosts = [sb.host(f"h{i}") for i in range(1, 9)]
     if KEEP and (instances / "ha" / "inventory.yml").exists():
         tenant = load_tenant(instances / "ha", "ha")

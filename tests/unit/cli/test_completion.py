@@ -79,7 +79,7 @@ def test_bash_registers_and_completes(world: Path) -> None:
     assert c("sandbox", "st") == ["status"]
     assert set(c("backups", "list", "--")) == {"--help", "--instances", "--json", "--tenant", "--verbose"}
     assert "--check" in c("install", "--c") and c("upgrade", "--rel") == ["--release"]
-    assert c("tenant", "new", "x", "--layout", "") == ["aio", "ait", "cloud", "ha"]
+    assert c("tenant", "new", "x", "--layout", "") == ["aio", "ait", "cloud", "ha", "ha-aio"]
     assert c("completion", "") == ["bash", "zsh"]
     # tenant names: ./instances by default, --instances on either side of the verb, $OMLDEPLOY_INSTANCES
     assert c("validate", "--tenant", "") == ["acme", "beta"]

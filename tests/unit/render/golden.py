@@ -17,7 +17,7 @@ from omldeploy.render.write import write_bundle
 HERE = Path(__file__).parent
 FIXTURES = HERE / "fixtures"
 GOLDEN = HERE / "golden"
-LAYOUTS = ("aio", "ait", "cloud", "ha")
+LAYOUTS = ("aio", "ait", "cloud", "ha", "ha_aio")
 
 
 def render_layout(layout: str, out: Path) -> None:

@@ -1,4 +1,4 @@
-"""The four example layouts render exactly the checked-in trees (see golden.py to regenerate)."""
+"""The example layouts render exactly the checked-in trees (see golden.py to regenerate)."""
 
 from __future__ import annotations
 

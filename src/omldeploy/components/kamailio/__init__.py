@@ -63,6 +63,13 @@ def cfg_ip(value: str, what: str) -> str:
         raise ValueError(f"kamailio.cfg: {what} {value!r} is not an IP address") from None
 
 
+def _ha_cfg(ctx: Ctx) -> bool:
+    """The rendered HA config (registrations shared in Redis, two Asterisk/RTPengine) is the seed's
+    8-host HA. Two-node HA (HEAD) runs the image's own config on each node, as HEAD does: a failover
+    moves the VIP, the agents' WebSockets reconnect to the other node and register there."""
+    return ctx.tenant.layout.shape.value == "ha" and not ctx.tenant.layout.two_node
+
+
 def _pair(ctx: Ctx, role: str) -> list[Host]:
     """The two hosts of an HA pair, main first (the order the seed's NODE_1/NODE_2 used)."""
     return sorted(ctx.tenant.with_role(role), key=lambda h: (h.ha_role != "main", h.name))
@@ -89,17 +96,21 @@ class Kamailio(Component):
             ("SHM_SIZE", str(s.num("shm_size"))),
             ("PKG_SIZE", str(s.num("pkg_size"))),
         ]
-        if ctx.tenant.layout.shape.value == "ha":
+        if _ha_cfg(ctx):
             env.append(("ASTERISK_HOSTNAME", f.voice_host))
             for i, h in enumerate(_pair(ctx, "voice"), start=1):
                 env += [(f"ASTERISK_HOSTNAME_NODE_{i}", h.lan_ip), (f"RTPENGINE_HOSTNAME_NODE_{i}", h.lan_ip)]
+        elif ctx.tenant.layout.two_node:
+            # the image's own config, with this node's RTPengine and Asterisk (the VIP may be elsewhere)
+            rtpengine = f.rtpengine_host if ctx.tenant.settings.has("rtpengine_host") else ctx.lan
+            env += [("RTPENGINE_HOSTNAME", rtpengine), ("ASTERISK_HOSTNAME", ctx.lan)]
         else:
             env += [("RTPENGINE_HOSTNAME", f.rtpengine_host), ("ASTERISK_HOSTNAME", f.asterisk_host)]
         return env
 
     def volumes(self, ctx: Ctx) -> list[Volume]:
         vols = [Volume("/etc/omnileads/certs", "/etc/omnileads/certs")]
-        if ctx.tenant.layout.shape.value == "ha":
+        if _ha_cfg(ctx):
             vols.append(Volume("/etc/omnileads/kamailio.cfg", "/etc/kamailio/kamailio.cfg", "ro"))
         return vols
 
@@ -143,7 +154,7 @@ class Kamailio(Component):
         }
 
     def configs(self, ctx: Ctx) -> list[ConfigFile]:
-        if ctx.tenant.layout.shape.value != "ha":
+        if not _ha_cfg(ctx):
             return []
         content = self.template("kamailio.cfg.j2", ctx, **self.cfg_values(ctx))
         return [ConfigFile("/etc/omnileads/kamailio.cfg", content, 0o600, secret=True)]

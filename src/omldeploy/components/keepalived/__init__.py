@@ -46,6 +46,9 @@ PGWIRE = "/etc/omnileads/keepalived/oml_pgwire.py"
 PGWIRE_IN_CONTAINER = "/etc/keepalived/oml_pgwire.py"
 # run by the seed's asterisk_transition.sh after the module/res_odbc/pjsip reloads, inside the container
 ASTERISK_TRANSITION = "/opt/asterisk/virtualenv/scripts/asterisk_transition.py"
+#: two-node HA: the node taking the VIP refills its own Redis from the database (HEAD's
+#: `oml_manage --redis_sync`; in the seed's image the same job is `regenerar_asterisk`)
+REDIS_RESYNC = "podman exec oml-django-server python3 /opt/omnileads/ominicontacto/manage.py regenerar_asterisk"
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,9 @@ class VRRPInstance:
     checks: tuple[Check, ...] = ()
     port: int = 0  # a port the VIP serves: keepalived's start waits until the VIP answers there
 
+
+#: two-node HA start position: after PostgreSQL (20) and repmgr (22), before Redis and the app tier
+TWO_NODE_ORDER = 24
 
 # Priorities: main 100, backup 50. The holder's bonus must lift a backup that holds a role above a
 # returning main (50 + 60 > 100) and keep the main's own total below 254 (keepalived's ceiling).
@@ -119,6 +125,12 @@ class Keepalived(Component):
     def placed(self, ctx: Ctx) -> bool:
         return ctx.tenant.layout.shape.value == "ha" and bool(ctx.host.roles)
 
+    def order(self, ctx: Ctx) -> int:
+        """Two-node HA: right after PostgreSQL and repmgr. The node's own app tier reaches PostgreSQL
+        through the RW VIP, which must exist before it starts (on the seed's layout that VIP lives on
+        the data hosts, activated first)."""
+        return TWO_NODE_ORDER if ctx.tenant.layout.two_node else self.start_order
+
     def volumes(self, ctx: Ctx) -> list[Volume]:
         vols = [Volume("/etc/omnileads/keepalived.conf", "/etc/keepalived/keepalived.conf", "ro"),
                 Volume(CHECK, CHECK_IN_CONTAINER, "ro"),
@@ -140,6 +152,13 @@ class Keepalived(Component):
         main = ctx.host.ha_role == "main"
         out: list[VRRPInstance] = []
         roles = ctx.host.roles
+        if ctx.tenant.layout.two_node:
+            # one VIP for web and voice (HEAD's `oml_aio`): it follows Asterisk AND nginx; cron and the
+            # Redis refill follow it (transition). Not waited for at start: keepalived starts before both.
+            ami = Check("chk_asterisk", "tcp 127.0.0.1 5038 Asterisk", **TOLERANT)
+            web = Check("chk_nginx", f"tcp {ctx.lan} 443", **TOLERANT)
+            out.append(VRRPInstance("VOICE", base, s.text("voice_host"), main, (ami, web, holder("VOICE"))))
+            roles = roles - {"voice", "app"}
         if "voice" in roles:
             ami = Check("chk_asterisk", "tcp 127.0.0.1 5038 Asterisk", **TOLERANT)
             out.append(VRRPInstance("VOICE", base, s.text("voice_host"), main, (ami, holder("VOICE")), port=5038))
@@ -178,7 +197,9 @@ class Keepalived(Component):
                  ConfigFile(CHECK, check, 0o755),
                  ConfigFile("/usr/local/bin/oml_ha_transition",
                             self.template("oml_ha_transition.sh.j2", ctx, state_dir=STATE_DIR, mark_dir=MARK_DIR,
-                                          asterisk_transition=ASTERISK_TRANSITION),
+                                          asterisk_transition=ASTERISK_TRANSITION,
+                                          cron_instance="VOICE" if ctx.tenant.layout.two_node else "CRON",
+                                          resync=REDIS_RESYNC if ctx.tenant.layout.two_node else ""),
                             0o755)]
         if "data" in ctx.host.roles:
             wire = resources.files("omldeploy.components.postgresql").joinpath("oml_pgwire.py").read_text()

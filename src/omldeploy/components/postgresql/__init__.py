@@ -20,6 +20,7 @@ import shlex
 
 from omldeploy.components.base import Component, ConfigFile, Health, Port, Volume
 from omldeploy.components.context import Ctx
+from omldeploy.inventory import values
 
 HA_PGDATA = "/var/lib/postgresql/data/pgdata"
 PGPASS = "/etc/omnileads/postgresql/pgpass"
@@ -58,8 +59,12 @@ def repmgr_volumes() -> list[Volume]:
 
 def witnesses(ctx: Ctx) -> list[tuple[str, int]]:
     """The tenant's hosts outside the data pair, with their SSH port: any of them answering (accepting
-    or refusing a TCP connection) proves that a data node is not cut off from the network."""
+    or refusing a TCP connection) proves that a data node is not cut off from the network. Two-node HA
+    has no such host: the operator names witnesses (`ha_witness`), or there are none (the guard then
+    serves alone when the peer is silent, and the standby may promote: a partition gives two primaries)."""
     out: list[tuple[str, int]] = []
+    if ctx.tenant.layout.two_node:
+        return [w for w in values.witnesses(ctx.tenant.settings.opt("ha_witness")) if isinstance(w, tuple)]
     for h in ctx.tenant.hosts:
         if "data" in h.roles or not h.lan_ip:
             continue

@@ -23,12 +23,17 @@ SETTLE_SECONDS = 12
 
 
 def bind_address(ctx: Ctx) -> str:
-    """AIO keeps Redis on localhost; AIT/HA bind the host's own LAN address (never a VIP)."""
-    return "localhost" if ctx.tenant.layout.shape.value == "aio" else ctx.lan
+    """AIO and each node of two-node HA keep Redis on localhost (only that node's services use it);
+    AIT/HA bind the host's own LAN address (never a VIP)."""
+    local = ctx.tenant.layout.shape.value == "aio" or ctx.tenant.layout.two_node
+    return "localhost" if local else ctx.lan
 
 
 def _ha(ctx: Ctx) -> bool:
-    return ctx.tenant.layout.shape.value == "ha"
+    """Replicated Redis with Sentinel: the seed's 8-host HA. Two nodes cannot hold a Sentinel majority
+    when one of them is gone, so there (as in HEAD) each node runs a standalone Redis, which the HA
+    transition refills from the database on the node that takes the VIP."""
+    return ctx.tenant.layout.shape.value == "ha" and not ctx.tenant.layout.two_node
 
 
 class Redis(Component):

@@ -187,6 +187,14 @@ class Guard:
         # only when the peer is silent: sweeping the other hosts every second would knock on their SSH
         # port (a log line there each time) for nothing. The sweep is parallel and bounded (TIMEOUT), so
         # the isolation verdict still comes seconds before the other side's repmgrd may promote (~12 s).
+        if not self.cfg["witnesses"]:
+            # two nodes and no witness: isolation cannot be told from a dead peer. Serving on keeps the
+            # service up when the peer dies; after a partition the timeline rule above fences whichever
+            # side is older once they meet again.
+            self.isolated_since = None
+            self.note("alone", f"{self.cfg['peer_name']} does not answer and no witness is configured: serving alone")
+            self.allow(True)
+            return out
         if self.anyone():
             self.isolated_since = None
             self.note("alone", f"{self.cfg['peer_name']} does not answer, other tenant hosts do: serving alone")

@@ -33,7 +33,7 @@ class Sentinel(Component):
     start_order = 35
 
     def placed(self, ctx: Ctx) -> bool:
-        if ctx.tenant.layout.shape.value != "ha":
+        if ctx.tenant.layout.shape.value != "ha" or ctx.tenant.layout.two_node:
             return False
         h = ctx.host
         return ("voice" in h.roles or ("app" in h.roles and h.ha_role == "backup")

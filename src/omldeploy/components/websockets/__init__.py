@@ -19,7 +19,7 @@ class Websockets(Component):
     start_order = 75
 
     def env(self, ctx: Ctx) -> list[tuple[str, str]]:
-        if ctx.tenant.layout.shape.value == "ha":
+        if ctx.tenant.layout.shape.value == "ha" and not ctx.tenant.layout.two_node:
             sentinels = ",".join(h.lan_ip for h in ctx.hosts_running("sentinel"))
             redis = f"redis+sentinel://master/{sentinels}"
         else:

@@ -3,7 +3,7 @@
 It does what `omldeploy backup` does, with the same code: the host module's dump-and-upload
 (`omldeploy_backup.py`) and this package's id, manifest, catalog and retention modules, which are
 shipped beside it with only the standard library. The configuration file (0600, it holds the bucket
-keys) is rendered by `backup/schedule.py`. Exit status non-zero on failure, so the unit shows failed
+keys) is rendered by `render/backup_schedule.py`. Exit status non-zero on failure, so the unit shows failed
 in `systemctl --failed` and in the journal; a failed run leaves no manifest, so it is never offered for
 restore and `backups prune` removes its leftovers.
 """

@@ -188,3 +188,13 @@ def _jinja(folder: Path) -> jinja2.Environment:
         )
         _ENVS[folder] = env
     return env
+
+
+def envfile(pairs: list[tuple[str, str]]) -> str:
+    """Podman --env-file format: KEY=value per line, taken literally (no quotes, no expansion)."""
+    lines = []
+    for key, value in pairs:
+        if "\n" in value or "\r" in value:
+            raise ValueError(f"env value for {key} spans several lines")
+        lines.append(f"{key}={value}")
+    return "\n".join(lines) + "\n"

@@ -14,7 +14,6 @@ from typing import Any
 
 from omldeploy import __version__
 from omldeploy.backup import catalog, layout, manifest, retention
-from omldeploy.backup.target import CUSTOM_DIR, Target
 from omldeploy.inventory.model import Tenant
 from omldeploy.ops.backup_session import (
     EXIT_FAILED,
@@ -27,6 +26,7 @@ from omldeploy.ops.backup_session import (
     open_session,
 )
 from omldeploy.ops.converge import Reporter
+from omldeploy.render.backup_target import CUSTOM_DIR, Target
 from omldeploy.state import ledger
 from omldeploy.state.lock import tenant_lock
 

@@ -17,10 +17,10 @@ from typing import Any
 
 from omldeploy.apply.engine import RunResult, Step, run_steps
 from omldeploy.backup import catalog
-from omldeploy.backup.progress import Bar, Poller
-from omldeploy.backup.target import Target, TargetError, resolve
 from omldeploy.inventory.model import Tenant
+from omldeploy.ops.backup_progress import Bar, Poller
 from omldeploy.ops.converge import Reporter, redactor
+from omldeploy.render.backup_target import Target, TargetError, resolve
 from omldeploy.render.build import render_tenant
 from omldeploy.state.runlog import RunLog
 

@@ -23,7 +23,6 @@ from typing import Any
 
 from omldeploy.apply.engine import run_phases
 from omldeploy.backup import catalog, layout, manifest
-from omldeploy.backup.target import CUSTOM_DIR, scratch_names
 from omldeploy.inventory.model import Tenant
 from omldeploy.ops.backup_session import (
     EXIT_FAILED,
@@ -36,6 +35,7 @@ from omldeploy.ops.backup_session import (
     open_session,
 )
 from omldeploy.ops.converge import Reporter
+from omldeploy.render.backup_target import CUSTOM_DIR, scratch_names
 from omldeploy.render.build import render_tenant
 from omldeploy.state import ledger
 from omldeploy.state.lock import tenant_lock

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from omldeploy.backup.schedule import ScheduleError, add_schedule
-from omldeploy.components.base import Component
+from omldeploy.components.base import Component, envfile
 from omldeploy.components.context import Ctx
 from omldeploy.inventory.model import Tenant
 from omldeploy.placement import Placement, place
 from omldeploy.render import material, oml_manage, units
+from omldeploy.render.backup_schedule import ScheduleError, add_schedule
 from omldeploy.render.bundle import Bundle, BundleFile, HostBundle, UnitPlan
 
 CERT_DIR = "/etc/omnileads/certs"
@@ -107,7 +107,7 @@ def _render_component(comp: Component, ctx: Ctx, hb: HostBundle, names: list[str
     files: list[str] = []
     env = comp.env(ctx)
     if comp.env_file and (env or comp.owns_env_file):
-        hb.add(BundleFile(comp.env_file, units.envfile(env).encode(), 0o600, kind="env", component=comp.name))
+        hb.add(BundleFile(comp.env_file, envfile(env).encode(), 0o600, kind="env", component=comp.name))
     if comp.env_file:
         files.append(comp.env_file)
     for cfg in comp.configs(ctx):

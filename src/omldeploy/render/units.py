@@ -69,12 +69,3 @@ def classic(spec: UnitSpec, tenant: str) -> str:
 def quadlet(spec: UnitSpec, tenant: str) -> str:
     return _env().get_template("quadlet.container.j2").render(u=_quoted(spec), tenant=tenant)
 
-
-def envfile(pairs: list[tuple[str, str]]) -> str:
-    """Podman --env-file format: KEY=value per line, taken literally (no quotes, no expansion)."""
-    lines = []
-    for key, value in pairs:
-        if "\n" in value or "\r" in value:
-            raise ValueError(f"env value for {key} spans several lines")
-        lines.append(f"{key}={value}")
-    return "\n".join(lines) + "\n"

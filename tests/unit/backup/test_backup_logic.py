@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from omldeploy.backup import catalog, layout, manifest, retention
-from omldeploy.backup.progress import Bar
-from omldeploy.backup.target import resolve, scratch_names
 from omldeploy.cli.main import main
+from omldeploy.ops.backup_progress import Bar
+from omldeploy.render.backup_target import resolve, scratch_names
 from omldeploy.render.build import render_tenant
 
 from ..conftest import MakeTenant

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from omldeploy.backup.schedule import unit_name
 from omldeploy.inventory import InventoryError, load_tenant
+from omldeploy.render.backup_schedule import unit_name
 from omldeploy.render.build import render_tenant
 from tests.unit.conftest import MakeTenant
 

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from omldeploy.components.base import ConfigFile
+from omldeploy.components.base import ConfigFile, envfile
 from omldeploy.components.registry import by_name
 from omldeploy.placement import compute_facts, place
 from omldeploy.render import units
@@ -156,7 +156,7 @@ def test_systemd_quoting() -> None:
     assert units.systemd_quote("a b") == '"a b"'
     assert units.systemd_quote("50%$HOME") == '"50%%$$HOME"'
     with pytest.raises(ValueError, match="several lines"):
-        units.envfile([("A", "x\ny")])
+        envfile([("A", "x\ny")])
 
 
 def test_every_host_directory_a_unit_bind_mounts_is_created_or_exists(make_tenant: MakeTenant) -> None:

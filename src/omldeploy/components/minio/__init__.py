@@ -5,9 +5,8 @@ from __future__ import annotations
 import shlex
 from urllib.parse import quote
 
-from omldeploy.components.base import Component, ConfigFile, Health, Port, Volume
+from omldeploy.components.base import Component, ConfigFile, Health, Port, Volume, envfile
 from omldeploy.components.context import Ctx
-from omldeploy.render.units import envfile
 
 MC_ENV = "/etc/omnileads/minio-mc.env"
 

@@ -1,7 +1,7 @@
 """A small S3 client (SigV4, path style or AWS virtual hosts) for the backup host module. Standard library only.
 
 Shipped two ways: Ansible bundles it with `omldeploy_backup` (ANSIBLE_MODULE_UTILS), and the scheduled
-backup copies it beside the module on the host (`backup/schedule.py`), where it is imported as `omldeploy_s3`.
+backup copies it beside the module on the host (`render/backup_schedule.py`), where it is imported as `omldeploy_s3`.
 
 Transient failures are retried, as botocore's "standard" mode does, because a loaded bucket (MinIO,
 SeaweedFS, AWS under SlowDown) answers a few 5xx or resets a connection now and then and a backup that

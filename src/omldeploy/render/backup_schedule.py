@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 from importlib import resources
 
-from omldeploy.backup.target import CUSTOM_DIR, TargetError, resolve
 from omldeploy.inventory.model import Tenant
+from omldeploy.render.backup_target import CUSTOM_DIR, TargetError, resolve
 from omldeploy.render.bundle import Bundle, BundleFile
 
 LIB_ROOT = "/usr/local/lib/omldeploy-backup"

@@ -164,6 +164,7 @@ def _activate_args(tenant: Tenant, hb: HostBundle, phase: str = "activate") -> d
         "files_index": sorted(f.path for f in hb.files),
         "partial": hb.partial,
         "force_restart": list(hb.force_restart),
+        "drain": hb.drain,
     }
 
 

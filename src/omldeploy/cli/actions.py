@@ -1,5 +1,4 @@
-"""The seed's actions (`deploy.sh --action=X`) as verbs. Each is either implemented by an `ops`
-module or says plainly that this version does not have it yet, and exits 3 having changed nothing."""
+"""The seed's actions (`deploy.sh --action=X`) as verbs, each implemented by an `ops` module."""
 
 from __future__ import annotations
 
@@ -10,6 +9,7 @@ from typing import Any
 
 from omldeploy import __version__
 from omldeploy.cli import context
+from omldeploy.cli import ha as ha_cli
 from omldeploy.cli.output import Console
 from omldeploy.inventory.schema import VERSION_KEYS
 from omldeploy.ops import recycle as recycle_op
@@ -54,6 +54,8 @@ OWN_ACTIONS: dict[str, str] = {
 }
 
 Handler = Callable[[argparse.Namespace], int]
+HA_ACTIONS = ("pgsql_node_recovery_main", "pgsql_node_takeover_main", "redis_node_takeover_main",
+              "pgsql_node_recovery_backup")
 CONVERGING = ("install", "app", "voice", "observability", "postgres", "redis", "minio", "asterisk", "kamailio",
               "rtpengine", "nginx", "websockets", "cron", "haproxy", "keepalived", "sentinel",
               "restart", "restart_django", "restart_asterisk", "restart_core", "update", "recycle")
@@ -90,6 +92,8 @@ def add_parsers(sub: Any) -> None:
         elif name == "status":
             p.add_argument("--json", action="store_true")
             p.set_defaults(func=_status)
+        elif name in HA_ACTIONS:
+            p.set_defaults(func=ha_cli.action(name))
         else:
             p.set_defaults(func=_unavailable(name))
 
@@ -153,6 +157,13 @@ def _status(args: argparse.Namespace) -> int:
     tenant = context.load(args)
     console = Console()
     code, data = status(tenant, _reporter(args))
+    if tenant.layout.shape.value == "ha":
+        from omldeploy.ops.ha_facts import gather, one_line, summarize
+
+        pairs = summarize(tenant, gather(tenant)[0])
+        data["ha"] = {"summary": one_line(pairs), "pairs": [p.as_dict() for p in pairs]}
+        if not all(p.ok for p in pairs):
+            code, data["healthy"] = 1, False
     if args.json:
         console.say(json.dumps(data, indent=2))
         return code
@@ -173,6 +184,8 @@ def _status(args: argparse.Namespace) -> int:
                 console.warn(line.strip() + f"; see journalctl -u {t['timer'].removesuffix('.timer')} on {host}")
             else:
                 console.say(line)
+    if "ha" in data:
+        console.say(data["ha"]["summary"] + " (details: omldeploy ha status)")
     console.say("all healthy" if code == 0 else "NOT healthy")
     return code
 

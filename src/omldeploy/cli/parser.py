@@ -60,7 +60,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
                                         "asterisk", "kamailio", "rtpengine", "nginx", "websockets", "cron"),
     "maintenance": ("restart", "restart_core", "restart_django", "restart_asterisk", "recycle"),
     "backups": ("backup", "restore", "backups"),
-    "HA": ("haproxy", "keepalived", "sentinel", "pgsql_node_recovery_main", "pgsql_node_takeover_main",
+    "HA": ("ha", "haproxy", "keepalived", "sentinel", "pgsql_node_recovery_main", "pgsql_node_takeover_main",
            "redis_node_takeover_main", "pgsql_node_recovery_backup"),
     "sandbox (local test hosts)": ("sandbox",),
     "shell": ("completion",),
@@ -69,7 +69,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
 
 def build_parser() -> Parser:
     """The whole verb tree, with global options spread onto every sub-parser and the help grouped."""
-    from omldeploy.cli import actions, completion, inspect, tenants
+    from omldeploy.cli import actions, completion, ha, inspect, tenants
 
     parser = Parser(prog="omldeploy", description="Deploy and operate OMniLeads tenants.",
                     usage="omldeploy [-h] [--version] [--instances DIR] [-v] [--json] VERB [options]",
@@ -86,6 +86,7 @@ def build_parser() -> Parser:
     inspect.add_parsers(sub)
     tenants.add_parsers(sub)
     actions.add_parsers(sub)
+    ha.add_parsers(sub)
     backups = actions._backups()
     if backups is not None:
         backups.add_parsers(sub)  # `omldeploy backups list|verify|prune`

@@ -62,6 +62,20 @@ class ConfigFile:
 
 
 @dataclass(frozen=True)
+class Drain:
+    """How a host is taken out of a load balancer before its units restart, and put back after.
+
+    Written by activate into `state_file` (`maint`, then `up ready`), read by the balancers through an
+    agent on the host that notes in `seen_dir` which balancer (`peers`) was told what."""
+
+    state_file: str
+    seen_dir: str
+    peers: tuple[str, ...]
+    port: int  # the balanced port: activate waits (bounded) until the balancers' connections to it end
+    timeout: float = 15.0
+
+
+@dataclass(frozen=True)
 class HostUnit:
     """A plain systemd unit (not a container) a component needs, e.g. a path unit."""
 
@@ -124,6 +138,10 @@ class Component:
 
     def host_units(self, ctx: Ctx) -> list[HostUnit]:
         return []
+
+    def drain(self, ctx: Ctx) -> Drain | None:
+        """How this host leaves its load balancer while its units restart (None: it has none)."""
+        return None
 
     def host_directories(self, ctx: Ctx) -> list[tuple[str, int]]:
         """Host directories it bind-mounts that may be missing on a fresh host (path, mode on creation).

@@ -82,6 +82,10 @@ def _render_host(ctx: Ctx, placement: Placement, tls: material.TLSMaterial | Non
     _check_ports(host.name, comps, ctx)
     for comp in comps:
         hb.units.append(_render_component(comp, ctx, hb, names, cert_files))
+        drain = comp.drain(ctx)
+        if drain is not None:
+            hb.drain = {"state_file": drain.state_file, "seen_dir": drain.seen_dir, "peers": list(drain.peers),
+                        "port": drain.port, "timeout": drain.timeout}
         hb.directories.extend(d for d in comp.host_directories(ctx) if d not in hb.directories)
         for hu in comp.host_units(ctx):
             hb.add(BundleFile(f"/etc/systemd/system/{hu.name}", hu.content.encode(), 0o644, kind="hostunit",

@@ -60,6 +60,7 @@ class HostBundle:
     directories: list[tuple[str, int]] = field(default_factory=list)
     partial: bool = False  # only some components (per-component action): keep the others untouched
     force_restart: list[str] = field(default_factory=list)  # restarted even when nothing changed (restart_*)
+    drain: dict[str, Any] | None = None  # how activate takes the host out of its balancer (components.base.Drain)
 
     def add(self, f: BundleFile) -> None:
         for existing in self.files:

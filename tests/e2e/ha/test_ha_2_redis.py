@@ -282,10 +282,20 @@ def test_sentinel_state_survives_a_restart(ha: tuple[Tenant, float, str], ha_san
             assert redis(sb, s, "SENTINEL", "MYID", port=26379) == ids[s]
 
 
-def test_cluster_handed_back_as_installed(ha: tuple[Tenant, float, str], ha_sandbox: Sandbox) -> None:
-    """Master back on app_1 (the inventory's main) for the next modules, by Sentinel's own failover."""
+def test_cluster_handed_back_as_installed(ha: tuple[Tenant, float, str], ha_sandbox: Sandbox,
+                                         instances: Path) -> None:
+    """Master back on app_1 (the inventory's main) for the next modules, by the seed's action
+    `redis_node_takeover_main` (checked preconditions, then Sentinel's own failover, then verified).
+    Run again, it finds nothing to do."""
     sb = ha_sandbox
     if master_named(sb, "h3") != sb.host("h5").ip:
         until("healthy before the hand-back", lambda: healthy(sb, "h6"), 60, 1)
-        assert redis(sb, "h3", "SENTINEL", "FAILOVER", "master", port=26379) == b"OK"
+        t0 = time.monotonic()
+        proc = cli(instances, "redis_node_takeover_main", "--tenant", "ha")
+        print(f"redis_node_takeover_main: {time.monotonic() - t0:.1f} s")
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+        rec = ledger.read(ha[0].folder)[-1]
+        assert rec.action == "redis_node_takeover_main" and rec.outcome == "ok", rec
     until("master on app_1, replica on app_2, every sentinel", lambda: healthy(sb, "h5"), 90, 1)
+    again = cli(instances, "redis_node_takeover_main", "--tenant", "ha")
+    assert again.returncode == 0 and "nothing to do" in again.stdout, again.stdout + again.stderr

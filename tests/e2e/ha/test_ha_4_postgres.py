@@ -24,11 +24,12 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 from omldeploy.inventory import Tenant
 from omldeploy.sandbox import Sandbox, faults
 
-from .common import app_sql, holders, psql, start_unit, until, vips
+from .common import app_sql, cli, holders, psql, until, vips
 from .probes import PG_TABLE, Probes, Series
 
 FENCE = "/var/lib/omnileads/postgresql-ha/fenced"
@@ -140,34 +141,23 @@ def test_power_off_of_the_primary_promotes_the_standby_and_the_old_primary_retur
     assert holders(sb, v["rw"]) == [standby]
 
 
-def rejoin_as_standby(sb: Sandbox, node: str, primary: str) -> None:
-    """What the recovery action (next issue) automates: a fresh clone of the primary into the fenced
-    node's volume, then start, register, repmgrd, and the marker removed."""
-    image = sb.run(node, "podman images --format '{{.Repository}}:{{.Tag}}' | grep /omnileads/postgres: "
-                         "| head -n 1").stdout.strip()
-    vol = "-v oml_postgres:/var/lib/postgresql/data"
-    conf = "-v /etc/omnileads/postgresql/repmgr.conf:/etc/repmgr.conf:ro"
-    sb.run(node, f"podman run --rm {vol} {image} rm -rf /var/lib/postgresql/data/pgdata")
-    sb.run(node, f"podman run --rm --network=host --user postgres -e PGPASSFILE=/var/lib/postgresql/data/.pgpass "
-                 f"{vol} {conf} {image} repmgr -h {sb.host(primary).ip} -U repmgr -d repmgr "
-                 "-f /etc/repmgr.conf standby clone --fast-checkpoint", timeout=300)
-    sb.run(node, f"rm -f {FENCE} && systemctl reset-failed postgresql")
-    start_unit(sb, node, "postgresql")
-    # the unit is active once the container runs; a standby accepts connections once it is consistent
-    until("standby accepts connections", lambda: sb.run(
-        node, "podman exec oml-postgresql-server pg_isready -q -h /var/run/postgresql", check=False).returncode == 0,
-        120, 0.5)
-    until("standby registered", lambda: sb.run(
-        node, "podman exec --user postgres oml-postgresql-server repmgr -f /etc/repmgr.conf standby register -F",
-        check=False).returncode == 0, 60, 1)
-    start_unit(sb, node, "repmgr")
+def rejoin_as_standby(sb: Sandbox, instances: Path, node: str, primary: str) -> None:
+    """The seed's recovery action for the node (h1 is the inventory's main, h2 its backup): checked
+    preconditions, a fresh clone of the primary, registered, repmgrd started, verified streaming."""
+    action = "pgsql_node_recovery_main" if node == "h1" else "pgsql_node_recovery_backup"
+    t0 = time.monotonic()
+    proc = cli(instances, action, "--tenant", "ha")
+    print(f"{action} ({node} from {primary}): {time.monotonic() - t0:.1f} s")
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    assert sb.run(node, f"test -e {FENCE}", check=False).returncode != 0
 
 
-def test_the_fenced_node_rejoins_as_a_standby(ha: tuple[Tenant, float, str], ha_sandbox: Sandbox) -> None:
+def test_the_fenced_node_rejoins_as_a_standby(ha: tuple[Tenant, float, str], ha_sandbox: Sandbox,
+                                              instances: Path) -> None:
     sb = ha_sandbox
     primary = next(h for h in ("h1", "h2") if writable(sb, h))
     node = "h2" if primary == "h1" else "h1"
-    rejoin_as_standby(sb, node, primary)
+    rejoin_as_standby(sb, instances, node, primary)
     until("standby streaming", lambda: psql(sb, primary, "SELECT state FROM pg_stat_replication") == "streaming",
           90, 1)
     until("RO VIP on the standby", lambda: holders(sb, vips(sb)["ro"]) == [node], 60, 1)
@@ -175,7 +165,7 @@ def test_the_fenced_node_rejoins_as_a_standby(ha: tuple[Tenant, float, str], ha_
 
 
 def test_two_more_power_cuts_and_the_median_of_three(ha: tuple[Tenant, float, str],
-                                                     ha_sandbox: Sandbox) -> None:
+                                                     ha_sandbox: Sandbox, instances: Path) -> None:
     """The same power cut twice more (the roles alternate), each time the returning node fenced and
     rejoined; the benchmark is the median of the three rounds."""
     tenant, sb = ha[0], ha_sandbox
@@ -184,7 +174,7 @@ def test_two_more_power_cuts_and_the_median_of_three(ha: tuple[Tenant, float, st
         faults.power_on(sb, old)
         until("old primary fenced", lambda o=old: sb.run(o, f"cat {FENCE}", check=False).stdout, 60, 1)
         assert holders(sb, vips(sb)["rw"]) == [new]
-        rejoin_as_standby(sb, old, new)
+        rejoin_as_standby(sb, instances, old, new)
         until("standby streaming", lambda n=new: psql(sb, n, "SELECT state FROM pg_stat_replication")
               == "streaming", 90, 1)
     med = [statistics.median(col) for col in zip(*ROUNDS, strict=True)]
@@ -237,7 +227,7 @@ def test_a_cut_standby_does_not_promote_itself(ha: tuple[Tenant, float, str], ha
 
 
 def test_a_cut_primary_fences_itself_before_the_standby_is_promoted(
-        ha: tuple[Tenant, float, str], ha_sandbox: Sandbox) -> None:
+        ha: tuple[Tenant, float, str], ha_sandbox: Sandbox, instances: Path) -> None:
     tenant, sb = ha[0], ha_sandbox
     v = vips(sb)
     s = tenant.settings
@@ -279,6 +269,6 @@ def test_a_cut_primary_fences_itself_before_the_standby_is_promoted(
     assert holders(sb, v["rw"]) == [standby]
     assert sb.run(primary, "systemctl is-active postgresql", check=False).stdout.strip() != "active"
     # leave a full pair for later runs of this folder
-    rejoin_as_standby(sb, primary, standby)
+    rejoin_as_standby(sb, instances, primary, standby)
     until("standby streaming", lambda: psql(sb, standby, "SELECT state FROM pg_stat_replication") == "streaming",
           90, 1)

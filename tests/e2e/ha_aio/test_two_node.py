@@ -190,3 +190,131 @@ def test_the_vip_follows_the_web_health_and_takes_cron_along(pair: tuple[Tenant,
     start_unit(sb, BACKUP, "nginx.service")
     time.sleep(5)
     assert holders(sb, v["web"], BOTH) == [MAIN] and not active(sb, BACKUP, "omlcron")
+
+
+def ha_status(instances: Path) -> tuple[int, dict[str, Any]]:
+    proc = cli(instances, "ha", "status", "--tenant", TENANT, "--json")
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def named(tenant: Tenant, host: str) -> str:
+    """The inventory's name of a sandbox host (h1 carries `ha_role: main`, h2 `backup`)."""
+    return next(h.name for h in tenant.hosts if h.ha_role == ("main" if host == MAIN else "backup"))
+
+
+def pair_of(status: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(p for p in status["pairs"] if p["pair"] == name)
+
+
+def test_ha_status_names_the_fenced_main_and_wrong_actions_change_nothing(
+        pair: tuple[Tenant, float, str], pair_sandbox: Sandbox, pair_instances: Path) -> None:
+    """After the failover: `ha status` says main is fenced and which action repairs it; the actions
+    meant for other states refuse with the fix in their words, and nothing on the hosts moves."""
+    tenant, sb = pair[0], pair_sandbox
+    code, status = ha_status(pair_instances)
+    pg = pair_of(status, "postgresql")
+    assert code == 1 and not pg["ok"] and pg["active"] == [named(tenant, BACKUP)], status
+    assert pg["repair"] == "pgsql_node_recovery_main" and any("FENCED" in d for d in pg["details"]), pg
+    human = cli(pair_instances, "ha", "status", "--tenant", TENANT)
+    assert human.returncode == 1 and f"omldeploy pgsql_node_recovery_main --tenant {TENANT}" in human.stdout
+    overview = cli(pair_instances, "status", "--tenant", TENANT)
+    assert "HA: postgresql DEGRADED" in overview.stdout, overview.stdout[-2000:]
+    marker = sb.run(MAIN, f"cat {FENCE}").stdout
+    for action, words in (("pgsql_node_takeover_main", "pgsql_node_recovery_main first"),
+                          ("pgsql_node_recovery_backup", "still a writable primary"),
+                          ("redis_node_takeover_main", "standalone Redis")):
+        proc = cli(pair_instances, action, "--tenant", TENANT)
+        assert proc.returncode == 1 and "REFUSED" in proc.stderr and words in proc.stderr, (action, proc.stderr)
+        rec = ledger.read(tenant.folder)[-1]
+        assert rec.action == action and rec.outcome == "refused" and rec.extra["steps"] == [], rec
+    assert sb.run(MAIN, f"cat {FENCE}").stdout == marker  # still fenced, untouched
+    assert writable(sb, BACKUP) and not active(sb, MAIN, "postgresql")
+
+
+def test_recovery_then_takeover_return_to_the_installed_layout(
+        pair: tuple[Tenant, float, str], pair_sandbox: Sandbox, pair_instances: Path) -> None:
+    """The seed's sequence after a failover of the primary: recovery of main (it becomes the backup's
+    standby), then takeover (main primary again, backup its standby), with committed writes probed
+    through the RW VIP: none acknowledged is lost, and the outage is the takeover's switch."""
+    tenant, sb = pair[0], pair_sandbox
+    v = vips(sb)
+    t0 = time.monotonic()
+    proc = cli(pair_instances, "pgsql_node_recovery_main", "--tenant", TENANT)
+    recovery = time.monotonic() - t0
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    assert sb.run(MAIN, f"test -e {FENCE}", check=False).returncode != 0
+    assert psql(sb, MAIN, "SELECT pg_is_in_recovery()") == "t"
+    assert psql(sb, BACKUP, "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'") == "1"
+    assert holders(sb, v["rw"], BOTH) == [BACKUP] and holders(sb, v["ro"], BOTH) == [MAIN]
+    rec = ledger.read(tenant.folder)[-1]
+    assert rec.action == "pgsql_node_recovery_main" and rec.outcome == "ok", rec
+    assert next(s["step"] for s in rec.extra["steps"]) == "rejoin" and rec.extra["steps"][0]["ok"]
+    code, status = ha_status(pair_instances)
+    pg = pair_of(status, "postgresql")
+    assert pg["ok"] and pg["swapped"] and pg["repair"] == "pgsql_node_takeover_main", status
+    mp = sb.run(MAIN, "podman volume inspect --format '{{.Mountpoint}}' oml_postgres").stdout.strip()
+    assert sb.run(MAIN, f"test -e {mp}/pgdata.replaced", check=False).returncode != 0  # removed once verified
+    again = cli(pair_instances, "pgsql_node_recovery_main", "--tenant", TENANT)
+    assert again.returncode == 0 and "nothing to do" in again.stdout, again.stdout + again.stderr
+
+    with Probes(tenant, sb, https=False, pg=True) as p:
+        time.sleep(1.0)
+        t1 = time.monotonic()
+        proc = cli(pair_instances, "pgsql_node_takeover_main", "--tenant", TENANT)
+        takeover = time.monotonic() - t1
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+        until("writes through the RW VIP again", lambda: p.pg._down_since is None and p.pg.attempts > 0, 60, 0.2)
+        time.sleep(1.0)
+    print(f"two-node actions: pgsql_node_recovery_main {recovery:.1f} s, pgsql_node_takeover_main {takeover:.1f} s; "
+          f"during the takeover {p.summary()}")
+    assert psql(sb, MAIN, "SELECT pg_is_in_recovery()") == "f" and psql(sb, BACKUP, "SELECT pg_is_in_recovery()") == "t"
+    assert holders(sb, v["rw"], BOTH) == [MAIN] and holders(sb, v["ro"], BOTH) == [BACKUP]
+    import psycopg
+
+    s = tenant.settings
+    with psycopg.connect(host=v["rw"], dbname=s.text("postgres_database"), user=s.text("postgres_user"),
+                         password=s.text("postgres_password"), connect_timeout=5) as c:
+        have = {r[0] for r in c.execute("SELECT n FROM ha_probe_writes").fetchall()}
+    assert p.pg.acked and not set(p.pg.acked) - have, "acknowledged writes lost in the takeover"
+    code, status = ha_status(pair_instances)
+    pg = pair_of(status, "postgresql")
+    assert code == 0 and pg["ok"] and not pg["swapped"] and pg["active"] == [named(tenant, MAIN)], status
+    rec = ledger.read(tenant.folder)[-1]
+    assert rec.action == "pgsql_node_takeover_main" and rec.outcome == "ok", rec
+    assert [s["step"] for s in rec.extra["steps"] if "host" in s] == ["pause", "stop", "promote", "resume", "rejoin"]
+
+
+def drill(instances: Path, component: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    return cli(instances, "ha", "drill", "--tenant", TENANT, "--component", component, *extra)
+
+
+def test_drills_fail_over_and_return_to_the_installed_layout(
+        pair: tuple[Tenant, float, str], pair_sandbox: Sandbox, pair_instances: Path) -> None:
+    """`ha drill` as an operator runs it: the plan first (nothing changes), then the drill for PostgreSQL
+    and for the web/voice VIP, each measured, checked and put back; `ha status` clean at the end."""
+    tenant, sb = pair[0], pair_sandbox
+    v = vips(sb)
+    entries = len(ledger.read(tenant.folder))
+    shown = drill(pair_instances, "postgres")
+    assert shown.returncode == 0 and "plan only" in shown.stdout and \
+        f"stop postgresql on {named(tenant, MAIN)}" in shown.stdout, \
+        shown.stdout + shown.stderr
+    assert len(ledger.read(tenant.folder)) == entries and writable(sb, MAIN)
+    refused = drill(pair_instances, "redis", "--yes")
+    assert refused.returncode == 1 and "no redis pair" in refused.stderr, refused.stderr
+    for component in ("postgres", "voice"):
+        t0 = time.monotonic()
+        proc = drill(pair_instances, component, "--yes")
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
+        rec = ledger.read(tenant.folder)[-1]
+        assert rec.action == f"ha-drill-{component}" and rec.outcome == "ok", rec
+        print(f"two-node drill {component} ({time.monotonic() - t0:.0f} s): {rec.detail}")
+        report = rec.extra["report"]
+        assert report["failed_node"] == named(tenant, MAIN) and report["new_active"] == [named(tenant, BACKUP)], report
+        assert report.get("lost", 0) == 0 and report["recovered_s"] < 60, report
+    code, status = ha_status(pair_instances)
+    assert code == 0 and all(not p["swapped"] for p in status["pairs"]), status
+    assert holders(sb, v["rw"], BOTH) == [MAIN] and holders(sb, v["web"], BOTH) == [MAIN]
+    assert psql(sb, MAIN, "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'omldeploy_drill%'",
+                db=tenant.settings.text("postgres_database")) == "0"

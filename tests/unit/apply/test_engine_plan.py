@@ -36,6 +36,7 @@ def units_module() -> ModuleType:
 
 def host_module() -> ModuleType:
     units_module()
+    _load("ansible.module_utils.omldeploy_drain", MODULE.parents[1] / "module_utils" / "omldeploy_drain.py")
     return _load("omldeploy_host", MODULE)
 
 

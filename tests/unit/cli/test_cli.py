@@ -80,11 +80,17 @@ def test_instances_from_environment(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "envt" in capsys.readouterr().out
 
 
-def test_actions_not_built_say_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_ha_actions_on_a_tenant_without_ha_change_nothing(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """Before any host is asked: the layout alone says these do not apply (exit 2, no ledger entry)."""
     run(tmp_path, "tenant", "new", "t", "--layout", "aio", capsys=capsys)
-    for action in ("pgsql_node_takeover_main", "redis_node_takeover_main"):
+    for action in ("pgsql_node_takeover_main", "redis_node_takeover_main", "pgsql_node_recovery_main",
+                   "pgsql_node_recovery_backup"):
         code, _, err = run(tmp_path, action, "--tenant", "t", capsys=capsys)
-        assert code == 3 and "not available" in err and "nothing was done" in err
+        assert code == 2 and "not an HA layout" in err and "nothing was done" in err, err
+    code, out, err = run(tmp_path, "ha", "status", "--tenant", "t", capsys=capsys)
+    assert code == 2 and out == "" and "not an HA layout" in err
+    assert not (tmp_path / "t/.omldeploy/ledger.jsonl").exists()
 
 
 def test_releases(capsys: pytest.CaptureFixture[str]) -> None:
@@ -111,7 +117,7 @@ def test_deploy_sh_maps_onto_omldeploy(tmp_path: Path) -> None:
     assert main(["--instances", str(copy / "instances"), "tenant", "new", "t1", "--layout", "aio"]) == 0
     proc = subprocess.run(["bash", str(copy / "deploy.sh"), "--action=pgsql_node_takeover_main", "--tenant=t1"],
                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
-    assert proc.returncode == 3 and "pgsql_node_takeover_main" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "not an HA layout" in proc.stderr and "Traceback" not in proc.stderr
     proc = subprocess.run(["bash", str(copy / "deploy.sh"), "--action=install", "--tenant=missing"],
                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
     assert proc.returncode == 2 and "tenant folder not found" in proc.stderr

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from omldeploy.components.base import Component, ConfigFile, Health, Port, Volume
 from omldeploy.components.context import Ctx
+from omldeploy.components.nginx import AGENT_PORT
 
 
 class HAProxy(Component):
@@ -43,7 +44,7 @@ class HAProxy(Component):
         apps = sorted(ctx.tenant.with_role("app"), key=lambda h: h.ha_role != "main")
         verify = ctx.tenant.settings.text("certs") == "selfsigned"
         content = self.template("haproxy.cfg.j2", ctx, apps=apps, app_port=self._app_port(ctx),
-                                verify=verify)
+                                verify=verify, agent_port=AGENT_PORT)
         return [ConfigFile("/etc/omnileads/haproxy.cfg", content, 0o644)]
 
 

@@ -1,10 +1,36 @@
-"""nginx: the HTTPS/WSS entry point on the app/AIO host (its routing is defined in the image)."""
+"""nginx: the HTTPS/WSS entry point on the app/AIO host (its routing is defined in the image).
+
+In the seed's 8-host HA both app nodes sit behind HAProxy. Each runs a small agent on the host
+(`oml-lb-agent.service`, oml_lb_agent.py) that HAProxy asks every second whether to send the node
+traffic; activate drains the node through it (`maint`) before restarting anything there, so a rolling
+upgrade or restart sends no request to a node that is going down.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+from importlib import resources
+
 from omldeploy.components import common
-from omldeploy.components.base import Component, Health, Port, Volume
+from omldeploy.components.base import Component, ConfigFile, Drain, Health, HostUnit, Port, Volume
 from omldeploy.components.context import Ctx
+
+AGENT_PORT = 8405
+AGENT_DIR = "/usr/local/lib/omnileads"
+AGENT = f"{AGENT_DIR}/oml_lb_agent.py"
+AGENT_CONF = "/etc/omnileads/lb-agent.json"
+AGENT_RUN = "/run/omnileads/lb-agent"
+
+
+def balanced(ctx: Ctx) -> bool:
+    """An app node behind HAProxy: the seed's 8-host HA (two-node HA has no HAProxy)."""
+    t = ctx.tenant
+    return t.layout.shape.value == "ha" and not t.layout.two_node and "app" in ctx.host.roles
+
+
+def balancers(ctx: Ctx) -> tuple[str, ...]:
+    return tuple(sorted(h.lan_ip for h in ctx.tenant.with_role("haproxy")))
 
 
 class Nginx(Component):
@@ -40,10 +66,46 @@ class Nginx(Component):
         ]
 
     def ports(self, ctx: Ctx) -> list[Port]:
-        return [Port(443, purpose="HTTPS / WSS")]
+        agent = [Port(AGENT_PORT, purpose="HAProxy agent (drain state)")] if balanced(ctx) else []
+        return [Port(443, purpose="HTTPS / WSS"), *agent]
 
     def health(self, ctx: Ctx) -> Health:
         return Health("https", host=ctx.lan, port=443, path="/")
+
+    def drain(self, ctx: Ctx) -> Drain | None:
+        if not balanced(ctx):
+            return None
+        return Drain(f"{AGENT_RUN}/state", f"{AGENT_RUN}/seen", balancers(ctx), 443)
+
+    def _agent_conf(self, ctx: Ctx) -> str:
+        return json.dumps({"address": ctx.lan, "port": AGENT_PORT, "state_file": f"{AGENT_RUN}/state",
+                           "seen_dir": f"{AGENT_RUN}/seen", "peers": list(balancers(ctx))}, indent=1) + "\n"
+
+    def configs(self, ctx: Ctx) -> list[ConfigFile]:
+        if not balanced(ctx):
+            return []
+        agent = resources.files("omldeploy.components.nginx").joinpath("oml_lb_agent.py").read_text()
+        return [ConfigFile(AGENT, agent, 0o755), ConfigFile(AGENT_CONF, self._agent_conf(ctx), 0o644)]
+
+    def host_directories(self, ctx: Ctx) -> list[tuple[str, int]]:
+        return [(AGENT_DIR, 0o755), (AGENT_RUN, 0o755)] if balanced(ctx) else []
+
+    def host_units(self, ctx: Ctx) -> list[HostUnit]:
+        """On the host, not in a container: it must answer while nginx's container is being replaced."""
+        if not balanced(ctx):
+            return []
+        agent = resources.files("omldeploy.components.nginx").joinpath("oml_lb_agent.py").read_text()
+        digest = hashlib.sha256((agent + self._agent_conf(ctx)).encode()).hexdigest()[:16]
+        unit = (f"# HAProxy agent of app node {ctx.host.name} (tenant {ctx.tenant.name}), rendered by omldeploy "
+                f"(script {digest})\n"
+                "[Unit]\n"
+                f"Description=HAProxy agent: drain state of this app node (tenant {ctx.tenant.name})\n"
+                "After=network-online.target\nWants=network-online.target\n\n"
+                "[Service]\n"
+                f"ExecStart=/usr/bin/python3 {AGENT} {AGENT_CONF}\n"
+                "Restart=always\nRestartSec=1\n\n"
+                "[Install]\nWantedBy=multi-user.target\n")
+        return [HostUnit("oml-lb-agent.service", unit)]
 
 
 COMPONENT = Nginx()

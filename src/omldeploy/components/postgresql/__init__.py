@@ -188,7 +188,11 @@ def _in_recovery(ctx: Ctx) -> str:
     return f"r=$({_psql(ctx, maint)} -c 'SELECT pg_is_in_recovery()') || exit 1"
 
 
-REPMGR = "podman exec --user postgres oml-postgresql-server repmgr -f /etc/repmgr.conf"
+#: repmgr inside the running server container, as the image's postgres user
+REPMGR_ARGV = ["podman", "exec", "--user", "postgres", "oml-postgresql-server", "repmgr", "-f", "/etc/repmgr.conf"]
+
+
+REPMGR = shlex.join(REPMGR_ARGV)
 
 # the password is read inside the container from .pgpass: it never appears on a command line
 REPMGR_ROLE_SQL = f"""\\set pw `cut -d: -f5- {PGPASSFILE} | head -n 1`
@@ -226,15 +230,21 @@ def seed_pgpass(ctx: Ctx) -> str:
             f"{install}")
 
 
+def clone_argv(ctx: Ctx, source: str) -> list[str]:
+    """`repmgr standby clone` of `source` into this host's volume, in a one-shot container of the HA
+    image as its postgres user (the first install's hook and the recovery actions run the same)."""
+    vols = [Volume("oml_postgres", "/var/lib/postgresql/data"), *repmgr_volumes()]
+    return ["podman", "run", "--rm", "--network=host", "-e", f"PGPASSFILE={PGPASSFILE}",
+            *[a for v in vols for a in ("-v", v.spec())], "--user", "postgres", ctx.image("postgres"),
+            "repmgr", "-h", source, "-U", "repmgr", "-d", "repmgr", "-f", "/etc/repmgr.conf", "standby", "clone",
+            "--fast-checkpoint"]
+
+
 def clone_standby(ctx: Ctx) -> str:
     """Backup, before PostgreSQL starts: clone main into an EMPTY volume only. A half-finished clone is
     removed again, so the next run retries instead of starting a broken data directory."""
     image = ctx.image("postgres")
-    vols = " ".join(f"-v {v.spec()}" for v in [Volume("oml_postgres", "/var/lib/postgresql/data"),
-                                                  *repmgr_volumes()])
-    run = f"podman run --rm --network=host -e PGPASSFILE={PGPASSFILE} {vols}"
-    clone = (f"{run} --user postgres {image} repmgr -h {main_node(ctx)} -U repmgr -d repmgr "
-             "-f /etc/repmgr.conf standby clone --fast-checkpoint")
+    clone = shlex.join(clone_argv(ctx, main_node(ctx)))
     wipe = f"podman run --rm -v oml_postgres:/var/lib/postgresql/data {image} rm -rf {HA_PGDATA}"
     return "; ".join([
         "mp=$(podman volume inspect --format '{{.Mountpoint}}' oml_postgres 2>/dev/null)",

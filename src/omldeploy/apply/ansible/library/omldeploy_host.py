@@ -29,6 +29,12 @@ import time
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule  # type: ignore[import-untyped,import-not-found,unused-ignore]
+from ansible.module_utils.omldeploy_drain import (  # type: ignore[import-untyped,import-not-found,unused-ignore]
+    READY,
+    current,
+    put_back,
+    take_out,
+)
 from ansible.module_utils.omldeploy_units import (  # type: ignore[import-untyped,import-not-found,unused-ignore]
     HealthError,
     StartRefused,
@@ -356,7 +362,15 @@ def activate(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
     # transaction (ordered by After=): one short outage instead of one per unit. Health is still
     # checked unit by unit, in start order, below.
     batch = [u for u in units if u["name"] in force and u["enabled"] and is_active(u["name"])]
+    drain = p.get("drain")
+
+    def out_of_balancer() -> None:
+        """Before the first restart of a running unit: no balancer sends this node requests."""
+        if drain and "drain" not in result:
+            result["drain"] = take_out(drain)
+
     if batch:
+        out_of_balancer()
         for u in batch:
             run_hooks(u.get("pre_start", []))
         start_or_fail(module, result, tenant, state, pending, [u["name"] for u in batch], "restart")
@@ -382,6 +396,8 @@ def activate(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
         if name in batched:
             result["restarted"].append(name)
         elif needs_restart or not active:
+            if active:
+                out_of_balancer()
             run_hooks(u.get("pre_start", []))
             # a start job that ran and failed is reported below, with the journal, by the health wait
             start_or_fail(module, result, tenant, state, pending, [name], "restart" if active else "start")
@@ -400,6 +416,9 @@ def activate(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
         state["pending"] = pending
         save_state(tenant, state)
     settle(module, units, result, tenant, state)
+    if drain and ("drain" in result or current(drain) != READY):
+        # healthy again (or a failed earlier run left it out): the balancers may send requests again
+        result["undrain"] = put_back(drain)
     if p.get("partial"):
         state["units"] = sorted(set(state.get("units", [])) | {u["name"] for u in units})
         state["files"] = sorted(set(state.get("files", [])) | set(p.get("files_index", [])))
@@ -408,7 +427,8 @@ def activate(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
         state["files"] = p.get("files_index", [])
     state["host_units"] = p.get("host_units", [])
     save_state(tenant, state)
-    result["changed"] = bool(result["restarted"] or result["started"] or result["stopped"] or result["reloaded"])
+    result["changed"] = bool(result["restarted"] or result["started"] or result["stopped"] or result["reloaded"]
+                             or "undrain" in result)
     return result
 
 
@@ -573,6 +593,7 @@ def main() -> None:
             "timezone": {"type": "str", "default": ""},
             "partial": {"type": "bool", "default": False},
             "force_restart": {"type": "list", "elements": "str", "default": []},
+            "drain": {"type": "dict", "default": None},
         },
         supports_check_mode=True,
     )

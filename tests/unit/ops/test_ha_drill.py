@@ -1,0 +1,82 @@
+"""`ha drill` without hosts: the plan it prints, when it refuses, and how a probe loop counts."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from omldeploy.inventory import Tenant
+from omldeploy.ops import ha, ha_drill
+from omldeploy.ops.converge import Reporter
+from omldeploy.ops.ha_facts import summarize
+from omldeploy.placement import Placement, place
+from tests.unit.conftest import MakeTenant
+from tests.unit.ops.test_ha_logic import data_nodes, healthy, promote_backup
+
+
+@pytest.fixture
+def ha8(make_tenant: MakeTenant) -> tuple[Tenant, Placement]:
+    t = make_tenant("ha")
+    return t, place(t)
+
+
+def test_the_plan_names_the_active_node_the_failure_the_probe_and_the_way_back(
+        ha8: tuple[Tenant, Placement]) -> None:
+    t, placement = ha8
+    main, _ = data_nodes(t)
+    pairs = summarize(t, healthy(t, placement), placement)
+    steps = ha_drill.plan(t, "postgres", pairs, None)
+    assert f"active {main}" in steps[0] and f"stop postgresql on {main}" in steps[2]
+    assert t.settings.text("postgres_host") in steps[1] and "pgsql_node_takeover_main" in steps[4]
+    steps = ha_drill.plan(t, "haproxy", pairs, "virsh destroy {host}")
+    assert "power off" in steps[2] and "virsh destroy" in steps[2]
+    assert "HTTPS" in steps[1]
+
+
+def test_a_degraded_or_swapped_pair_is_not_drilled(ha8: tuple[Tenant, Placement], make_tenant: MakeTenant) -> None:
+    t, placement = ha8
+    facts = healthy(t, placement)
+    promote_backup(t, facts)
+    with pytest.raises(ha.Refused, match=r"degraded.*pgsql_node_recovery_main"):
+        ha_drill.plan(t, "postgres", summarize(t, facts, placement), None)
+    swapped = summarize(t, healthy(t, placement, redis_master="backup"), placement)
+    with pytest.raises(ha.Refused, match="redis_node_takeover_main first"):
+        ha_drill.plan(t, "redis", swapped, None)
+    two = make_tenant("ha_aio", name="two")
+    tp = place(two)
+    for component in ("redis", "haproxy", "cron"):
+        with pytest.raises(ha.Refused, match="two-node HA has no"):
+            ha_drill.plan(two, component, summarize(two, healthy(two, tp), tp), None)
+    assert "web+voice" in ha_drill.plan(two, "voice", summarize(two, healthy(two, tp), tp), None)[0]
+
+
+def test_power_off_needs_power_on(ha8: tuple[Tenant, Placement]) -> None:
+    t, _ = ha8
+    said: list[str] = []
+    r = Reporter(say=said.append, warn=said.append)
+    assert ha_drill.drill(t, "voice", r, yes=True, power_off="virsh destroy {host}") == 2
+    assert "go together" in said[-1]
+
+
+def test_a_probe_counts_failures_and_the_longest_outage() -> None:
+    results = iter([True, True, False, False, False, True] + [True] * 1000)
+    probe = ha_drill.Probe("x", lambda n: next(results))
+    probe.start()
+    deadline = time.monotonic() + 5
+    while probe.attempts < 8 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    probe.stop()
+    assert probe.failed == 3 and probe.acked[:3] == [1, 2, 6]
+    assert 0.25 < probe.longest < 1.0 and not probe.down and probe.back_at is not None
+
+
+def test_a_probe_error_is_a_failure_not_a_crash() -> None:
+    def attempt(n: int) -> bool:
+        raise ConnectionRefusedError("refused")
+
+    probe = ha_drill.Probe("x", attempt)
+    probe.start()
+    time.sleep(0.35)
+    probe.stop()
+    assert probe.failed == probe.attempts >= 2 and probe.down

@@ -19,7 +19,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,6 +82,17 @@ class RunResult:
     hosts: dict[str, HostResult] = field(default_factory=dict)
     aborted: str | None = None
 
+    def then(self, later: RunResult) -> RunResult:
+        """This run followed by `later` (e.g. stage, then activate), as one result."""
+        hosts = {n: HostResult(n) for n in [*self.hosts, *[h for h in later.hosts if h not in self.hosts]]}
+        for part in (self, later):
+            for n, h in part.hosts.items():
+                hosts[n].reports.update(h.reports)
+                if h.error or h.unreachable:
+                    hosts[n].error, hosts[n].unreachable, hosts[n].failed_step = h.error, h.unreachable, h.failed_step
+        return RunResult(ok=self.ok and later.ok, check=self.check, duration=self.duration + later.duration,
+                         hosts=hosts, aborted=self.aborted or later.aborted)
+
     def changed_files(self) -> int:
         return sum(len((h.stage or {}).get("changed_files", [])) for h in self.hosts.values())
 
@@ -96,8 +107,9 @@ class RunResult:
 Progress = Callable[[str, str, str, str], None]  # host, step, outcome, detail
 
 
-def tiers(tenant: Tenant) -> list[list[str]]:
-    """Groups of hosts activated together, in order."""
+def tiers(tenant: Tenant, first: Mapping[str, str] | None = None) -> list[list[str]]:
+    """Groups of hosts activated together, in order. HA: one pair member at a time, main first unless
+    `first` names the member of a tier's pair to take first (the passive side of a running cluster)."""
     out: list[list[str]] = []
     seen: set[str] = set()
     ha = tenant.layout.shape.value == "ha"
@@ -105,6 +117,8 @@ def tiers(tenant: Tenant) -> list[list[str]]:
         members = [h.name for h in tenant.hosts if role in h.roles and h.name not in seen]
         groups = [[m for m in members if (tenant.host(m).ha_role or "main") == r] for r in ("main", "backup")] \
             if ha else [members]
+        if first and first.get(role) in members:
+            groups.sort(key=lambda g: first[role] not in g)
         for group in groups:
             if group:
                 out.append(group)
@@ -168,7 +182,8 @@ def _activate_args(tenant: Tenant, hb: HostBundle, phase: str = "activate") -> d
     }
 
 
-def phase_steps(tenant: Tenant, bundle: Bundle, phases: list[str], check: bool = False) -> list[Step]:
+def phase_steps(tenant: Tenant, bundle: Bundle, phases: list[str], check: bool = False,
+                first: Mapping[str, str] | None = None) -> list[Step]:
     """stage (all hosts) → activate tier by tier → status, as Steps of the host module."""
     steps: list[Step] = []
     if "stage" in phases:
@@ -176,7 +191,7 @@ def phase_steps(tenant: Tenant, bundle: Bundle, phases: list[str], check: bool =
                           secret=True))
     if "activate" in phases and not check:
         names = {hb.host for hb in bundle.hosts}
-        for i, members in enumerate(tiers(tenant)):
+        for i, members in enumerate(tiers(tenant, first)):
             in_run = [m for m in members if m in names]
             if in_run:
                 steps.append(Step(f"activate-{i}", "omldeploy_host",
@@ -214,9 +229,10 @@ def run_phases(
     check: bool = False,
     progress: Progress | None = None,
     stdout: Callable[[str], None] | None = None,
+    first: Mapping[str, str] | None = None,
 ) -> RunResult:
     """Converge hosts to the bundle (or report status); see `phase_steps`."""
-    return run_steps(tenant, phase_steps(tenant, bundle, phases, check), check=check, progress=progress,
+    return run_steps(tenant, phase_steps(tenant, bundle, phases, check, first), check=check, progress=progress,
                      stdout=stdout)
 
 

@@ -72,13 +72,24 @@ def run_backup(tenant: Tenant, reporter: Reporter, *, fmt: str = "custom", verif
             existing = sess.step("inspect", {t.db_host: {"op": "inspect", "ts": bid}})[t.db_host]
             if existing.get("manifest") or existing.get("dump"):
                 raise OpFailed(f"a backup with id {bid} already exists in the bucket", EXIT_INPUT)
+            standby, why = dump_source(tenant)
+            reporter.line(f"  dumped from {why}")
+            db = {**t.db, "host": standby} if standby else t.db
             calls: dict[str, dict[str, Any]] = {
-                t.db_host: {"op": "backup", "db": t.db, "format": fmt, "dump_key": layout.dump_key(bid, fmt),
+                t.db_host: {"op": "backup", "db": db, "format": fmt, "dump_key": layout.dump_key(bid, fmt),
                             "media": {"source": layout.MEDIA_SOURCE, "prefix": layout.media_prefix(bid)}}}
             if t.files_host:
                 files = {"dir": CUSTOM_DIR, "prefix": layout.files_prefix(bid)}
                 calls.setdefault(t.files_host, {"op": "backup"})["files"] = files
-            reports = sess.step("backup", calls, progress_host=t.db_host)
+            try:
+                reports = sess.step("backup", calls, progress_host=t.db_host)
+            except OpFailed as exc:
+                if not standby:
+                    raise
+                # e.g. the dump cancelled by a recovery conflict on the standby: the primary has none
+                reporter.line(f"  the dump from the standby failed ({exc}); dumping from the primary instead")
+                calls[t.db_host]["db"] = t.db
+                reports = sess.step("backup", calls, progress_host=t.db_host)
             objects = [o for h in calls for o in reports[h].get("objects", [])]
             dbr = reports[t.db_host]
             duration = time.time() - t0
@@ -111,6 +122,24 @@ def run_backup(tenant: Tenant, reporter: Reporter, *, fmt: str = "custom", verif
         if code == 0:
             code = _scheduled_retention(sess)
         return code, bid
+
+
+def dump_source(tenant: Tenant) -> tuple[str | None, str]:
+    """HA: the standby's address when it streams with little lag (the dump then loads the standby, not
+    the primary that serves the calls), else None (the primary, through the RW VIP), with the reason."""
+    if tenant.layout.shape.value != "ha":
+        return None, "the database host"
+    from omldeploy.ops.ha_facts import LAG_LIMIT_BYTES, gather, summarize
+
+    facts, _ = gather(tenant)
+    pg = summarize(tenant, facts)[0]
+    primary = pg.active[0] if len(pg.active) == 1 else None
+    replicas = (facts.get(primary or "", {}).get("pg") or {}).get("replicas") or []
+    lag = min((int(r.get("lag_bytes") or 0) for r in replicas if r.get("state") == "streaming"), default=None)
+    ro = tenant.settings.text("postgres_ro_host")
+    if pg.ok and primary and lag is not None and lag <= LAG_LIMIT_BYTES:
+        return ro, f"the standby (RO VIP {ro}, lag {lag} bytes)"
+    return None, f"the primary (RW VIP): {'; '.join(pg.problems) or f'the standby lags {lag} bytes'}"
 
 
 def _access(t: Target) -> str:

@@ -107,8 +107,11 @@ def converge_result(tenant: Tenant, action: str, reporter: Reporter, *, check: b
             reporter.line(f"{action} tenant {tenant.name}: {tenant.layout.describe()}, {len(bundle.hosts)} host(s), "
                           f"{units} unit(s){mode}")
             phases = ["stage"] if stage_only else ["stage", "activate"]
-            result = run_phases(tenant, bundle, phases, check=check, progress=reporter.progress,
-                                stdout=reporter.ansible)
+            if tenant.layout.shape.value == "ha" and not check and not stage_only:
+                result = _ha_rolling(tenant, bundle, reporter, restart)
+            else:
+                result = run_phases(tenant, bundle, phases, check=check, progress=reporter.progress,
+                                    stdout=reporter.ansible)
             report(tenant, bundle, result, reporter)
             if restart and check:
                 for hb in bundle.hosts:
@@ -134,6 +137,26 @@ def converge_result(tenant: Tenant, action: str, reporter: Reporter, *, check: b
         finally:
             reporter.log.close()
             reporter.log = None
+
+
+def _ha_rolling(tenant: Tenant, bundle: Bundle, reporter: Reporter, restart: bool) -> RunResult:
+    """HA: stage everywhere, then activate one pair member at a time, the passive side first (the
+    PostgreSQL standby, the Redis replica, the node not holding the VIP): the active side keeps serving
+    while the other restarts, and is restarted last. Which side is passive is read from the cluster only
+    when something will restart; a first install (nothing to read) goes main first."""
+    staged = run_phases(tenant, bundle, ["stage"], progress=reporter.progress, stdout=reporter.ansible)
+    if not staged.ok:
+        return staged
+    first: dict[str, str] | None = None
+    if restart or any((h.stage or {}).get("restart") for h in staged.hosts.values()):
+        from omldeploy.ops.ha_facts import passive_first
+
+        first = passive_first(tenant)
+        if first:
+            reporter.line("rolling order, passive side first: "
+                          + ", ".join(f"{role} {host}" for role, host in first.items()))
+    return staged.then(run_phases(tenant, bundle, ["activate"], progress=reporter.progress,
+                                  stdout=reporter.ansible, first=first))
 
 
 def report(tenant: Tenant, bundle: Bundle, result: RunResult, reporter: Reporter) -> None:

@@ -290,3 +290,27 @@ def one_line(pairs: list[Pair]) -> str:
         parts.append(f"{p.name} {'ok' if p.ok else 'DEGRADED'} ({who}{', swapped' if p.swapped else ''})")
     bad = [p for p in pairs if not p.ok]
     return "HA: " + "; ".join(parts) + (f" -> {bad[0].repair}" if bad and bad[0].repair else "")
+
+
+def passive_first(tenant: Tenant) -> dict[str, str] | None:
+    """Per activation tier of a running HA cluster, the pair member to restart first: the PostgreSQL
+    standby (data), the node not holding the voice or HAProxy VIP, the Redis replica (app). None when
+    the cluster cannot be read (a first install, an unreachable host): activation then goes main first."""
+    try:
+        facts, _ = gather(tenant)
+    except (OSError, ValueError):
+        return None
+    if any("error" in f for f in facts.values()):
+        return None
+    first: dict[str, str] = {}
+    for h in ha_hosts(tenant):
+        f = facts[h.name]
+        if "data" in h.roles and (f.get("pg") or {}).get("in_recovery") is True:
+            first["data"] = h.name
+        states = f.get("keepalived") or {}
+        for role, inst in (("voice", "VOICE"), ("haproxy", "HAPROXY")):
+            if role in h.roles and states.get(inst) in ("BACKUP", "FAULT"):
+                first.setdefault(role, h.name)
+        if "app" in h.roles and (f.get("redis") or {}).get("role") == "slave":
+            first["app"] = h.name
+    return first or None

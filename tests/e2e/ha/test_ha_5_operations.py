@@ -59,7 +59,7 @@ def test_a_drill_of_every_pair_passes_and_puts_the_cluster_back(ha: tuple[Tenant
                                                                ha_sandbox: Sandbox, instances: Path) -> None:
     tenant = ha[0]
     figures = {}
-    for component in ("postgres", "redis", "voice", "haproxy", "cron"):
+    for component in ("postgres", "redis", "voice", "haproxy"):  # cron's failover: test_ha_3_vips
         t0 = time.monotonic()
         proc = cli(instances, "ha", "drill", "--tenant", "ha", "--component", component, "--yes")
         assert proc.returncode == 0, (component, (proc.stdout + proc.stderr)[-5000:])

@@ -45,3 +45,27 @@ def test_a_rolling_upgrade_of_the_app_stack_fails_no_request(ha: tuple[Tenant, f
         figures.append(f"to {which}: {took:.0f} s, {p.https.summary()}")
         assert p.https.attempts > 100 and p.https.failed == 0, p.https.summary()
     print("rolling upgrade of the app stack through the web VIP: " + "; ".join(figures))
+
+
+def test_a_broken_tag_stops_at_the_first_app_node_and_rolls_back_while_the_other_serves(
+        ha: tuple[Tenant, float, str], ha_sandbox: Sandbox, instances: Path) -> None:
+    """The web app's new tag crash-loops: the first app node (the passive one) fails its health gate while
+    drained, the other node is never touched and keeps serving, and the automatic rollback puts the
+    first one back, one side at a time."""
+    tenant, sb = ha[0], ha_sandbox
+    a = tags("A")
+    broken = a["omnileads_version"] + "-broken"
+    set_versions(tenant, {"omnileads_version": broken})
+    with Probes(tenant, sb, https=True, pg=False) as p:
+        time.sleep(1.0)
+        proc = cli(instances, "upgrade", "--tenant", "ha", "--no-backup")
+        time.sleep(1.0)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1 and "rolled back" in out, out[-5000:]
+    records = ledger.read(tenant.folder)
+    failed = next(r for r in reversed(records) if r.action == "upgrade")
+    touched = {u.split(":")[0] for u in failed.restarted}
+    assert len(touched & {"app_1", "app_2"}) <= 1, failed.restarted  # the gate stopped at the first app node
+    print(f"broken omlapp tag on HA: upgrade stopped at {sorted(touched)}, rolled back; {p.https.summary()}")
+    assert p.https.failed == 0, p.https.summary()
+    assert broken not in tenant.inventory_path.read_text()

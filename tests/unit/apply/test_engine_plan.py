@@ -45,6 +45,19 @@ def test_tiers_start_what_others_depend_on(make_tenant: MakeTenant) -> None:
     # HA: what a tier reaches through a VIP first (HAProxy carries Redis for app), one pair member at a time
     assert tiers(make_tenant("ha")) == [["sql_1"], ["sql_2"], ["voice_1"], ["voice_2"], ["haproxy_1"],
                                         ["haproxy_2"], ["app_1"], ["app_2"]]
+    # a running cluster: the passive member of each pair first (standby, VIP not held, Redis replica)
+    assert tiers(make_tenant("ha"), {"data": "sql_2", "voice": "voice_2", "app": "app_2"}) == [
+        ["sql_2"], ["sql_1"], ["voice_2"], ["voice_1"], ["haproxy_1"], ["haproxy_2"], ["app_2"], ["app_1"]]
+
+
+def test_a_stage_run_then_an_activate_run_read_as_one() -> None:
+    from omldeploy.apply.engine import HostResult, RunResult
+
+    staged = RunResult(ok=True, check=False, duration=2.0, hosts={"a": HostResult("a", {"stage": {"x": 1}})})
+    failed = HostResult("a", {"activate-0": {}}, error="boom", failed_step="activate")
+    both = staged.then(RunResult(ok=False, check=False, duration=3.0, hosts={"a": failed}))
+    assert not both.ok and both.duration == 5.0 and set(both.hosts["a"].reports) == {"stage", "activate-0"}
+    assert both.hosts["a"].error == "boom" and both.hosts["a"].failed_step == "activate"
 
 
 def test_stage_carries_files_and_is_hidden_from_ansible_output(make_tenant: MakeTenant) -> None:

@@ -267,3 +267,19 @@ def test_redis_takeover(ha8: tuple[Tenant, Placement], make_tenant: MakeTenant) 
     two = make_tenant("ha_aio", name="two")
     with pytest.raises(ha.Refused, match="standalone Redis"):
         ha.redis_takeover(FakeRun(two, place(two), [{}]))
+
+
+def test_the_passive_side_of_each_pair_goes_first(ha8: tuple[Tenant, Placement],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from omldeploy.ops import ha_facts
+
+    t, placement = ha8
+    main, backup = data_nodes(t)
+    facts = healthy(t, placement, pg_primary="backup")
+    monkeypatch.setattr(ha_facts, "gather", lambda tenant, placement=None: (facts, None))
+    first = ha_facts.passive_first(t)
+    assert first is not None and first["data"] == main  # main is the standby now
+    assert first["voice"] == next(h.name for h in t.hosts if "voice" in h.roles and h.ha_role == "backup")
+    assert first["app"] == next(h.name for h in t.hosts if "app" in h.roles and h.ha_role == "backup")
+    facts[backup] = {"error": "unreachable", "unreachable": True}
+    assert ha_facts.passive_first(t) is None  # cannot read the cluster: main first, as on a first install

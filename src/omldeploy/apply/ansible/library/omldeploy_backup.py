@@ -95,8 +95,10 @@ def pg_argv(db: dict[str, Any], tool: str, args: list[str], interactive: bool = 
         inner = 'PGUSER="${POSTGRES_USER:-postgres}" PGPASSWORD="${POSTGRES_PASSWORD:-}" exec "$@"'
         return ["podman", "exec", *(["-i"] if interactive else []), db["container"], "sh", "-c", inner, "sh",
                 tool, *args]
+    # `host` (HA backups): the standby's address instead of the env file's PGHOST (the RW VIP)
+    host = ["-e", f"PGHOST={db['host']}"] if db.get("host") else []
     return ["podman", "run", "--rm", *(["-i"] if interactive else []), "--network=host",
-            f"--env-file={db['env_file']}", "--log-driver=none", db["image"], tool, *args]
+            f"--env-file={db['env_file']}", *host, "--log-driver=none", db["image"], tool, *args]
 
 
 def psql(db: dict[str, Any], sql: str, database: str | None = None, timeout: int = 600) -> str:

@@ -8,6 +8,8 @@
     sandbox s3 [--name NAME]                            start the S3 store, print endpoint + keys
     sandbox ssh HOST [COMMAND...] [--name NAME]
     sandbox inventory [--name NAME]                     print the Ansible inventory
+    sandbox power-off HOST [--soft] [--name NAME]       cut a host's power (HOST: name or address)
+    sandbox power-on HOST [--name NAME]                 boot it again and wait until it is up
 """
 
 from __future__ import annotations
@@ -197,6 +199,40 @@ def _cmd_inventory(args: argparse.Namespace) -> int:
     return 0
 
 
+def _host_named(sb: Any, host: str) -> str:
+    """A host by its name (h3) or its address: what an operator's power command gets (`{ip}`)."""
+    for h in sb.hosts:
+        if host in (h.name, h.ip):
+            return str(h.name)
+    raise SandboxError(f"no host {host!r} in sandbox {sb.name!r} (hosts: {', '.join(h.name for h in sb.hosts)})")
+
+
+@_guard
+def _cmd_power_off(args: argparse.Namespace) -> int:
+    """Power a host off (a power cut unless --soft) and wait until it is gone."""
+    from .api import Sandbox
+    from .faults import power_off
+
+    sb = Sandbox.load(args.name)
+    host = _host_named(sb, args.host)
+    took = power_off(sb, host, hard=not args.soft)
+    print(f"{host}: powered off ({took:.1f}s)")
+    return 0
+
+
+@_guard
+def _cmd_power_on(args: argparse.Namespace) -> int:
+    """Boot a powered-off host and wait until systemd finished booting."""
+    from .api import Sandbox
+    from .faults import power_on
+
+    sb = Sandbox.load(args.name)
+    host = _host_named(sb, args.host)
+    took = power_on(sb, host)
+    print(f"{host}: powered on ({took:.1f}s)")
+    return 0
+
+
 def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Register the `sandbox` verb and its subcommands on the main CLI."""
     p = subparsers.add_parser("sandbox", help="local test hosts, registry, test images and S3 store",
@@ -249,3 +285,14 @@ def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
     inv = sub.add_parser("inventory", help="print the Ansible inventory of the hosts")
     named(inv)
     inv.set_defaults(func=_cmd_inventory)
+
+    off = sub.add_parser("power-off", help="cut a host's power (what an HA drill's --power-off command does)")
+    named(off)
+    off.add_argument("host", help="host name (h3) or address")
+    off.add_argument("--soft", action="store_true", help="a clean shutdown instead of a power cut")
+    off.set_defaults(func=_cmd_power_off)
+
+    on = sub.add_parser("power-on", help="boot a powered-off host and wait until it is up")
+    named(on)
+    on.add_argument("host", help="host name (h3) or address")
+    on.set_defaults(func=_cmd_power_on)

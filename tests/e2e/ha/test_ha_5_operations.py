@@ -6,6 +6,7 @@ measured through the VIPs and put back. The module leaves every pair in the inve
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -57,14 +58,21 @@ def test_status_then_the_takeover_back_to_main(ha: tuple[Tenant, float, str], ha
 
 def test_a_drill_of_every_pair_passes_and_puts_the_cluster_back(ha: tuple[Tenant, float, str],
                                                                ha_sandbox: Sandbox, instances: Path) -> None:
+    """Each drill with its unit stopped, then the voice drill once more with the host's power cut by the
+    operator's command (here the sandbox's own power switch, given the host's address)."""
     tenant = ha[0]
+    power = f"{sys.executable} -m omldeploy sandbox power-%s --name {ha_sandbox.name} {{ip}}"
     figures = {}
-    for component in ("postgres", "redis", "voice", "haproxy"):  # cron's failover: test_ha_3_vips
+    for component, extra in (("postgres", ()), ("redis", ()), ("voice", ()), ("haproxy", ()),
+                             ("voice", ("--power-off", power % "off", "--power-on", power % "on"))):
         t0 = time.monotonic()
-        proc = cli(instances, "ha", "drill", "--tenant", "ha", "--component", component, "--yes")
+        proc = cli(instances, "ha", "drill", "--tenant", "ha", "--component", component, "--yes", *extra)
         assert proc.returncode == 0, (component, (proc.stdout + proc.stderr)[-5000:])
         rec = ledger.read(tenant.folder)[-1]
         assert rec.action == f"ha-drill-{component}" and rec.outcome == "ok", rec
+        if extra:
+            component += " (power cut)"
+            assert rec.extra["report"]["how"].startswith("powered off"), rec.extra
         report = rec.extra["report"]
         assert report.get("lost", 0) == 0 and report["new_active"] and report["failed_node"] not in report["new_active"]
         figures[component] = (rec.detail, round(time.monotonic() - t0))

@@ -61,11 +61,13 @@ print(json.dumps(d.take_out(spec) if sys.argv[2] == "out" else d.put_back(spec))
 """
 
 
-@pytest.mark.parametrize("rendered", cases(HA8[0]), indirect=True)
+@pytest.mark.parametrize("rendered", cases(*HA8), indirect=True)
 def test_a_drained_app_node_gets_no_request_and_comes_back(rendered: Rendered,  # noqa: F811
                                                            netns: NetNSFactory) -> None:  # noqa: F811
     haproxy = need("haproxy", "haproxy")
     curl = need("curl", "curl")
+    ran = {(h, f.path) for h, f in files_for(rendered, "lb_agent")}
+    assert ran == {(a.name, p) for a in rendered.tenant.with_role("app") for p in (AGENT, AGENT_CONF)}, ran
     host, f = files_for(rendered, "haproxy")[0]
     hap_lan = next(h.lan_ip for h in rendered.tenant.hosts if h.name == host)
     vip = rendered.tenant.settings.text("application_host")

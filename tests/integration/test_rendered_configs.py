@@ -224,6 +224,8 @@ CHECKED: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "guard": ("repmgr", r"/etc/omnileads/postgresql/guard\.json", HA),
     "bash_validation": ("postgresql", r"/etc/omnileads/postgresql/failover_validation\.sh", HA),
     "redis_role": ("redis", r"/etc/omnileads/redis/redis_role\.py", HA8),
+    # run with real HAProxy by tests/integration/test_lb_drain.py
+    "lb_agent": ("nginx", r"/usr/local/lib/omnileads/oml_lb_agent\.py|/etc/omnileads/lb-agent\.json", HA8),
     "tmpfiles": ("*", r"/etc/tmpfiles\.d/[^/]+\.conf", ALL),
 }
 # Rendered files that no program on Debian can check, with the reason (regex on component:path).

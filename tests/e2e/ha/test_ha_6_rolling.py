@@ -40,7 +40,7 @@ def test_a_rolling_upgrade_of_the_app_stack_fails_no_request(ha: tuple[Tenant, f
                                                              instances: Path) -> None:
     tenant, sb = ha[0], ha_sandbox
     figures = []
-    for which in ("B", "A"):
+    for which in ("B",):  # one way: the broken-tag test below starts from the upgraded stack
         took, p = rolling(tenant, sb, instances, which)
         figures.append(f"to {which}: {took:.0f} s, {p.https.summary()}")
         assert p.https.attempts > 100 and p.https.failed == 0, p.https.summary()

@@ -31,12 +31,14 @@ def _config_env(spec: ImageSpec, ref: str, broken: bool) -> list[str]:
 
 
 def tags_of(entry: CatalogImage) -> list[tuple[str, bool]]:
-    """(tag, broken) pairs pushed for one catalog image. omlapp also gets its `-enterprise` tags:
+    """(tag, broken) pairs pushed for one catalog image. omlapp also gets its `-enterprise` tags (the
+    broken one too):
     `enterprise_edition: true` (the seed's HA inventory) appends that suffix to the omlapp tag
     (components/context.py), and without them such an install cannot pull its first image."""
     tags = [(entry.default, False), (entry.alt, False), (entry.default + BROKEN_SUFFIX, True)]
     if entry.key == "omlapp":
-        tags += [(entry.default + ENTERPRISE_SUFFIX, False), (entry.alt + ENTERPRISE_SUFFIX, False)]
+        tags += [(entry.default + ENTERPRISE_SUFFIX, False), (entry.alt + ENTERPRISE_SUFFIX, False),
+                 (entry.default + BROKEN_SUFFIX + ENTERPRISE_SUFFIX, True)]
     return tags
 
 

@@ -69,6 +69,9 @@ def add_parsers(sub: Any) -> None:
             p.add_argument("--check", action="store_true",
                            help="show what would change on each host (diffs with secrets masked), change nothing")
             p.add_argument("--verbose", "-v", action="store_true", help="stream Ansible's own output")
+            p.add_argument("--switchover", action="store_true",
+                           help="HA: when the PostgreSQL primary or the Redis master must restart, hand its role "
+                                "to the restarted standby/replica first instead of restarting it in place")
             p.set_defaults(func=_converge(name))
         elif name in ("backup", "restore") and _backups() is not None:
             mod = _backups()
@@ -79,6 +82,9 @@ def add_parsers(sub: Any) -> None:
             p.add_argument("--no-backup", action="store_true", help="skip the pre-upgrade backup (said loudly)")
             p.add_argument("--no-rollback", action="store_true",
                            help="keep the failed state for debugging instead of rolling back")
+            p.add_argument("--switchover", action="store_true",
+                           help="HA: hand the PostgreSQL primary / Redis master role to the upgraded standby/replica "
+                                "before the primary / master restarts")
             p.add_argument("--verbose", "-v", action="store_true", help="stream Ansible's own output")
             p.set_defaults(func=_upgrade)
         elif name == "rollback":
@@ -119,7 +125,8 @@ def _converge(action: str) -> Handler:
         if action == "recycle":
             return recycle_op.recycle(tenant, _reporter(args), check=bool(args.check))
         return converge(tenant, action, _reporter(args), check=bool(args.check),
-                        restart=action.startswith("restart"), stage_only=action == "update")
+                        restart=action.startswith("restart"), stage_only=action == "update",
+                        switchover=bool(args.switchover))
 
     return handler
 
@@ -127,7 +134,7 @@ def _converge(action: str) -> Handler:
 def _upgrade(args: argparse.Namespace) -> int:
     tenant = context.load(args)
     return upgrade_op.upgrade(tenant, _reporter(args), release=args.release, backup=not args.no_backup,
-                              rollback=not args.no_rollback)
+                              rollback=not args.no_rollback, switchover=bool(args.switchover))
 
 
 def _rollback(args: argparse.Namespace) -> int:

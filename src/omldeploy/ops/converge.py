@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from omldeploy.apply.engine import HostResult, RunResult, run_phases
+from omldeploy.apply.engine import HostResult, RunResult, run_phases, tiers
 from omldeploy.apply.select import select
 from omldeploy.inventory.model import Tenant
 from omldeploy.render import material
@@ -72,9 +72,10 @@ def bundle_for(tenant: Tenant, action: str) -> Bundle:
 
 
 def converge(tenant: Tenant, action: str, reporter: Reporter, *, check: bool = False,
-             extra: dict[str, Any] | None = None, restart: bool = False, stage_only: bool = False) -> int:
+             extra: dict[str, Any] | None = None, restart: bool = False, stage_only: bool = False,
+             switchover: bool = False) -> int:
     result = converge_result(tenant, action, reporter, check=check, extra=extra, restart=restart,
-                             stage_only=stage_only)
+                             stage_only=stage_only, switchover=switchover)
     if result is None:
         return 2
     return 0 if result.ok else 1
@@ -82,13 +83,15 @@ def converge(tenant: Tenant, action: str, reporter: Reporter, *, check: bool = F
 
 def converge_result(tenant: Tenant, action: str, reporter: Reporter, *, check: bool = False,
                     extra: dict[str, Any] | None = None, restart: bool = False,
-                    stage_only: bool = False) -> RunResult | None:
+                    stage_only: bool = False, switchover: bool = False) -> RunResult | None:
     """Make the hosts match the rendered tenant; None when nothing of `action` runs in this layout.
 
     restart: also restart every selected unit, changed or not (the seed's restart_* actions): per host in
     one systemd transaction, then each unit's health check in start order.
     stage_only: write files and pull images but restart nothing; the restarts they call for stay
     pending on the host until the next converging run (the seed's update).
+    switchover: HA, when the PostgreSQL primary or the Redis master must restart: hand its role to the
+    (already restarted) standby or replica first, instead of restarting it in place.
     """
     bundle = bundle_for(tenant, action)
     if not bundle.hosts:
@@ -108,7 +111,7 @@ def converge_result(tenant: Tenant, action: str, reporter: Reporter, *, check: b
                           f"{units} unit(s){mode}")
             phases = ["stage"] if stage_only else ["stage", "activate"]
             if tenant.layout.shape.value == "ha" and not check and not stage_only:
-                result = _ha_rolling(tenant, bundle, reporter, restart)
+                result = _ha_rolling(tenant, bundle, reporter, restart, switchover)
             else:
                 result = run_phases(tenant, bundle, phases, check=check, progress=reporter.progress,
                                     stdout=reporter.ansible)
@@ -139,24 +142,109 @@ def converge_result(tenant: Tenant, action: str, reporter: Reporter, *, check: b
             reporter.log = None
 
 
-def _ha_rolling(tenant: Tenant, bundle: Bundle, reporter: Reporter, restart: bool) -> RunResult:
+def _ha_rolling(tenant: Tenant, bundle: Bundle, reporter: Reporter, restart: bool,
+                switchover: bool = False) -> RunResult:
     """HA: stage everywhere, then activate one pair member at a time, the passive side first (the
     PostgreSQL standby, the Redis replica, the node not holding the VIP): the active side keeps serving
     while the other restarts, and is restarted last. Which side is passive is read from the cluster only
-    when something will restart; a first install (nothing to read) goes main first."""
+    when something will restart; a first install (nothing to read) goes main first. With `switchover`
+    the primary / master whose unit must restart first hands its role to the restarted passive side."""
     staged = run_phases(tenant, bundle, ["stage"], progress=reporter.progress, stdout=reporter.ansible)
     if not staged.ok:
         return staged
     first: dict[str, str] | None = None
-    if restart or any((h.stage or {}).get("restart") for h in staged.hosts.values()):
+    pending = {n: set((h.stage or {}).get("restart") or []) for n, h in staged.hosts.items()}
+    if restart:
+        for hb in bundle.hosts:
+            pending[hb.host] |= set(hb.force_restart)
+    if any(pending.values()):
         from omldeploy.ops.ha_facts import passive_first
 
         first = passive_first(tenant)
         if first:
             reporter.line("rolling order, passive side first: "
                           + ", ".join(f"{role} {host}" for role, host in first.items()))
-    return staged.then(run_phases(tenant, bundle, ["activate"], progress=reporter.progress,
-                                  stdout=reporter.ansible, first=first))
+    switches = _switches(tenant, first, pending) if first else {}
+    if switchover and not switches:
+        reporter.line("--switchover: no primary or master has to restart in this run; nothing to switch")
+    if not switches:
+        return staged.then(run_phases(tenant, bundle, ["activate"], progress=reporter.progress,
+                                      stdout=reporter.ansible, first=first))
+    if not switchover:
+        # restarted in place: the standby's repmgrd must not promote it meanwhile (a new image can take
+        # longer to start than repmgrd waits); Redis restarts in place and Sentinel decides as always
+        switches = {h: u for h, u in switches.items() if u == "postgresql"}
+    return _ha_segments(tenant, bundle, reporter, staged, first or {}, switches, switchover)
+
+
+def _ha_segments(tenant: Tenant, bundle: Bundle, reporter: Reporter, staged: RunResult, first: dict[str, str],
+                 switches: dict[str, str], switchover: bool) -> RunResult:
+    """Activation in segments, with a step between the passive member of a pair and its active peer:
+    a switchover (the passive one takes the role), or a hold of the standby's repmgrd while the primary
+    restarts in place (released right after, also when the activation fails)."""
+    from omldeploy.ops import ha
+    from omldeploy.placement import place
+    from omldeploy.render.bundle import Bundle as B
+
+    names = {hb.host for hb in bundle.hosts}
+    groups = [g for g in tiers(tenant, first) if any(n in names for n in g)]
+    peer_of = {p: next(h.name for h in tenant.hosts if set(h.roles) & {"data", "app"} == _pair_roles(tenant, p)
+                       and h.ha_role and h.name != p) for p in switches}
+    run = ha.Run(tenant, reporter, place(tenant))
+    result, segment, held = staged, [], None
+    try:
+        for group in groups:
+            segment += [n for n in group if n in names]
+            passive = next((h for h in switches if h in group), None)
+            releases = held is not None and peer_of[held] in group
+            if passive is None and not releases and group is not groups[-1]:
+                continue
+            part = B(bundle.tenant, bundle.layout, [hb for hb in bundle.hosts if hb.host in segment])
+            result = result.then(run_phases(tenant, part, ["activate"], progress=reporter.progress,
+                                            stdout=reporter.ansible, first=first))
+            segment = []
+            if not result.ok:
+                break
+            if releases and held is not None:
+                run.call(tenant.host(held), "release", "units", start=["repmgr"])
+                held = None
+            if passive is None:
+                continue
+            new = tenant.host(passive)
+            if switchover:
+                (ha.pgsql_switchover if switches[passive] == "postgresql" else ha.redis_switchover)(run, new)
+            else:
+                run.say(f"{peer_of[passive]} restarts as the primary: {passive}'s repmgrd is held meanwhile")
+                run.call(new, "hold", "units", stop=["repmgr"])
+                held = passive
+    except (ha.Refused, ha.Failed) as exc:
+        result.ok, result.aborted = False, f"{exc}"
+    finally:
+        if held is not None:  # the activation failed while the primary restarted: automatic failover again
+            try:
+                run.call(tenant.host(held), "release", "units", start=["repmgr"])
+            except ha.Failed as exc:
+                reporter.warn(f"could not start repmgrd again on {held}: {exc}; run `systemctl start repmgr` there")
+    return result
+
+
+def _pair_roles(tenant: Tenant, host: str) -> set[str]:
+    return set(tenant.host(host).roles) & {"data", "app"}
+
+
+def _switches(tenant: Tenant, first: dict[str, str], pending: dict[str, set[str]]) -> dict[str, str]:
+    """passive host -> the unit whose active peer must restart: a switchover follows that host's turn."""
+    out: dict[str, str] = {}
+    for role, unit in (("data", "postgresql"), ("app", "redis")):
+        passive = first.get(role)
+        if not passive:
+            continue
+        peers = [h.name for h in tenant.hosts if role in h.roles and h.ha_role and h.name != passive]
+        if unit == "redis" and tenant.layout.two_node:
+            continue  # a standalone Redis per node: nothing to switch
+        if any(unit in pending.get(p, set()) for p in peers):
+            out[passive] = unit
+    return out
 
 
 def report(tenant: Tenant, bundle: Bundle, result: RunResult, reporter: Reporter) -> None:

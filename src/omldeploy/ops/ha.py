@@ -171,23 +171,48 @@ def pgsql_takeover(run: Run) -> None:
         raise Refused(f"{main.name} lags {lag} bytes behind {backup.name} (limit {LAG_LIMIT_BYTES}); nothing was "
                       "changed. Wait until it has caught up (`omldeploy ha status`) and run the action again")
     run.say(f"{backup.name} is primary, {main.name} streams from it (lag {lag} bytes): handing the role to main")
-    # main's repmgrd would promote it on its own once the backup stops: pause it, promote by hand
-    run.call(main, "pause", "units", stop=["repmgr"])
-    final = (facts[backup.name].get("pg") or {}).get("lsn")
-    run.call(backup, "stop", "pg_stop")
+    pgsql_switch(run, main, backup, (facts[backup.name].get("pg") or {}).get("lsn"))
+
+
+def pgsql_switch(run: Run, new: Host, old: Host, final: str | None) -> None:
+    """Make `new` (a caught-up streaming standby) the primary and `old` (the primary) its standby:
+    pause new's repmgrd (it would promote on its own once old stops), stop old cleanly (its last WAL
+    reaches new), promote new once it replayed `final`, resume repmgrd, rejoin old. A failed promotion
+    starts old again as the primary it was."""
+    run.call(new, "pause", "units", stop=["repmgr"])
+    run.call(old, "stop", "pg_stop")
     try:
-        run.call(main, "promote", "pg_promote", node_name=main.name, min_lsn=final or "",
+        run.call(new, "promote", "pg_promote", node_name=new.name, min_lsn=final or "",
                  promote_argv=[*REPMGR_ARGV, "standby", "promote"], timeout=120.0)
     except Failed as exc:
-        # put the cluster back as it was: the backup was stopped cleanly and main was not promoted
-        run.say(f"promotion failed: restarting {backup.name} as the primary it was")
-        run.call(backup, "restore", "units", start=["postgresql", "repmgr"])
-        run.call(main, "resume", "units", start=["repmgr"])
-        raise Failed(f"{exc}; the cluster was put back as found ({backup.name} primary)") from exc
-    run.call(main, "resume", "units", start=["repmgr"])
-    _rejoin(run, backup, main)
-    _settle(run, "postgresql", lambda ps: _pair(ps, "postgresql").ok and _pair(ps, "postgresql").active == [main.name],
-            f"{main.name} primary with the RW VIP, {backup.name} streams from it with the RO VIP")
+        # put the cluster back as it was: old was stopped cleanly and new was not promoted
+        run.say(f"promotion failed: restarting {old.name} as the primary it was")
+        run.call(old, "restore", "units", start=["postgresql", "repmgr"])
+        run.call(new, "resume", "units", start=["repmgr"])
+        raise Failed(f"{exc}; the cluster was put back as found ({old.name} primary)") from exc
+    run.call(new, "resume", "units", start=["repmgr"])
+    _rejoin(run, old, new)
+    _settle(run, "postgresql", lambda ps: _pair(ps, "postgresql").ok and _pair(ps, "postgresql").active == [new.name],
+            f"{new.name} primary with the RW VIP, {old.name} streams from it with the RO VIP")
+
+
+def pgsql_switchover(run: Run, new: Host) -> None:
+    """`--switchover` of a rolling run: the standby `new` takes the primary role before the primary
+    restarts. Checked like a takeover (healthy pair, lag under the limit); refused otherwise."""
+    facts, pairs = run.read()
+    pg = _pair(pairs, "postgresql")
+    if not pg.ok or len(pg.active) != 1 or pg.active[0] == new.name:
+        raise Refused(f"no switchover to {new.name}: the PostgreSQL pair is not a healthy pair with {new.name} as "
+                      f"its standby ({'; '.join(pg.problems) or 'it is the primary'})")
+    old = run.tenant.host(pg.active[0])
+    replica = next((r for r in (facts[old.name].get("pg") or {}).get("replicas") or []
+                    if r.get("addr") == new.lan_ip and r.get("state") == "streaming"), None)
+    lag = int((replica or {}).get("lag_bytes") or 0)
+    if replica is None or lag > LAG_LIMIT_BYTES:
+        raise Refused(f"no switchover to {new.name}: it does not stream from {old.name} with a lag under "
+                      f"{LAG_LIMIT_BYTES} bytes")
+    run.say(f"switchover: {new.name} takes the primary role from {old.name} before {old.name} restarts")
+    pgsql_switch(run, new, old, (facts[old.name].get("pg") or {}).get("lsn"))
 
 
 def redis_takeover(run: Run) -> None:
@@ -216,9 +241,27 @@ def redis_takeover(run: Run) -> None:
     if asker is None:
         raise Refused("no Sentinel answers; nothing was changed")
     run.say(f"{rp.active[0]} is master, {main.name} its replica in sync: Sentinel failover to {main.name}")
-    run.call(asker, "failover", "sentinel_failover", expect=main.lan_ip, timeout=60.0)
-    _settle(run, "redis", lambda ps: _pair(ps, "redis").ok and _pair(ps, "redis").active == [main.name],
-            f"{main.name} master, the other node its replica, every sentinel agrees")
+    redis_switch(run, asker, main)
+
+
+def redis_switch(run: Run, asker: Host, new: Host) -> None:
+    """Sentinel's failover to the replica `new` (the pair has one), verified from every side."""
+    run.call(asker, "failover", "sentinel_failover", expect=new.lan_ip, timeout=60.0)
+    _settle(run, "redis", lambda ps: _pair(ps, "redis").ok and _pair(ps, "redis").active == [new.name],
+            f"{new.name} master, the other node its replica, every sentinel agrees")
+
+
+def redis_switchover(run: Run, new: Host) -> None:
+    """`--switchover` of a rolling run: the replica `new` becomes master before the master's node restarts."""
+    facts, pairs = run.read()
+    rp = _pair(pairs, "redis")
+    if not rp.ok or rp.active == [new.name]:
+        raise Refused(f"no Redis switchover to {new.name}: the pair is not healthy with {new.name} as its "
+                      f"replica ({'; '.join(rp.problems) or 'it is the master'})")
+    asker = next(h for h in ha_hosts(run.tenant) if "sentinel" in run.placement.components(h.name)
+                 and (facts[h.name].get("sentinel") or {}).get("master"))
+    run.say(f"switchover: {new.name} becomes the Redis master before {rp.active[0]} restarts")
+    redis_switch(run, asker, new)
 
 
 def _warn(reporter: Reporter, text: str) -> None:

@@ -27,6 +27,7 @@ from typing import Any
 
 from ha.common import cli, holders, psql, start_unit, until, vips
 from ha.probes import Probes
+from tenants import set_versions, tags
 
 from omldeploy.inventory import Tenant
 from omldeploy.sandbox import Sandbox, faults
@@ -203,6 +204,11 @@ def named(tenant: Tenant, host: str) -> str:
     return next(h.name for h in tenant.hosts if h.ha_role == ("main" if host == MAIN else "backup"))
 
 
+def status_clean(instances: Path) -> dict[str, Any] | None:
+    code, status = ha_status(instances)
+    return status if code == 0 else None
+
+
 def pair_of(status: dict[str, Any], name: str) -> dict[str, Any]:
     return next(p for p in status["pairs"] if p["pair"] == name)
 
@@ -349,3 +355,37 @@ def test_a_backup_from_the_standby_restores_with_replication_healthy(
     _code, status = until("ha status clean after the restore",
                          lambda: (lambda r: r if r[0] == 0 else None)(ha_status(pair_instances)), 90, 2)
     assert pair_of(status, "postgresql")["active"] == [named(tenant, MAIN)]
+
+
+def test_a_postgresql_upgrade_with_and_without_switchover(
+        pair: tuple[Tenant, float, str], pair_sandbox: Sandbox, pair_instances: Path) -> None:
+    """A new PostgreSQL image on the running pair, with committed writes probed through the RW VIP.
+    `--switchover`: the standby (backup) is upgraded first, takes the primary role, and the old primary
+    is upgraded as its standby. Without it (back to the installed tag): the standby first again (now
+    main), then the primary restarts in place. Both keep every acknowledged write."""
+    tenant, sb = pair[0], pair_sandbox
+    v = vips(sb)
+    figures = []
+    for which, extra, primary_after in (("B", ("--switchover",), BACKUP), ("A", (), BACKUP)):
+        set_versions(tenant, {"postgres_version": tags(which)["postgres_version"]})
+        with Probes(tenant, sb, https=False, pg=True) as p:
+            time.sleep(1.0)
+            t0 = time.monotonic()
+            proc = cli(pair_instances, "upgrade", "--tenant", TENANT, "--no-backup", *extra)
+            took = time.monotonic() - t0
+            until("writes through the RW VIP", lambda p=p: p.pg._down_since is None and p.pg.attempts > 0, 60, 0.2)
+            time.sleep(1.0)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 0, out[-5000:]
+        assert "rolling order, passive side first" in out, out[-3000:]
+        figures.append(f"{which} {' '.join(extra) or 'in place'}: {took:.0f} s, {p.pg.summary()}")
+        assert writable(sb, primary_after) and holders(sb, v["rw"], BOTH) == [primary_after]
+        import psycopg
+
+        s = tenant.settings
+        with psycopg.connect(host=v["rw"], dbname=s.text("postgres_database"), user=s.text("postgres_user"),
+                             password=s.text("postgres_password"), connect_timeout=5) as c:
+            have = {r[0] for r in c.execute("SELECT n FROM ha_probe_writes").fetchall()}
+        assert p.pg.acked and not set(p.pg.acked) - have, "acknowledged writes lost"
+        until("ha status clean", lambda: status_clean(pair_instances), 90, 2)
+    print("two-node PostgreSQL upgrade: " + "; ".join(figures))

@@ -283,3 +283,52 @@ def test_the_passive_side_of_each_pair_goes_first(ha8: tuple[Tenant, Placement],
     assert first["app"] == next(h.name for h in t.hosts if "app" in h.roles and h.ha_role == "backup")
     facts[backup] = {"error": "unreachable", "unreachable": True}
     assert ha_facts.passive_first(t) is None  # cannot read the cluster: main first, as on a first install
+
+
+def test_a_switchover_follows_the_passive_side_when_its_active_peer_must_restart(
+        ha8: tuple[Tenant, Placement], make_tenant: MakeTenant) -> None:
+    from omldeploy.ops.converge import _switches
+
+    t, _ = ha8
+    first = {"data": "sql_2", "voice": "voice_2", "app": "app_2"}
+    assert _switches(t, first, {"sql_1": {"postgresql", "repmgr"}, "sql_2": {"postgresql"}}) == {"sql_2": "postgresql"}
+    assert _switches(t, first, {"app_1": {"redis", "nginx"}}) == {"app_2": "redis"}
+    assert _switches(t, first, {"sql_2": {"postgresql"}, "app_1": {"nginx"}}) == {}  # only the passive side restarts
+    two = make_tenant("ha_aio", name="two")
+    main, backup = (next(h.name for h in two.hosts if h.ha_role == r) for r in ("main", "backup"))
+    assert _switches(two, {"data": backup, "app": backup}, {main: {"postgresql", "redis"}}) == {backup: "postgresql"}
+
+
+def test_the_primary_restarts_with_the_standbys_repmgrd_held_or_after_a_switchover(
+        ha8: tuple[Tenant, Placement], monkeypatch: pytest.MonkeyPatch) -> None:
+    from omldeploy.apply.engine import HostResult, RunResult
+    from omldeploy.ops import converge
+    from omldeploy.render.build import render_tenant
+
+    t, _ = ha8
+    bundle = render_tenant(t)
+    log: list[str] = []
+
+    def fake_phases(tenant: Tenant, part: Any, phases: list[str], **kw: Any) -> RunResult:
+        log.append("activate " + ",".join(sorted(hb.host for hb in part.hosts)))  # tiers order them
+        return RunResult(ok=True, check=False, duration=0.0, hosts={hb.host: HostResult(hb.host) for hb in part.hosts})
+
+    class Recorder(ha.Run):
+        def call(self, host: Any, name: str, op: str, **args: Any) -> dict[str, Any]:
+            log.append(f"{name} {host.name} {args}")
+            return {}
+
+    monkeypatch.setattr(converge, "run_phases", fake_phases)
+    monkeypatch.setattr(ha, "Run", Recorder)
+    monkeypatch.setattr(ha, "pgsql_switchover", lambda run, new: log.append(f"switchover to {new.name}"))
+    staged = RunResult(ok=True, check=False, duration=0.0, hosts={})
+    first = {"data": "sql_2", "app": "app_2"}
+    reporter = Reporter(say=lambda _: None, warn=lambda _: None)
+    assert converge._ha_segments(t, bundle, reporter, staged, first, {"sql_2": "postgresql"}, False).ok
+    rest = "activate app_1,app_2,haproxy_1,haproxy_2,voice_1,voice_2"
+    assert log == ["activate sql_2", "hold sql_2 {'stop': ['repmgr']}", "activate sql_1",
+                   "release sql_2 {'start': ['repmgr']}", rest]
+    log.clear()
+    assert converge._ha_segments(t, bundle, reporter, staged, first, {"sql_2": "postgresql"}, True).ok
+    assert log == ["activate sql_2", "switchover to sql_2",
+                   "activate app_1,app_2,haproxy_1,haproxy_2,sql_1,voice_1,voice_2"]

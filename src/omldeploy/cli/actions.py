@@ -165,9 +165,9 @@ def _status(args: argparse.Namespace) -> int:
     console = Console()
     code, data = status(tenant, _reporter(args))
     if tenant.layout.shape.value == "ha":
-        from omldeploy.ops.ha_facts import gather, one_line, summarize
+        from omldeploy.ops.ha_facts import one_line, read
 
-        pairs = summarize(tenant, gather(tenant)[0])
+        _, pairs = read(tenant)
         data["ha"] = {"summary": one_line(pairs), "pairs": [p.as_dict() for p in pairs]}
         if not all(p.ok for p in pairs):
             code, data["healthy"] = 1, False

@@ -48,16 +48,15 @@ def action(name: str) -> Any:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from omldeploy.ops.ha_facts import NotHA, gather, summarize
+    from omldeploy.ops.ha_facts import NotHA, read
 
     tenant = context.load(args)
     console = Console()
     try:
-        facts, _ = gather(tenant)
+        _, pairs = read(tenant)
     except NotHA as exc:
         console.error(f"{exc}; nothing was done")
         return EXIT_INPUT
-    pairs = summarize(tenant, facts)
     code = 0 if all(p.ok for p in pairs) else 1
     if args.json:
         console.json({"tenant": tenant.name, "healthy": code == 0, "pairs": [p.as_dict() for p in pairs]})

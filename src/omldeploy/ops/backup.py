@@ -129,10 +129,10 @@ def dump_source(tenant: Tenant) -> tuple[str | None, str]:
     the primary that serves the calls), else None (the primary, through the RW VIP), with the reason."""
     if tenant.layout.shape.value != "ha":
         return None, "the database host"
-    from omldeploy.ops.ha_facts import LAG_LIMIT_BYTES, gather, summarize
+    from omldeploy.ops.ha_facts import LAG_LIMIT_BYTES, read
 
-    facts, _ = gather(tenant)
-    pg = summarize(tenant, facts)[0]
+    facts, pairs = read(tenant)
+    pg = pairs[0]
     primary = pg.active[0] if len(pg.active) == 1 else None
     replicas = (facts.get(primary or "", {}).get("pg") or {}).get("replicas") or []
     lag = min((int(r.get("lag_bytes") or 0) for r in replicas if r.get("state") == "streaming"), default=None)

@@ -188,8 +188,7 @@ def _ha_segments(tenant: Tenant, bundle: Bundle, reporter: Reporter, staged: Run
 
     names = {hb.host for hb in bundle.hosts}
     groups = [g for g in tiers(tenant, first) if any(n in names for n in g)]
-    peer_of = {p: next(h.name for h in tenant.hosts if set(h.roles) & {"data", "app"} == _pair_roles(tenant, p)
-                       and h.ha_role and h.name != p) for p in switches}
+    peer_of = {p: _peer(tenant, p, unit) for p, unit in switches.items()}
     run = ha.Run(tenant, reporter, place(tenant))
     result, segment, held = staged, [], None
     try:
@@ -228,21 +227,23 @@ def _ha_segments(tenant: Tenant, bundle: Bundle, reporter: Reporter, staged: Run
     return result
 
 
-def _pair_roles(tenant: Tenant, host: str) -> set[str]:
-    return set(tenant.host(host).roles) & {"data", "app"}
+#: the pair a switchover or a hold is about: unit -> the host role of its pair
+PAIRED = {"postgresql": "data", "redis": "app"}
+
+
+def _peer(tenant: Tenant, host: str, unit: str) -> str:
+    """The other member of `host`'s pair for `unit`."""
+    return next(h.name for h in tenant.hosts if PAIRED[unit] in h.roles and h.ha_role and h.name != host)
 
 
 def _switches(tenant: Tenant, first: dict[str, str], pending: dict[str, set[str]]) -> dict[str, str]:
     """passive host -> the unit whose active peer must restart: a switchover follows that host's turn."""
     out: dict[str, str] = {}
-    for role, unit in (("data", "postgresql"), ("app", "redis")):
+    for unit, role in PAIRED.items():
         passive = first.get(role)
-        if not passive:
-            continue
-        peers = [h.name for h in tenant.hosts if role in h.roles and h.ha_role and h.name != passive]
-        if unit == "redis" and tenant.layout.two_node:
-            continue  # a standalone Redis per node: nothing to switch
-        if any(unit in pending.get(p, set()) for p in peers):
+        if not passive or (unit == "redis" and tenant.layout.two_node):
+            continue  # two-node: a standalone Redis per node, nothing to switch
+        if unit in pending.get(_peer(tenant, passive, unit), set()):
             out[passive] = unit
     return out
 

@@ -23,7 +23,7 @@ from omldeploy.apply.engine import Step, run_steps
 from omldeploy.components.postgresql import FENCE_FILE, REPMGR_ARGV, clone_argv
 from omldeploy.inventory.model import Host, Tenant
 from omldeploy.ops.converge import Reporter, redactor
-from omldeploy.ops.ha_facts import LAG_LIMIT_BYTES, Pair, gather, ha_hosts, pg_state, summarize
+from omldeploy.ops.ha_facts import LAG_LIMIT_BYTES, Pair, ha_hosts, pg_state, read
 from omldeploy.placement import Placement, place
 from omldeploy.state import ledger
 from omldeploy.state.lock import tenant_lock
@@ -77,8 +77,7 @@ class Run:
         return r.reports.get(name) or {}
 
     def read(self) -> tuple[dict[str, dict[str, Any]], list[Pair]]:
-        facts, _ = gather(self.tenant, self.placement)
-        return facts, summarize(self.tenant, facts, self.placement)
+        return read(self.tenant, self.placement)
 
 
 def _pair(pairs: list[Pair], name: str) -> Pair:

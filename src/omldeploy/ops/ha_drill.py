@@ -125,6 +125,26 @@ def redis_call(address: str, *commands: tuple[str, ...], timeout: float = 1.0) -
         return data.split(b"\r\n")[:len(commands)]
 
 
+def redis_list(address: str, key: str, timeout: float = 5.0, port: int = 6379) -> list[bytes]:
+    """LRANGE key 0 -1: the whole array reply, read up to the length its header announces."""
+    with socket.create_connection((address, port), timeout) as s:
+        s.settimeout(timeout)
+        s.sendall(_resp("LRANGE", key, "0", "-1"))
+        data = b""
+        while True:
+            lines = data.split(b"\r\n")
+            if len(lines) > 1 and lines[0].startswith(b"*"):
+                n = max(int(lines[0][1:]), 0)
+                if len(lines) > 2 * n + 1:  # header, then "$len" and the value per element
+                    return lines[2:2 * n + 1:2]
+            elif len(lines) > 1:
+                raise OSError(f"LRANGE {key}: {lines[0].decode(errors='replace')}")
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                raise OSError(f"LRANGE {key}: connection closed before the whole reply")
+            data += chunk
+
+
 @dataclass
 class Target:
     """What the drill fails and how it measures: the pair, the unit that fails it, the probe."""
@@ -155,25 +175,24 @@ class Drill:
     report: dict[str, Any] = field(default_factory=dict)
 
     # ---- probes
-    def _pg(self) -> Callable[[int], bool]:
+    def _pg_query(self, sql: str, timeout: float = 5.0) -> list[tuple[str | None, ...]]:
+        """One statement through the RW VIP as the app's user (the clients' path)."""
         s = self.tenant.settings
+        return oml_pgwire.query(sql, user=s.text("postgres_user"), db=s.text("postgres_database"),
+                                host=s.text("postgres_host"), password=s.text("postgres_password"), timeout=timeout)
+
+    def _pg(self) -> Callable[[int], bool]:
         table = f"omldeploy_drill_{self.tag}"
-        kw = {"user": s.text("postgres_user"), "db": s.text("postgres_database"),
-              "host": s.text("postgres_host"), "password": s.text("postgres_password"), "timeout": 1.0}
-        oml_pgwire.query(f"CREATE TABLE IF NOT EXISTS {table} (n bigint PRIMARY KEY)", **kw)  # type: ignore[arg-type]
+        self._pg_query(f"CREATE TABLE IF NOT EXISTS {table} (n bigint PRIMARY KEY)")
 
         def attempt(n: int) -> bool:
-            oml_pgwire.query(f"INSERT INTO {table} VALUES ({int(n)})", **kw)  # type: ignore[arg-type]
+            self._pg_query(f"INSERT INTO {table} VALUES ({int(n)})", timeout=1.0)
             return True
 
         return attempt
 
     def _pg_kept(self, acked: list[int]) -> int:
-        s = self.tenant.settings
-        rows = oml_pgwire.query(f"SELECT n FROM omldeploy_drill_{self.tag}", user=s.text("postgres_user"),
-                                db=s.text("postgres_database"), host=s.text("postgres_host"),
-                                password=s.text("postgres_password"), timeout=5.0)
-        have = {int(r[0] or 0) for r in rows}
+        have = {int(r[0] or 0) for r in self._pg_query(f"SELECT n FROM omldeploy_drill_{self.tag}")}
         return len(set(acked) - have)
 
     def _redis(self) -> Callable[[int], bool]:
@@ -189,16 +208,8 @@ class Drill:
         return attempt
 
     def _redis_kept(self, acked: list[int]) -> int:
-        data = b""
-        with socket.create_connection((self.tenant.settings.text("application_host"), 6379), 5) as s:
-            s.sendall(_resp("LRANGE", f"omldeploy:drill:{self.tag}", "0", "-1"))
-            s.settimeout(2)
-            try:
-                while chunk := s.recv(1 << 20):
-                    data += chunk
-            except TimeoutError:
-                pass
-        have = {int(x) for x in data.split(b"\r\n") if x.isdigit()}
+        have = {int(x) for x in redis_list(self.tenant.settings.text("application_host"),
+                                           f"omldeploy:drill:{self.tag}") if x.isdigit()}
         return len(set(acked) - have)
 
     def _ami(self) -> Callable[[int], bool]:
@@ -235,9 +246,7 @@ class Drill:
         s = self.tenant.settings
         try:
             if self.target.probe == "pg":
-                oml_pgwire.query(f"DROP TABLE IF EXISTS omldeploy_drill_{self.tag}", user=s.text("postgres_user"),
-                                 db=s.text("postgres_database"), host=s.text("postgres_host"),
-                                 password=s.text("postgres_password"), timeout=5.0)
+                self._pg_query(f"DROP TABLE IF EXISTS omldeploy_drill_{self.tag}")
             elif self.target.probe == "redis":
                 redis_call(s.text("application_host"), ("DEL", f"omldeploy:drill:{self.tag}"))
         except (OSError, oml_pgwire.PgError) as exc:
@@ -246,7 +255,7 @@ class Drill:
     # ---- failing and restoring a node
     def fail(self, run: ha.Run, node: Host) -> str:
         if self.power_off:
-            cmd = self.power_off.replace("{host}", shlex.quote(node.name)).replace("{ip}", node.address)
+            cmd = _command(self.power_off, node)
             proc = subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=300)
             if proc.returncode != 0:
                 raise ha.Failed(f"power-off command failed ({proc.returncode}): {proc.stderr.strip()[-300:]}")
@@ -256,13 +265,18 @@ class Drill:
 
     def unfail(self, run: ha.Run, node: Host) -> None:
         if self.power_off and self.power_on:
-            cmd = self.power_on.replace("{host}", shlex.quote(node.name)).replace("{ip}", node.address)
+            cmd = _command(self.power_on, node)
             proc = subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=600)
             if proc.returncode != 0:
                 raise ha.Failed(f"power-on command failed ({proc.returncode}): {proc.stderr.strip()[-300:]}")
             _wait(f"{node.name} answers again", lambda: "error" not in run.read()[0][node.name], 600)
         if self.target.pair != "postgresql":  # PostgreSQL comes back through a recovery action, never by a start
             run.call(node, "start", "units", start=[self.target.unit], timeout=180.0)
+
+
+def _command(template: str, node: Host) -> str:
+    """The operator's power command for `node`: inventory values land in a shell line, quoted."""
+    return template.replace("{host}", shlex.quote(node.name)).replace("{ip}", shlex.quote(node.address))
 
 
 def _wait(what: str, cond: Callable[[], bool], timeout: float) -> float:
@@ -374,19 +388,22 @@ def _execute(d: Drill, run: ha.Run, pairs: list[Pair]) -> None:
     report = d.report
     report.update(component=t.component, failed_node=old.name)
     with _Probing(probe):
-        time.sleep(1.0)  # acknowledged writes before the failure
+        if probe is not None:
+            _wait("acknowledged probes before the failure", lambda: len(probe.acked) >= 5, 30)
         t0 = time.monotonic()
         report["how"] = d.fail(run, old)
         run.say(report["how"])
         if probe is not None:
             _wait("the probe fails or the pair moves", lambda: probe.first_failure is not None
-                  or time.monotonic() - t0 > 15, RECOVERY_TIMEOUT)
+                  or _moved(run, t.pair, old.name), RECOVERY_TIMEOUT)
             _wait(f"{probe.kind} through the VIP again", lambda: not probe.down, RECOVERY_TIMEOUT)
             report["recovered_s"] = round((probe.back_at or time.monotonic()) - t0, 1) if probe.failed else 0.0
         _wait("the role on the other node", lambda: _moved(run, t.pair, old.name), RECOVERY_TIMEOUT)
         report["moved_s"] = round(time.monotonic() - t0, 1)  # as read by `ha status` (a read takes ~2 s)
         report.setdefault("recovered_s", report["moved_s"])
-        time.sleep(1.0)
+        if probe is not None:  # a few answers after the recovery, so the figures cover its end
+            seen = probe.attempts
+            _wait("probes after the recovery", lambda: probe.attempts >= seen + 5, 30)
     if probe is not None:
         report.update(failed_requests=probe.failed, attempts=probe.attempts, longest_outage_s=round(probe.longest, 1))
         if t.probe in ("pg", "redis"):

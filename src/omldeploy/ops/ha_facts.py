@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from omldeploy.apply.engine import RunResult, Step, run_steps
+from omldeploy.apply.engine import Step, run_steps
 from omldeploy.components.keepalived import COMPONENT as KEEPALIVED
 from omldeploy.components.keepalived import STATE_DIR
 from omldeploy.components.postgresql import FENCE_FILE
@@ -43,7 +43,7 @@ def facts_args(tenant: Tenant, placement: Placement, host: Host) -> dict[str, An
             "pg_user": s.text("postgres_user"), "pg_db": s.text("postgres_maintenance_db")}
 
 
-def gather(tenant: Tenant, placement: Placement | None = None) -> tuple[dict[str, dict[str, Any]], RunResult]:
+def gather(tenant: Tenant, placement: Placement | None = None) -> dict[str, dict[str, Any]]:
     """host -> facts (or {"error": ..., "unreachable": bool}) for every HA host, in one module call."""
     placement = placement or place(tenant)
     hosts = ha_hosts(tenant)
@@ -56,7 +56,7 @@ def gather(tenant: Tenant, placement: Placement | None = None) -> tuple[dict[str
             out[h.name] = {"error": (r.error if r else None) or "no answer", "unreachable": bool(r and r.unreachable)}
         else:
             out[h.name] = r.reports["facts"]
-    return out, result
+    return out
 
 
 @dataclass
@@ -106,13 +106,6 @@ def pg_state(f: dict[str, Any]) -> str:
     if not pg.get("answers"):
         return "down"
     return "standby" if pg.get("in_recovery") else "primary"
-
-
-def lsn(text: str | None) -> int:
-    if not text or "/" not in text:
-        return -1
-    hi, lo = text.split("/", 1)
-    return (int(hi, 16) << 32) + int(lo, 16)
 
 
 def postgres_pair(tenant: Tenant, facts: dict[str, dict[str, Any]]) -> Pair:
@@ -263,7 +256,7 @@ def vip_pairs(tenant: Tenant, facts: dict[str, dict[str, Any]], placement: Place
             pair.problem(f"keepalived {inst} is MASTER on {len(masters)} nodes ({', '.join(masters) or 'none'})")
         if vip and pair.vip_holders != masters:
             pair.problem(f"VIP {vip} held by {', '.join(pair.vip_holders) or 'nobody'}")
-        if inst in ("CRON",) or (inst == "VOICE" and tenant.layout.two_node):
+        if inst == "CRON" or (inst == "VOICE" and tenant.layout.two_node):  # where omlcron runs
             cron = [m for m in members if (facts[m].get("units") or {}).get("omlcron") == "active"]
             pair.details.append(f"omlcron runs on {', '.join(cron) or 'no node'}")
             if len(cron) != 1:
@@ -282,6 +275,13 @@ def summarize(tenant: Tenant, facts: dict[str, dict[str, Any]], placement: Place
     return pairs + vip_pairs(tenant, facts, placement)
 
 
+def read(tenant: Tenant, placement: Placement | None = None) -> tuple[dict[str, dict[str, Any]], list[Pair]]:
+    """The cluster as it is now: the facts and their reading as pairs (one placement for both)."""
+    placement = placement or place(tenant)
+    facts = gather(tenant, placement)
+    return facts, summarize(tenant, facts, placement)
+
+
 def one_line(pairs: list[Pair]) -> str:
     """`omldeploy status`'s HA line: each pair ok or degraded, with who is active."""
     parts = []
@@ -297,7 +297,7 @@ def passive_first(tenant: Tenant) -> dict[str, str] | None:
     standby (data), the node not holding the voice or HAProxy VIP, the Redis replica (app). None when
     the cluster cannot be read (a first install, an unreachable host): activation then goes main first."""
     try:
-        facts, _ = gather(tenant)
+        facts = gather(tenant)
     except (OSError, ValueError):
         return None
     if any("error" in f for f in facts.values()):

@@ -202,3 +202,13 @@ class Probes:
 
     def summary(self) -> str:
         return "; ".join(s.summary() for s in (self.https, self.pg, self.redis) if s.attempts)
+
+
+def more_answers(series: Series, n: int = 5, timeout: float = 30.0) -> None:
+    """Wait (bounded) until `series` made `n` more attempts: probes running before a failure, or a few
+    answers after a recovery so the figures cover its end. A readiness wait, not a fixed sleep."""
+    start, end = series.attempts, time.monotonic() + timeout
+    while series.attempts < start + n:
+        if time.monotonic() > end:
+            raise AssertionError(f"{series.kind}: no {n} more probe attempts within {timeout:.0f} s")
+        time.sleep(0.05)

@@ -15,7 +15,7 @@ from omldeploy.sandbox import Sandbox
 from omldeploy.state import ledger
 
 from .common import cli
-from .probes import Probes
+from .probes import Probes, more_answers
 
 APP_STACK = ("omnileads_version", "nginx_version", "websockets_version", "kamailio_version")
 
@@ -24,11 +24,11 @@ def rolling(tenant: Tenant, sb: Sandbox, instances: Path, which: str) -> tuple[f
     versions = tags(which)
     set_versions(tenant, {k: versions[k] for k in APP_STACK})
     with Probes(tenant, sb, https=True, pg=False) as p:
-        time.sleep(1.0)
+        more_answers(p.https)
         t0 = time.monotonic()
         proc = cli(instances, "upgrade", "--tenant", "ha", "--no-backup")
         took = time.monotonic() - t0
-        time.sleep(1.0)
+        more_answers(p.https)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
     rec = ledger.read(tenant.folder)[-1]
     assert rec.action == "upgrade" and rec.outcome == "ok", rec
@@ -57,9 +57,9 @@ def test_a_broken_tag_stops_at_the_first_app_node_and_rolls_back_while_the_other
     broken = a["omnileads_version"] + "-broken"
     set_versions(tenant, {"omnileads_version": broken})
     with Probes(tenant, sb, https=True, pg=False) as p:
-        time.sleep(1.0)
+        more_answers(p.https)
         proc = cli(instances, "upgrade", "--tenant", "ha", "--no-backup")
-        time.sleep(1.0)
+        more_answers(p.https)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1 and "rolled back" in out, out[-5000:]
     records = ledger.read(tenant.folder)

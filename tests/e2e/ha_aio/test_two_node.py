@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ha.common import cli, holders, psql, start_unit, until, vips
-from ha.probes import Probes
+from ha.probes import Probes, more_answers
 from tenants import set_versions, tags
 
 from omldeploy.inventory import Tenant
@@ -265,13 +265,13 @@ def test_recovery_then_takeover_return_to_the_installed_layout(
     assert again.returncode == 0 and "nothing to do" in again.stdout, again.stdout + again.stderr
 
     with Probes(tenant, sb, https=False, pg=True) as p:
-        time.sleep(1.0)
+        more_answers(p.pg)
         t1 = time.monotonic()
         proc = cli(pair_instances, "pgsql_node_takeover_main", "--tenant", TENANT)
         takeover = time.monotonic() - t1
         assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
         until("writes through the RW VIP again", lambda: p.pg._down_since is None and p.pg.attempts > 0, 60, 0.2)
-        time.sleep(1.0)
+        more_answers(p.pg)
     print(f"two-node actions: pgsql_node_recovery_main {recovery:.1f} s, pgsql_node_takeover_main {takeover:.1f} s; "
           f"during the takeover {p.summary()}")
     assert psql(sb, MAIN, "SELECT pg_is_in_recovery()") == "f" and psql(sb, BACKUP, "SELECT pg_is_in_recovery()") == "t"
@@ -369,12 +369,12 @@ def test_a_postgresql_upgrade_with_and_without_switchover(
     for which, extra, primary_after in (("B", ("--switchover",), BACKUP), ("A", (), BACKUP)):
         set_versions(tenant, {"postgres_version": tags(which)["postgres_version"]})
         with Probes(tenant, sb, https=False, pg=True) as p:
-            time.sleep(1.0)
+            more_answers(p.pg)
             t0 = time.monotonic()
             proc = cli(pair_instances, "upgrade", "--tenant", TENANT, "--no-backup", *extra)
             took = time.monotonic() - t0
             until("writes through the RW VIP", lambda p=p: p.pg._down_since is None and p.pg.attempts > 0, 60, 0.2)
-            time.sleep(1.0)
+            more_answers(p.pg)
         out = proc.stdout + proc.stderr
         assert proc.returncode == 0, out[-5000:]
         assert "rolling order, passive side first" in out, out[-3000:]

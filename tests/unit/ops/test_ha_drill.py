@@ -80,3 +80,38 @@ def test_a_probe_error_is_a_failure_not_a_crash() -> None:
     time.sleep(0.35)
     probe.stop()
     assert probe.failed == probe.attempts >= 2 and probe.down
+
+
+def test_a_redis_list_reply_is_read_to_its_announced_length_even_in_pieces() -> None:
+    import socket
+    import threading
+
+    reply = b"*3\r\n$1\r\n1\r\n$2\r\n22\r\n$3\r\n333\r\n"
+    srv = socket.create_server(("127.0.0.1", 0))
+    port = srv.getsockname()[1]
+
+    def serve() -> None:
+        conn, _ = srv.accept()
+        with conn:
+            conn.recv(1024)
+            for i in range(0, len(reply), 5):  # a reply split across reads must not end the read early
+                conn.sendall(reply[i:i + 5])
+                time.sleep(0.01)
+            conn.recv(1)  # keep the connection open: the reader must stop by the header, not by EOF
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        assert ha_drill.redis_list("127.0.0.1", "k", timeout=5, port=port) == [b"1", b"22", b"333"]
+    finally:
+        srv.close()
+
+
+def test_inventory_values_are_quoted_in_the_operators_power_command(ha8: tuple[Tenant, Placement]) -> None:
+    import dataclasses
+    import shlex
+
+    t, _ = ha8
+    node = dataclasses.replace(t.hosts[0], name="voice_1; touch /tmp/x", address="10.0.0.5 && reboot")
+    cmd = ha_drill._command("virsh destroy {host} --ip {ip}", node)
+    assert shlex.split(cmd) == ["virsh", "destroy", "voice_1; touch /tmp/x", "--ip", "10.0.0.5 && reboot"]

@@ -276,7 +276,7 @@ def test_the_passive_side_of_each_pair_goes_first(ha8: tuple[Tenant, Placement],
     t, placement = ha8
     main, backup = data_nodes(t)
     facts = healthy(t, placement, pg_primary="backup")
-    monkeypatch.setattr(ha_facts, "gather", lambda tenant, placement=None: (facts, None))
+    monkeypatch.setattr(ha_facts, "gather", lambda tenant, placement=None: facts)
     first = ha_facts.passive_first(t)
     assert first is not None and first["data"] == main  # main is the standby now
     assert first["voice"] == next(h.name for h in t.hosts if "voice" in h.roles and h.ha_role == "backup")

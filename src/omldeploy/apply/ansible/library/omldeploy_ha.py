@@ -34,6 +34,7 @@ from ansible.module_utils.basic import AnsibleModule  # type: ignore[import-unty
 from ansible.module_utils.omldeploy_units import (  # type: ignore[import-untyped,import-not-found,unused-ignore]
     journal,
     run,
+    service,
     start_units,
     systemctl,
 )
@@ -81,8 +82,7 @@ def wait_for(what: str, probe: Callable[[], Any], timeout: float, every: float =
 # ----------------------------------------------------------------------------- facts
 
 def unit_state(unit: str) -> str:
-    name = unit if "." in unit else f"{unit}.service"
-    return systemctl("is-active", name, check=False).stdout.strip() or "unknown"
+    return systemctl("is-active", service(unit), check=False).stdout.strip() or "unknown"
 
 
 def psql(p: dict[str, Any], sql: str, db: str | None = None, timeout: int = 10) -> str:
@@ -193,7 +193,7 @@ def lsn(text: str | None) -> int:
 
 
 def stop_units(units: list[str]) -> None:
-    systemctl("stop", *[u if "." in u else f"{u}.service" for u in units], check=False)
+    systemctl("stop", *[service(u) for u in units], check=False)
     still = [u for u in units if unit_state(u) in ("active", "deactivating")]
     if still:
         raise StepFailed(f"could not stop {', '.join(still)}")

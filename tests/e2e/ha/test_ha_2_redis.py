@@ -1,13 +1,13 @@
 """Redis + Sentinel failover on the HA install (fixtures in conftest.py, host map in common.py).
 
-Three rounds, the master alternating (app_1 -> app_2 -> app_1 ...), each with the probe loop writing
+ROUNDS rounds (common.py), the master alternating (app_1 -> app_2 -> app_1 ...), each with the probe loop writing
 to Redis through HAProxy on the web VIP (and HTTPS) every 100 ms:
   1. `systemctl stop redis` on the master: Sentinel promotes the replica, HAProxy follows; every write
      acknowledged so far is on the new master.
   2. `systemctl start redis` on the old master: it answers as a replica of the new master from its
      first reply (redis_role.py decided before the start), HAProxy never sees two masters, and every
      acknowledged write is on both nodes afterwards.
-Recorded per round, printed with the median of the three: time to recover (stop -> first acknowledged
+Recorded per round, printed with their median: time to recover (stop -> first acknowledged
 write through the VIP), failed requests, longest outage, lost writes, two-master window (time HAProxy
 had both Redis servers UP, from its own log, and time the old master answered `role:master`).
 Then a re-run of install with the master on app_2 changes nothing, Sentinel's learned state
@@ -32,10 +32,9 @@ from omldeploy.inventory import Tenant
 from omldeploy.sandbox import Sandbox
 from omldeploy.state import ledger
 
-from .common import ALL, ROLES, cli, holders, start_unit, until, vips
+from .common import ALL, ROLES, ROUNDS, cli, holders, start_unit, until, vips
 from .probes import Probes
 
-ROUNDS = 3
 APPS = ("h5", "h6")
 SENTINELS = ("h3", "h4", "h6", "h7")
 
@@ -230,14 +229,14 @@ def test_redis_master_stopped_fails_over_without_losing_acknowledged_writes(
     RESULTS.append(one_round(ha[0], ha_sandbox, n))
 
 
-def test_failover_figures_median_of_three(ha: tuple[Tenant, float, str]) -> None:
+def test_failover_figures_median_of_the_rounds(ha: tuple[Tenant, float, str]) -> None:
     if len(RESULTS) < ROUNDS:
         pytest.skip("a round failed: no median")
 
     def med(key: str) -> float:
         return statistics.median(float(getattr(r, key)) for r in RESULTS)
 
-    print(f"Redis failover, median of {ROUNDS}: recovery {med('recover'):.1f} s, failed {med('failed'):.0f}, "
+    print(f"Redis failover, median of {ROUNDS} round(s): recovery {med('recover'):.1f} s, failed {med('failed'):.0f}, "
           f"longest outage {med('outage'):.1f} s, lost {med('lost'):.0f}, HAProxy two-master window "
           f"{med('haproxy_two_masters'):.1f} s, HTTPS failed {med('https_failed'):.0f}")
     assert med("recover") <= 10.0

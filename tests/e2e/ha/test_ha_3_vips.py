@@ -38,7 +38,7 @@ from omldeploy.inventory import Tenant
 from omldeploy.sandbox import Sandbox
 from omldeploy.sandbox.faults import power_off, power_on
 
-from .common import holders, until, vips
+from .common import ROUNDS, holders, until, vips
 
 EVERY = 0.1
 PAIRS = {"voice": ("h3", "h4"), "web": ("h7", "h8")}
@@ -47,7 +47,6 @@ SERVICE = {"voice": "asterisk", "web": "haproxy"}
 STATE_DIR = "/run/omnileads/keepalived"
 RELOADS = ["module reload", "module reload res_odbc.so", "pjsip reload"]
 GOAL = 5.0  # seconds: issue 9's goal for a VIP (stretch 2 s)
-ROUNDS = 3
 
 
 # --------------------------------------------------------------------------- probe loop
@@ -345,7 +344,7 @@ def test_a_killed_service_process_moves_the_vip_by_its_health_check(key: str, ha
 @pytest.mark.parametrize("key", ["voice", "web"])
 def test_power_cut_of_the_active_node_moves_the_vip(key: str, ha: tuple[Tenant, float, str], ha_sandbox: Sandbox,
                                                     say: Callable[[str], None]) -> None:
-    """3 rounds: cut the power of whichever node holds the VIP, wait until the VIP answers from the
+    """ROUNDS rounds (common.py): cut the power of whichever node holds the VIP, wait until the VIP answers from the
     peer, then power the node back on and check it rejoins as BACKUP without taking the VIP (and
     without a blip). Rounds alternate the active node, so on the voice pair the transition is proven
     on both nodes and again on a later move back. The last planned move returns the VIP to the main."""

@@ -99,7 +99,9 @@ def _typed(
     try:
         resolved = resolver.get(host, key)
     except TemplateError as exc:
-        problems.add(label, str(exc), line=line)
+        # a message may quote the expression, which for a secret is (part of) the secret
+        message = "is an expression that cannot be resolved (not shown: secret)" if spec.secret else str(exc)
+        problems.add(label, message, line=line)
         return False, None
     literal = scalar.text if scalar is not None and scalar.plain and resolved is value else None
     if spec.kind == "marker":
@@ -280,7 +282,8 @@ def _host(
         if not 0 < port < 65536:
             raise ValueError
     except ValueError:
-        problems.add(f"{name}.ansible_ssh_port", "is not a TCP port", line=line, found=port_raw,
+        port_key = "ansible_port" if "ansible_port" in connection else "ansible_ssh_port"  # the name written
+        problems.add(f"{name}.{port_key}", "is not a TCP port", line=line, found=port_raw,
                      allowed="1-65535")
         port = 22
     ha_role = vals.get("ha_rol", vals.get("ha_role"))

@@ -125,7 +125,7 @@ class _BoundedSandbox(SandboxedEnvironment):
             _check_printf(left)
         return _bounded(super().call_binop(context, operator, left, right), "result")
 
-    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         name = getattr(__obj, "__name__", "a function")
         _check_arguments(args, kwargs, name)
         # the sandbox hands out str.format wrapped (functools.wraps keeps the bound method in __wrapped__)

@@ -100,7 +100,7 @@ def _typed(
         resolved = resolver.get(host, key)
     except TemplateError as exc:
         # a message may quote the expression, which for a secret is (part of) the secret
-        message = "is an expression that cannot be resolved (not shown: secret)" if spec.secret else str(exc)
+        message = "is an expression that cannot be resolved (secret, not shown)" if spec.secret else str(exc)
         problems.add(label, message, line=line)
         return False, None
     literal = scalar.text if scalar is not None and scalar.plain and resolved is value else None

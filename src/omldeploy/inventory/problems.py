@@ -55,7 +55,7 @@ class Problems:
     ) -> None:
         shown = None if found is None else _show(found)
         if shown is not None and secret_key(key):
-            shown = "(not shown: secret)"
+            shown = "(secret, not shown)"
         self.items.append(Problem(str(self.file), key, message, line, shown, allowed, severity))
 
     def warn(self, key: str, message: str, *, line: int | None = None, found: object = None) -> None:

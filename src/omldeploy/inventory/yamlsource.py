@@ -159,9 +159,10 @@ def _convert(node: Node, path: tuple[str, ...], doc: Document, loader: _Loader, 
     except (ValueError, TypeError, AttributeError, KeyError, IndexError, OverflowError) as exc:
         # PyYAML's implicit/explicit scalar constructors raise plain exceptions for values such as
         # `2023-13-45` (a "date"), `0x_`, `!!int abc`, `!!bool maybe` or a 5000-digit number
-        shown = "(not shown: secret)" if path and secret_key(path[-1]) else f"{str(node.value)[:40]!r}"
+        # PyYAML's own message quotes the value too: a secret gets neither
+        detail = "(secret, not shown)" if path and secret_key(path[-1]) else f"{str(node.value)[:40]!r}: {exc}"
         raise yaml.constructor.ConstructorError(
-            None, None, f"cannot read the value {shown}: {exc}", node.start_mark
+            None, None, f"cannot read the value {detail}", node.start_mark
         ) from None
     doc.scalars[path] = Scalar(value, str(node.value), node.start_mark.line + 1, node.style is None)
     return value

@@ -10,6 +10,7 @@ from typing import Any
 from omldeploy.catalog.releases import find_release, images, releases
 from omldeploy.inventory import groups as groups_mod
 from omldeploy.inventory.model import Host, Layout, Settings, Shape, Tenant
+from omldeploy.inventory.names import address_problem
 from omldeploy.inventory.problems import InventoryError, Problems
 from omldeploy.inventory.schema import HOST, KEYS, MARKERS, TENANT, VERSION_KEYS, is_connection_key
 from omldeploy.inventory.templating import Resolver, TemplateError
@@ -276,6 +277,11 @@ def _host(
         problems.add(f"{name}.ansible_host", "is empty or not a single address", line=line,
                      found=address_raw, allowed="the host's SSH address (an IP or DNS name)")
     address = str(address_raw)
+    if "ansible_host" in connection and address_raw is not None and not isinstance(address_raw, dict | list) \
+            and address.strip() and address_problem(address) is not None:
+        # it also lands in the server certificate's names and in the runner inventory
+        problems.add(f"{name}.ansible_host", str(address_problem(address)), line=line, found=address_raw,
+                     allowed="the host's SSH address (an IP or DNS name)")
     port_raw = connection.get("ansible_port", connection.get("ansible_ssh_port", 22))
     try:
         port = int(str(port_raw))

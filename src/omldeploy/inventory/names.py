@@ -10,6 +10,7 @@ pattern of their own here, checked once the values are typed.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable
 
@@ -20,6 +21,8 @@ from omldeploy.inventory.problems import Problems
 HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
 HOST_NAME_ALLOWED = "letters, digits, '_', '-', '.' (starting with a letter or digit, at most 63 characters)"
 
+_LABEL = r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?"
+_DNS = re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(\.{_LABEL})*\.?\Z")
 #: user names written into env files and Asterisk's manager.conf section headers
 _USER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}\Z")
 #: a container registry namespace (`omnileads`, `my-org/mirror`): the image is `<registry>/<repo>/omlapp`
@@ -44,6 +47,18 @@ def host_name_problem(name: str) -> str | None:
         return None
     return "is not a plain host name: Ansible would read it as a pattern (`[1:2]`, `,`, `:`) and it is " \
            "written into paths and configs"
+
+
+def address_problem(text: str) -> str | None:
+    """Why `text` is not an IP address or DNS name (for `ansible_host`), or None when it is one."""
+    try:
+        ipaddress.ip_address(text)
+        return None
+    except ValueError:
+        pass
+    if _DNS.match(text) and not text.replace(".", "").isdigit():
+        return None
+    return "is not an IP address or DNS name"
 
 
 def identifiers(t: Tenant, p: Problems, line: Callable[[str], int | None]) -> None:

@@ -71,6 +71,12 @@ def test_identifiers_written_into_configs_are_checked(tenant_dir: MakeDir, key: 
     assert key in _keys(tenant_dir(build("aio", set_var(key, value))).problems())
 
 
+@pytest.mark.parametrize("address", ["1.2.3.4 evil", "host\n", "x'y", "300.1.1.1", "-oProxyCommand=x"])
+def test_ansible_host_must_be_an_address(tenant_dir: MakeDir, address: str) -> None:
+    problems = tenant_dir(build("aio", set_host("omnileads_aio", "ansible_host", address))).problems()
+    assert "omnileads_aio.ansible_host" in _keys(problems), describe(problems)
+
+
 def test_plain_identifiers_are_accepted(tenant_dir: MakeDir) -> None:
     tenant_dir(build("aio", set_var("omlapp_repo", "my-org/mirror"), set_var("ami_user", "oml.ami@x"))).load()
 

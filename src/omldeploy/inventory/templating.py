@@ -127,10 +127,10 @@ class _BoundedSandbox(SandboxedEnvironment):
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         name = getattr(__obj, "__name__", "a function")
-        _check_arguments(args, kwargs, name)
         # the sandbox hands out str.format wrapped (functools.wraps keeps the bound method in __wrapped__)
         owner = getattr(getattr(__obj, "__wrapped__", __obj), "__self__", None)
         if isinstance(owner, str):
+            _check_arguments(args, kwargs, name)  # widths: center, ljust, rjust, zfill, expandtabs
             if name in ("format", "format_map") and _BIG_FORMAT.search(owner):
                 raise TemplateError("format fields with a nested field or a width of 1000 or more are not "
                                     "allowed in an inventory expression")
@@ -148,12 +148,17 @@ class _BoundedSandbox(SandboxedEnvironment):
         return tree
 
 
+#: filters whose numeric arguments are widths or counts of the output
+_WIDTH_FILTERS = frozenset({"center", "indent", "truncate", "wordwrap", "batch", "slice", "filesizeformat"})
+
+
 def _bounded_filter(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     """A filter with its numeric arguments, `format` widths and result size bounded."""
 
     def run(*args: Any, **kwargs: Any) -> Any:
         values = list(args[1:] if hasattr(fn, "jinja_pass_arg") else args)  # without Jinja's context argument
-        _check_arguments(tuple(values[1:]), kwargs, f"the {name} filter")
+        if name in _WIDTH_FILTERS:  # not `default(5432)`: only filters whose numbers are sizes
+            _check_arguments(tuple(values[1:]), kwargs, f"the {name} filter")
         if name == "format" and values:
             _check_printf(values[0])
         return _bounded(fn(*args, **kwargs), f"result of the {name} filter")

@@ -15,3 +15,9 @@ def test_huge_results_are_refused(expr: str) -> None:
 
 def test_ordinary_arithmetic_still_works() -> None:
     assert _ENV.from_string("{{ 2**10 }} {{ 'ab' * 3 }}").render() == "1024 ababab"
+
+
+def test_numbers_that_are_not_widths_stay_allowed() -> None:
+    """Only widths and counts are bounded: a default port or a dict lookup default is not a size."""
+    assert _ENV.from_string("{{ x|default(5432) }} {{ {'a': 1}.get('b', 65535) }}").render() == "5432 65535"
+    assert _ENV.from_string("{{ range(1, 4)|join(',') }} {{ '%05d' % 3 }}").render() == "1,2,3 00003"

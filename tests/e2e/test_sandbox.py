@@ -75,9 +75,10 @@ def test_engine_reaches_hosts_with_unsafe_tagged_connection_values(sandbox: Sand
     them (key file, ssh args, user), and a hostile value next to them runs nothing on the controller."""
     from dataclasses import replace
 
+    from tests.unit.conftest import EXAMPLES, fill_placeholders
+
     from omldeploy.apply.engine import Step, run_steps
     from omldeploy.inventory import load_text
-    from tests.unit.conftest import EXAMPLES, fill_placeholders
 
     folder = tmp_path / "t1"
     folder.mkdir()

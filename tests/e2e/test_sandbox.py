@@ -69,6 +69,32 @@ def test_every_host_answers_ssh_with_strict_host_keys(sandbox: Sandbox, sandbox_
         assert sandbox.run(host.ip, "hostname").stdout.strip() == host.name
 
 
+def test_engine_reaches_hosts_with_unsafe_tagged_connection_values(sandbox: Sandbox, debian12_host: Host,
+                                                                 tmp_path: Path) -> None:
+    """The runner inventory tags every value `!unsafe` (issue 12, M1): the real SSH connection still reads
+    them (key file, ssh args, user), and a hostile value next to them runs nothing on the controller."""
+    from dataclasses import replace
+
+    from tests.unit.conftest import EXAMPLES, fill_placeholders
+
+    from omldeploy.apply.engine import Step, run_steps
+    from omldeploy.inventory import load_text
+
+    folder = tmp_path / "t1"
+    folder.mkdir()
+    text = fill_placeholders((EXAMPLES / "inventory_aio.yml").read_text())
+    tenant = load_text(text, folder / "inventory.yml", folder, "t1")
+    marker = tmp_path / "pwned"
+    hostile = "{{ lookup('pipe', 'touch " + str(marker) + "') }}"
+    conn = {**sandbox.ansible_connection_vars(), "ansible_omldeploy_note": hostile}
+    host = replace(tenant.hosts[0], address=debian12_host.ip, port=22, connection=conn)
+    tenant = replace(tenant, hosts=(host,))
+    result = run_steps(tenant, [Step("ping", "ansible.builtin.ping", {host.name: {"data": hostile}})])
+    assert result.aborted is None, result.aborted
+    assert result.ok and not result.hosts[host.name].unreachable, result.hosts[host.name]
+    assert not marker.exists()
+
+
 def test_systemd_is_running_on_every_host(sandbox: Sandbox, sandbox_hosts: list[Host]) -> None:
     for host in sandbox_hosts:
         state = sandbox.run(host.name, "systemctl is-system-running", check=False).stdout.strip()

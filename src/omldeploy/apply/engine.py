@@ -141,6 +141,43 @@ def _connection_vars(host: Host) -> dict[str, Any]:
     return conn
 
 
+class _Unsafe(str):
+    """A string value of the runner inventory, written as `!unsafe` (see `inventory_yaml`)."""
+
+    __slots__ = ()
+
+
+class _UnsafeDumper(yaml.SafeDumper):
+    """SafeDumper that writes `_Unsafe` strings with Ansible's `!unsafe` tag."""
+
+
+def _unsafe_str(dumper: yaml.SafeDumper, value: _Unsafe) -> yaml.ScalarNode:
+    return dumper.represent_scalar("!unsafe", str(value), style="'")
+
+
+_UnsafeDumper.add_representer(_Unsafe, _unsafe_str)
+
+
+def inventory_yaml(inventory: dict[str, Any]) -> str:
+    """The runner inventory, with every string value tagged `!unsafe`, so Ansible never templates it.
+
+    Inventory values (`ansible_user`, `ansible_ssh_common_args`, ...) were already resolved by our own
+    sandbox (inventory/templating.py). A value that still holds `{{ ... }}` after that, for instance out
+    of a `{% raw %}` block, is text: if Ansible templated it again, unsandboxed, a `lookup('pipe', ...)`
+    would run on the controller at install, --check and status. Keys (host names, variable names) are
+    checked names and stay plain; the module arguments are read through a lookup, whose result Ansible
+    does not template either (tests/unit/apply/test_ansible_inert.py runs both through ansible-playbook)."""
+
+    def tag(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: tag(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [tag(v) for v in node]
+        return _Unsafe(node) if isinstance(node, str) else node
+
+    return yaml.dump(tag(inventory), Dumper=_UnsafeDumper, sort_keys=False)
+
+
 def _stage_args(tenant: Tenant, hb: HostBundle) -> dict[str, Any]:
     return {
         "tenant": tenant.name,
@@ -264,7 +301,7 @@ def run_steps(
         inventory = {"all": {"hosts": {n: _connection_vars(tenant.host(n)) for n in names},
                              "vars": {"omldeploy_dir": str(argdir)}}}
         (workdir / "inventory").mkdir()
-        (workdir / "inventory" / "hosts.yml").write_text(yaml.safe_dump(inventory, sort_keys=False))
+        (workdir / "inventory" / "hosts.yml").write_text(inventory_yaml(inventory))
         (workdir / "project").mkdir()
         (workdir / "project" / "apply.yml").write_text(yaml.safe_dump(_playbook(steps), sort_keys=False))
         handler = _EventHandler(result, progress, stdout)

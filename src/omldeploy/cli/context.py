@@ -11,7 +11,7 @@ from omldeploy.inventory import Tenant, load_tenant
 from omldeploy.inventory.load import load_text
 from omldeploy.inventory.problems import InventoryError, Problem, Problems
 
-TENANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+TENANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}\Z")  # \Z: `$` would accept a final newline
 
 
 def instances_dir(args: argparse.Namespace) -> Path:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from omldeploy.inventory.names import HOST_NAME_ALLOWED, host_name_problem
 from omldeploy.inventory.problems import Problems
 from omldeploy.inventory.yamlsource import Document
 
@@ -153,6 +154,10 @@ def _group(
         elif key == "hosts":
             for host_name, host_vars in value.items():
                 hpath = (*sub, str(host_name))
+                bad_name = host_name_problem(str(host_name))
+                if bad_name is not None and str(host_name) not in inv.hosts:
+                    problems.add(".".join(hpath), f"host name {bad_name}", line=doc.key_lines.get(hpath),
+                                 found=host_name, allowed=HOST_NAME_ALLOWED)
                 host = inv.hosts.setdefault(str(host_name), RawHost(str(host_name)))
                 for g in lineage:
                     if g not in host.groups:

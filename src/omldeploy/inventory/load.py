@@ -10,6 +10,7 @@ from typing import Any
 from omldeploy.catalog.releases import find_release, images, releases
 from omldeploy.inventory import groups as groups_mod
 from omldeploy.inventory.model import Host, Layout, Settings, Shape, Tenant
+from omldeploy.inventory.names import address_problem
 from omldeploy.inventory.problems import InventoryError, Problems
 from omldeploy.inventory.schema import HOST, KEYS, MARKERS, TENANT, VERSION_KEYS, is_connection_key
 from omldeploy.inventory.templating import Resolver, TemplateError
@@ -99,7 +100,9 @@ def _typed(
     try:
         resolved = resolver.get(host, key)
     except TemplateError as exc:
-        problems.add(label, str(exc), line=line)
+        # a message may quote the expression, which for a secret is (part of) the secret
+        message = "is an expression that cannot be resolved (secret, not shown)" if spec.secret else str(exc)
+        problems.add(label, message, line=line)
         return False, None
     literal = scalar.text if scalar is not None and scalar.plain and resolved is value else None
     if spec.kind == "marker":
@@ -274,13 +277,19 @@ def _host(
         problems.add(f"{name}.ansible_host", "is empty or not a single address", line=line,
                      found=address_raw, allowed="the host's SSH address (an IP or DNS name)")
     address = str(address_raw)
+    if "ansible_host" in connection and address_raw is not None and not isinstance(address_raw, dict | list) \
+            and address.strip() and address_problem(address) is not None:
+        # it also lands in the server certificate's names and in the runner inventory
+        problems.add(f"{name}.ansible_host", str(address_problem(address)), line=line, found=address_raw,
+                     allowed="the host's SSH address (an IP or DNS name)")
     port_raw = connection.get("ansible_port", connection.get("ansible_ssh_port", 22))
     try:
         port = int(str(port_raw))
         if not 0 < port < 65536:
             raise ValueError
     except ValueError:
-        problems.add(f"{name}.ansible_ssh_port", "is not a TCP port", line=line, found=port_raw,
+        port_key = "ansible_port" if "ansible_port" in connection else "ansible_ssh_port"  # the name written
+        problems.add(f"{name}.{port_key}", "is not a TCP port", line=line, found=port_raw,
                      allowed="1-65535")
         port = 22
     ha_role = vals.get("ha_rol", vals.get("ha_role"))

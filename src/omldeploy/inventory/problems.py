@@ -7,8 +7,11 @@ the line, what was found and what is allowed.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from omldeploy.inventory.schema import SECRET_KEYS
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,8 @@ class Problems:
         severity: str = "error",
     ) -> None:
         shown = None if found is None else _show(found)
+        if shown is not None and secret_key(key):
+            shown = "(secret, not shown)"
         self.items.append(Problem(str(self.file), key, message, line, shown, allowed, severity))
 
     def warn(self, key: str, message: str, *, line: int | None = None, found: object = None) -> None:
@@ -65,9 +70,19 @@ class Problems:
         return [p for p in self.items if p.severity == "warning"]
 
 
+_USERINFO = re.compile(r"//[^/@\s]*@")
+
+
 def _show(value: object) -> str:
     text = repr(value) if not isinstance(value, str) else f"'{value}'"
+    text = _USERINFO.sub("//***@", text)  # credentials in a URL are never shown
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def secret_key(key: str) -> bool:
+    """Whether a problem's key (`name` or `host.name`) holds a secret, whose value is never repeated."""
+    name = key.rsplit(".", 1)[-1]
+    return name in SECRET_KEYS or any(word in name.lower() for word in ("password", "secret", "_pass"))
 
 
 class InventoryError(Exception):

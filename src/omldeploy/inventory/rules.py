@@ -14,7 +14,7 @@ import subprocess
 from collections.abc import Callable
 
 from omldeploy.catalog.releases import images
-from omldeploy.inventory import credentials
+from omldeploy.inventory import bounds, connection, credentials, names
 from omldeploy.inventory.model import Shape, Tenant
 from omldeploy.inventory.problems import Problems
 from omldeploy.inventory.values import witnesses
@@ -377,8 +377,20 @@ def _weak_passwords(t: Tenant, p: Problems, line: Lines) -> None:
     credentials.weak_passwords(t, p, line)
 
 
+def _identifiers(t: Tenant, p: Problems, line: Lines) -> None:
+    names.identifiers(t, p, line)
+
+
+def _bounds(t: Tenant, p: Problems, line: Lines) -> None:
+    bounds.check(t, p, line)
+
+
+def _host_keys(t: Tenant, p: Problems, line: Lines) -> None:
+    connection.host_key_checking(t, p, line)
+
+
 RULES: tuple[Rule, ...] = (_required, _postgres, _bucket, _certs, _addresses, _derived_hosts, _wan, _ha, _misc,
-                           _images, _weak_passwords)
+                           _images, _weak_passwords, _identifiers, _bounds, _host_keys)
 
 
 def check(tenant: Tenant, problems: Problems, doc: Document, all_path: tuple[str, ...]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
@@ -12,11 +13,12 @@ from omldeploy.catalog.releases import REPO_TAG
 from omldeploy.inventory.schema import Key
 
 _LABEL = r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?"
-_HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.?$")
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_NIC = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
-_URL = re.compile(r"^https?://[^\s/]+(:\d+)?(/\S*)?$")
+# `\Z`, never `$`: `$` also matches before a final newline, which would let "eth0\n" through
+_HOSTNAME = re.compile(rf"^(?=.{{1,253}}\Z){_LABEL}(\.{_LABEL})*\.?\Z")
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+\Z")
+_NIC = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}\Z")
+_URL = re.compile(r"^https?://[^\s/@]+(:\d+)?(/\S*)?\Z")
 _TRUE = ("true", "yes", "on", "1")
 _FALSE = ("false", "no", "off", "0")
 
@@ -47,6 +49,11 @@ def _str(key: Key, value: Any, literal: str | None) -> str:
     text = _text(value, literal)
     if "\n" in text or "\r" in text:
         raise BadValue("must be on one line (it is written into env files)", "a one-line string")
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in text):
+        # NUL cuts a C string short, U+2028/2029 are line breaks to YAML and JavaScript, the other control
+        # and format characters are invisible in every file they land in
+        raise BadValue("contains a control or invisible character (NUL, tab, U+2028, ...)",
+                       "printable characters on one line")
     return text
 
 
@@ -107,6 +114,9 @@ def _host(key: Key, value: Any, literal: str | None) -> str:
 
 def _url(key: Key, value: Any, literal: str | None) -> str:
     text = _text(value, literal).strip()
+    if "@" in text.split("//", 1)[-1].split("/", 1)[0]:
+        raise BadValue("must not hold credentials (user:password@): they would be printed and logged; "
+                       "use bucket_access_key and bucket_secret_key", "http(s)://host[:port] or the word aws")
     if text == "aws" or _URL.match(text):
         return text.rstrip("/")
     raise BadValue("is not a bucket URL", "http(s)://host[:port] or the word aws")

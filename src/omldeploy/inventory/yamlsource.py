@@ -15,6 +15,8 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from omldeploy.inventory.problems import secret_key
+
 
 @dataclass(frozen=True)
 class Scalar:
@@ -34,6 +36,11 @@ class Duplicate:
 
 
 MAX_DEPTH = 64  # far beyond any inventory; keeps deep nesting from exhausting Python's recursion limit
+#: YAML nodes visited while building the data, aliases counted at every use: the largest example has a few
+#: hundred, so this is far beyond any inventory while an alias bomb (billion laughs) stops in milliseconds
+MAX_NODES = 20_000
+#: an inventory is a few KB; a bigger file is refused before parsing so parsing stays bounded too
+MAX_BYTES = 1_000_000
 
 
 class YamlSyntaxError(Exception):
@@ -43,13 +50,15 @@ class YamlSyntaxError(Exception):
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that knows Ansible's `!unsafe` and refuses `!vault` with a clear message."""
+    """SafeLoader that refuses Ansible's `!unsafe` and `!vault` with a clear message."""
 
 
 def _unsafe(loader: yaml.SafeLoader, node: Node) -> Any:
-    if isinstance(node, ScalarNode):
-        return loader.construct_scalar(node)
-    raise yaml.constructor.ConstructorError(None, None, "!unsafe only applies to strings", node.start_mark)
+    # omldeploy marks every value it hands to Ansible as unsafe itself (see apply/engine.py), and a value
+    # tagged by the operator would be accepted here as plain text but mean something else to Ansible
+    raise yaml.constructor.ConstructorError(
+        None, None, "the !unsafe tag is not supported: omldeploy never lets Ansible template inventory "
+        "values, so write the value without the tag", node.start_mark)
 
 
 _Loader.add_constructor("!unsafe", _unsafe)
@@ -67,6 +76,8 @@ class Document:
 
 def load(text: str) -> Document:
     """Parse one YAML document; raise YamlSyntaxError with a line on malformed input."""
+    if len(text) > MAX_BYTES:
+        raise YamlSyntaxError(f"the file is larger than {MAX_BYTES} characters (an inventory is a few KB)", None)
     try:
         node = yaml.compose(text, Loader=_Loader)
     except RecursionError:
@@ -82,7 +93,7 @@ def load(text: str) -> Document:
         return doc
     loader = _Loader("")
     try:
-        doc.data = _convert(node, (), doc, loader)
+        doc.data = _convert(node, (), doc, loader, [0])
     except yaml.constructor.ConstructorError as exc:
         mark = exc.problem_mark
         raise YamlSyntaxError(str(exc.problem), mark.line + 1 if mark else None) from None
@@ -91,13 +102,27 @@ def load(text: str) -> Document:
     return doc
 
 
-def _convert(node: Node, path: tuple[str, ...], doc: Document, loader: _Loader) -> Any:
+def _source(node: Node, value: Any) -> Any:
+    """What a duplicate key is compared by: the text as written for a scalar (`230210.10` and `230210.1`
+    are different settings even though YAML reads both as one float), the data for anything else."""
+    if isinstance(node, ScalarNode):
+        return (node.tag, str(node.value))
+    return value
+
+
+def _convert(node: Node, path: tuple[str, ...], doc: Document, loader: _Loader, count: list[int]) -> Any:
+    count[0] += 1
+    if count[0] > MAX_NODES:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"more than {MAX_NODES} values once aliases (*name) are expanded; an inventory has a "
+            "few hundred (is an alias repeated inside another alias?)", node.start_mark)
     if len(path) > MAX_DEPTH:
         raise yaml.constructor.ConstructorError(
             None, None, f"nested deeper than {MAX_DEPTH} levels", node.start_mark
         )
     if isinstance(node, MappingNode):
         out: dict[str, Any] = {}
+        sources: dict[str, Any] = {}
         for key_node, value_node in node.value:
             if not isinstance(key_node, ScalarNode):
                 raise yaml.constructor.ConstructorError(
@@ -109,16 +134,18 @@ def _convert(node: Node, path: tuple[str, ...], doc: Document, loader: _Loader) 
                 )
             key = str(key_node.value)
             sub = (*path, key)
-            value = _convert(value_node, sub, doc, loader)
+            value = _convert(value_node, sub, doc, loader, count)
+            source = _source(value_node, value)
             if key in out:
                 doc.duplicates.append(
-                    (path, Duplicate(key, key_node.start_mark.line + 1, out[key] == value))
+                    (path, Duplicate(key, key_node.start_mark.line + 1, sources[key] == source))
                 )
             out[key] = value
+            sources[key] = source
             doc.key_lines[sub] = key_node.start_mark.line + 1
         return out
     if isinstance(node, SequenceNode):
-        return [_convert(item, (*path, str(i)), doc, loader) for i, item in enumerate(node.value)]
+        return [_convert(item, (*path, str(i)), doc, loader, count) for i, item in enumerate(node.value)]
     assert isinstance(node, ScalarNode)
     if node.tag == "!vault":
         raise yaml.constructor.ConstructorError(
@@ -132,8 +159,10 @@ def _convert(node: Node, path: tuple[str, ...], doc: Document, loader: _Loader) 
     except (ValueError, TypeError, AttributeError, KeyError, IndexError, OverflowError) as exc:
         # PyYAML's implicit/explicit scalar constructors raise plain exceptions for values such as
         # `2023-13-45` (a "date"), `0x_`, `!!int abc`, `!!bool maybe` or a 5000-digit number
+        # PyYAML's own message quotes the value too: a secret gets neither
+        detail = "(secret, not shown)" if path and secret_key(path[-1]) else f"{str(node.value)[:40]!r}: {exc}"
         raise yaml.constructor.ConstructorError(
-            None, None, f"cannot read the value {str(node.value)[:40]!r}: {exc}", node.start_mark
+            None, None, f"cannot read the value {detail}", node.start_mark
         ) from None
     doc.scalars[path] = Scalar(value, str(node.value), node.start_mark.line + 1, node.style is None)
     return value

@@ -35,8 +35,8 @@ ASTERISK_PORT = 5160  # Asterisk's SIP leg for Kamailio
 RTPENGINE_PORT = 22222  # rtpengine ng control
 REDIS_USRLOC_DB = 1  # the seed's usrloc database in Redis
 
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-                       r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+_HOSTNAME = re.compile(r"^(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                       r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\Z")  # \Z: `$` lets "x\n" in
 
 
 def cfg_address(value: str, what: str) -> str:

@@ -731,7 +731,7 @@ def main() -> None:
     p = dict(module.params)
     if p.get("s3") is not None:
         p["s3"] = {**p["s3"], "secret_key": p.get("s3_secret_key") or ""}
-    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*$", p["tenant"]):
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z", p["tenant"]):
         module.fail_json(msg="bad tenant name", report={"failed": True})
     try:
         report = OPS[p["op"]](p)

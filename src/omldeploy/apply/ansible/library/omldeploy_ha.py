@@ -350,7 +350,7 @@ def main() -> None:
         supports_check_mode=False,
     )
     p = module.params
-    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*$", p["tenant"]) or "/" in p["pgdata"] or ".." in p["pgdata"]:
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z", p["tenant"]) or "/" in p["pgdata"] or ".." in p["pgdata"]:
         module.fail_json(msg="bad tenant name or data directory")
     try:
         report = OPS[p["op"]](p)

@@ -598,7 +598,7 @@ def main() -> None:
         supports_check_mode=True,
     )
     p = module.params
-    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*$", p["tenant"]):
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z", p["tenant"]):
         module.fail_json(msg="bad tenant name")
     try:
         if p["phase"] == "stage":

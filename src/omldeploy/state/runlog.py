@@ -1,4 +1,5 @@
-"""Run logs under `<tenant>/.omldeploy/logs/` (0600), with every known secret replaced by ***."""
+"""Run logs under `<tenant>/.omldeploy/logs/` (0600), with every known secret (in any of its encoded
+forms) replaced by ***."""
 
 from __future__ import annotations
 
@@ -9,10 +10,18 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TextIO
 
+from omldeploy.state.secret_forms import encoded_forms
+
 
 class Redactor:
+    """Replaces every known secret, raw or encoded (URL, JSON, shell, base64: state/secret_forms.py)."""
+
     def __init__(self, secrets: Iterable[str]) -> None:
-        values = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        forms: set[str] = set()
+        for secret in secrets:
+            if secret:
+                forms |= encoded_forms(str(secret))
+        values = sorted(forms, key=len, reverse=True)
         self._pattern = re.compile("|".join(re.escape(v) for v in values)) if values else None
 
     def __call__(self, text: str) -> str:

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import yaml
 
+from omldeploy.inventory.state_errors import writing
+
 
 class RewriteError(Exception):
     """The inventory cannot be rewritten safely (a shape this writer does not handle)."""
@@ -82,7 +84,8 @@ def set_tenant_keys(path: Path, wanted: Mapping[str, str | None], *, add: frozen
             text = new
     if changed:
         yaml.safe_load(text)  # never write a document that does not parse
-        _replace(path, text)
+        with writing(path, "the inventory"):
+            _replace(path, text)
     return changed
 
 
@@ -131,8 +134,12 @@ def _replace(path: Path, text: str) -> None:
     mode = path.stat().st_mode & 0o777
     _write(path.with_name(path.name + ".bak"), path.read_bytes(), 0o600)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    _write(tmp, text.encode("utf-8"), mode)
-    os.replace(tmp, path)
+    try:
+        _write(tmp, text.encode("utf-8"), mode)
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:

@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from omldeploy.inventory.state_errors import writing
+
 
 @dataclass
 class Record:
@@ -41,10 +43,14 @@ def append(folder: Path, record: Record, *, redact: Callable[[str], str]) -> Non
     secret: `detail` often quotes a failing command's output, and `extra` the steps' results."""
     data = _redacted(asdict(record), redact)
     path = ledger_path(folder)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    with os.fdopen(fd, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(data, sort_keys=True) + "\n")
+    line = (json.dumps(data, sort_keys=True) + "\n").encode("utf-8")
+    with writing(path, "the ledger"):
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, line)  # one write: a line is appended whole or (disk full) not at all
+        finally:
+            os.close(fd)
 
 
 def _redacted(value: Any, redact: Callable[[str], str]) -> Any:

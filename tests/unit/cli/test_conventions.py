@@ -185,6 +185,7 @@ def test_validate_json_for_an_unknown_tenant(tmp_path: Path, capsys: Capsys) -> 
 def test_tenant_list_json(inst: Path, capsys: Capsys) -> None:
     (inst / "broken").mkdir()
     (inst / "broken" / "inventory.yml").write_text("all:\n  hosts: {}\n")
+    (inst / "broken" / "inventory.yml").chmod(0o600)  # else its tightening is (rightly) said on stderr
     code, out, err = call(capsys, "tenant", "list", "--json", "--instances", str(inst))
     doc = json.loads(out)
     assert code == 0 and err == ""

@@ -11,7 +11,9 @@ import base64
 import contextlib
 import hashlib
 import json
+import re
 import shlex
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -93,3 +95,26 @@ def test_redaction_catches_the_secret_inside_a_base64_blob(shift: int) -> None:
         padded = part + "=" * (-len(part) % 4)
         with contextlib.suppress(ValueError):
             assert SECRET.encode() not in base64.b64decode(padded)
+
+
+def test_the_check_diff_of_the_url_encoded_password_is_masked(make_tenant: MakeTenant) -> None:
+    """The host module's `--check` diff of the exporter's env file: keys only, as for any secret file."""
+    from tests.unit.apply.test_engine_plan import host_module
+
+    password = "pa ss%word/x@y"
+    tenant = make_tenant("aio", vars={"postgres_password": password})
+    f = render_tenant(tenant).host("omnileads_aio").file(DSN_ENV)
+    diff = host_module().masked_diff(f.path, b"DATA_SOURCE_NAME=postgresql://old\n", f.content, f.secret)
+    assert diff == "~ DATA_SOURCE_NAME=*** (value changed)"
+    assert quote(password, safe="") not in diff
+
+
+def test_plan_with_a_common_word_as_password_exits_0(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from omldeploy.cli.main import main
+
+    root = tmp_path / "instances"
+    assert main(["--instances", str(root), "tenant", "new", "acme", "--layout", "aio"]) == 0
+    inv = root / "acme/inventory.yml"
+    inv.write_text(re.sub(r"(?m)^(\s*postgres_password:).*$", r"\1 network", inv.read_text()))
+    assert main(["--instances", str(root), "plan", "--tenant", "acme"]) == 0  # was 70 (RenderError)
+    assert "internal error" not in capsys.readouterr().err

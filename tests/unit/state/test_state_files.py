@@ -193,3 +193,10 @@ def test_material_reads_back_what_it_wrote(inst: Path) -> None:
     assert set(material.tenant_secrets(inst / "acme")) == set(material.GENERATED_SECRETS)
     with tenant_lock(inst / "acme", "acme", "x"):
         pass
+
+
+@needs_mount
+def test_tenant_new_in_a_read_only_instances_folder(inst: Path) -> None:
+    proc = _cli("--instances", str(inst), "tenant", "new", "other", "--layout", "aio", unshare_ro=inst)
+    assert proc.returncode == 2, proc.stderr
+    assert "instances/other" in proc.stderr and "read-only (EROFS)" in proc.stderr and "Traceback" not in proc.stderr

@@ -33,6 +33,7 @@ from omldeploy.ops.converge import Reporter, converge
 from omldeploy.sandbox import Host, S3Info, Sandbox
 from omldeploy.state import ledger
 from omldeploy.state.lock import tenant_lock
+from omldeploy.state.secret_forms import encoded_forms
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -77,9 +78,12 @@ def https_with_tenant_ca(tenant: Tenant, ip: str) -> str:
 
 def assert_no_secret(tenant: Tenant, *texts: str) -> None:
     logs = "".join(p.read_text() for p in (tenant.folder / ".omldeploy/logs").glob("*.log"))
+    record = ledger.ledger_path(tenant.folder)
+    kept = record.read_text() if record.exists() else ""
     for secret in passwords(tenant):
-        for text in (*texts, logs):
-            assert secret not in text
+        for form in encoded_forms(secret):  # raw, URL-encoded, JSON/shell-escaped, base64
+            for text in (*texts, logs, kept):
+                assert form not in text
 
 
 @pytest.fixture(scope="module")
@@ -146,13 +150,19 @@ def test_check_shows_masked_diff_and_changes_nothing(aio12: Tenant, sandbox: San
     inv = aio12.folder / "inventory.yml"
     original = inv.read_text()
     new_pw = "checkmode-" + os.urandom(6).hex()
+    # a PostgreSQL password that reaches the exporter's DSN only URL-encoded (issue 12 M3/M9)
+    new_pg = f"chk pw%/{os.urandom(6).hex()}"
     inv.write_text(original.replace(aio12.settings.text("ami_password"), new_pw).replace("shm_size: 64",
-                                                                                          "shm_size: 96"))
+                                                                                          "shm_size: 96")
+                   .replace(aio12.settings.text("postgres_password"), json.dumps(new_pg)))
     try:
         proc = cli(instances, "install", "--tenant", "aio12", "--check")
         assert proc.returncode == 0, proc.stdout + proc.stderr
         out = proc.stdout
         assert "AMI_PASSWORD=*** (value changed)" in out and "+SHM_SIZE=96" in out
+        assert "DATA_SOURCE_NAME=*** (value changed)" in out
+        logs = "".join(p.read_text() for p in (aio12.folder / ".omldeploy/logs").glob("*.log"))
+        assert not any(form in out + proc.stderr + logs for form in encoded_forms(new_pg))
         assert "would (re)start" in out and "kamailio" in out
         assert new_pw not in out + proc.stderr and aio12.settings.text("ami_password") not in out
         assert sandbox.run("h3", "sha256sum /etc/default/django.env /etc/default/kamailio.env").stdout == before

@@ -14,6 +14,7 @@ from omldeploy.cli import context
 from omldeploy.cli.output import Console
 from omldeploy.inventory import load_tenant
 from omldeploy.inventory.problems import InventoryError
+from omldeploy.inventory.state_errors import writing
 
 LAYOUTS = {"aio": "inventory_aio.yml", "ait": "inventory_ait.yml", "cloud": "inventory_cloud.yml",
            "ha": "inventory_ha.yml", "ha-aio": "inventory_ha_aio.yml"}
@@ -53,11 +54,12 @@ def cmd_new(args: argparse.Namespace) -> int:
     if inv.exists() and not args.force:
         console.error(f"{inv} already exists (use --force to overwrite)")
         return 2
-    folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(inv, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(with_random_secrets(example_text(args.layout)))
-    os.chmod(inv, 0o600)
+    with writing(inv, "the new inventory"):
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(inv, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(with_random_secrets(example_text(args.layout)))
+        os.chmod(inv, 0o600)
     console.say(f"created {inv} (layout {args.layout}, mode 0600, random passwords)")
     console.say(f"edit the host addresses, then: omldeploy validate --tenant {name}")
     return 0

@@ -46,6 +46,9 @@ def load_tenant(folder: Path, name: str | None = None) -> Tenant:
     """Load `folder/inventory.yml`; raise InventoryError listing every problem found."""
     path = folder / "inventory.yml"
     problems = Problems(path)
+    from omldeploy.inventory.private_files import secure
+
+    secure(folder)  # a git clone leaves the secret material 0644 (issue 12)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

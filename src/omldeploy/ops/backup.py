@@ -25,7 +25,7 @@ from omldeploy.ops.backup_session import (
     logged,
     open_session,
 )
-from omldeploy.ops.converge import Reporter
+from omldeploy.ops.converge import Reporter, redactor
 from omldeploy.render.backup_target import CUSTOM_DIR, Target
 from omldeploy.state import ledger
 from omldeploy.state.lock import tenant_lock
@@ -152,7 +152,8 @@ def _record(tenant: Tenant, action: str, outcome: str, started: str, t0: float, 
             detail: str) -> None:
     ledger.append(tenant.folder, ledger.Record(action=action, outcome=outcome, started=started,
                                                duration=round(time.time() - t0, 1), versions=dict(tenant.versions),
-                                               hosts=[], detail=detail, extra=extra))
+                                               hosts=[], detail=detail, extra=extra),
+                  redact=redactor(tenant))
 
 
 def _scheduled_retention(sess: Session) -> int:

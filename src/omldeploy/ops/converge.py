@@ -17,6 +17,7 @@ from omldeploy.inventory.model import Tenant
 from omldeploy.render import material
 from omldeploy.render.build import render_tenant
 from omldeploy.render.bundle import Bundle
+from omldeploy.render.taint import is_real_secret
 from omldeploy.state import ledger
 from omldeploy.state.lock import tenant_lock
 from omldeploy.state.runlog import Redactor, RunLog
@@ -57,8 +58,16 @@ class Reporter:
 
 
 def redactor(tenant: Tenant) -> Redactor:
-    generated = material.tenant_secrets(tenant.folder).values()
-    return Redactor([*tenant.secret_values(), *generated])
+    """Every secret of the tenant: the inventory's secret keys (whatever their length or how common the
+    word), the generated ones, and SSH/become passwords given as Ansible connection variables."""
+    from omldeploy.inventory.schema import SECRET_KEYS
+
+    values = [str(tenant.settings[k]) for k in SECRET_KEYS
+              if tenant.settings.has(k) and is_real_secret(tenant.settings[k])]
+    values += [str(v) for h in tenant.hosts for k, v in h.connection.items()
+               if "pass" in k and isinstance(v, str) and v]
+    values += material.tenant_secrets(tenant.folder).values()
+    return Redactor(values)
 
 
 WHOLE_TENANT = ("install", "upgrade", "rollback", "update")
@@ -134,7 +143,7 @@ def converge_result(tenant: Tenant, action: str, reporter: Reporter, *, check: b
                 changed=result.changed_files(), restarted=result.restarted(),
                 detail=_failure_text(result) if not result.ok else "",
                 extra={"images": {h.host: h.images for h in bundle.hosts}, **(extra or {})},
-            ))
+            ), redact=reporter.redact)
             reporter.line(f"log: {reporter.log.path}")
             return result
         finally:

@@ -309,7 +309,7 @@ def run_action(tenant: Tenant, action: str, reporter: Reporter) -> int:
             ledger.append(tenant.folder, ledger.Record(
                 action=action, outcome=outcome, started=started, duration=round(time.monotonic() - run.t0, 1),
                 versions=dict(tenant.versions), hosts=sorted({s["host"] for s in run.steps if "host" in s}),
-                detail=reporter.redact(detail), extra={"steps": run.steps}))
+                detail=detail, extra={"steps": run.steps}), redact=reporter.redact)
             if reporter.log:
                 reporter.line(f"log: {reporter.log.path}")
                 reporter.log.close()

@@ -371,8 +371,8 @@ def drill(tenant: Tenant, component: str, reporter: Reporter, *, yes: bool, powe
                 action=f"ha-drill-{component}", outcome=outcome, started=started,
                 duration=round(time.monotonic() - run.t0, 1), versions=dict(tenant.versions),
                 hosts=sorted({s["host"] for s in run.steps if "host" in s}),
-                detail=reporter.redact(d.report.get("summary", d.report.get("error", ""))),
-                extra={"report": d.report, "steps": run.steps}))
+                detail=d.report.get("summary", d.report.get("error", "")),
+                extra={"report": d.report, "steps": run.steps}), redact=reporter.redact)
             if reporter.log:
                 reporter.line(f"log: {reporter.log.path}")
                 reporter.log.close()

@@ -56,7 +56,7 @@ def recycle(tenant: Tenant, reporter: Reporter, *, check: bool = False) -> int:
             ledger.append(tenant.folder, ledger.Record(
                 action="recycle", outcome="check" if check else ("ok" if result.ok else "failed"),
                 started=started, duration=round(result.duration, 1), versions=dict(tenant.versions),
-                hosts=list(result.hosts), extra={"bytes": freed}))
+                hosts=list(result.hosts), extra={"bytes": freed}), redact=reporter.redact)
             reporter.line(f"log: {reporter.log.path}")
             return 0 if result.ok else 1
         finally:

@@ -34,7 +34,7 @@ from omldeploy.ops.backup_session import (
     logged,
     open_session,
 )
-from omldeploy.ops.converge import Reporter
+from omldeploy.ops.converge import Reporter, redactor
 from omldeploy.render.backup_target import CUSTOM_DIR, scratch_names
 from omldeploy.render.build import render_tenant
 from omldeploy.state import ledger
@@ -65,7 +65,8 @@ def restore(tenant: Tenant, reporter: Reporter, backup_id: str, *, drop_previous
         ledger.append(tenant.folder, ledger.Record(
             action="restore", outcome="ok" if code == 0 else "failed", started=started,
             duration=round(time.time() - t0, 1), versions=dict(tenant.versions), hosts=[h.name for h in tenant.hosts],
-            detail="" if code == 0 else "see the run log", extra={"id": backup_id, **state}))
+            detail="" if code == 0 else "see the run log", extra={"id": backup_id, **state}),
+            redact=redactor(tenant))
         return code
 
 

@@ -15,14 +15,16 @@ undo them silently.
 from __future__ import annotations
 
 import dataclasses
-import re
 import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from omldeploy.apply.engine import RunResult
 from omldeploy.catalog.releases import find_release, releases
 from omldeploy.inventory import Tenant
+from omldeploy.inventory.rewrite import RewriteError, set_tenant_keys
 from omldeploy.inventory.schema import OPTIONAL_VERSION_KEYS, VERSION_KEYS
 from omldeploy.ops.converge import Reporter, converge, converge_result
 from omldeploy.state import ledger
@@ -62,35 +64,20 @@ def _last_run_failed(folder: Path) -> bool:
 
 
 def pin_versions(tenant: Tenant, versions: dict[str, str]) -> list[str]:
-    """Rewrite the inventory's `*_version:` lines (comments and layout kept); returns changed keys."""
-    path = tenant.inventory_path
-    text = path.read_text(encoding="utf-8")
-    changed = []
+    """Rewrite the inventory's `*_version:` keys (comments and layout kept; inventory/rewrite.py);
+    returns the changed keys. The previous text stays in `<inventory>.bak`, mode 0600."""
+    wanted: dict[str, str | None] = {}
     for key in RELEASE_KEYS:
         want = versions.get(key)
-        pattern = re.compile(rf"^(\s+){key}:[^\n]*$", re.M)
-        match = pattern.search(text)
-        if want is None:
-            if key in OPTIONAL_KEYS and match:  # the version set goes without that component
-                text = text[:match.start()] + text[match.end():].removeprefix("\n")
-                changed.append(key)
-            continue
-        if match:
-            new = text[:match.start()] + f"{match.group(1)}{key}: {want}" + text[match.end():]
-        else:
-            if key not in VERSION_KEYS and key not in OPTIONAL_KEYS:
-                continue  # e.g. redis_version: the catalog default stands unless the inventory names one
-            vars_line = re.search(r"^(\s*)vars:\s*$", text, re.M)
-            if vars_line is None:
-                continue
-            new = text[:vars_line.end()] + f"\n{vars_line.group(1)}  {key}: {want}" + text[vars_line.end():]
-        if new != text:
-            changed.append(key)
-            text = new
-    if changed:
-        path.with_name(path.name + ".bak").write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
-        path.write_text(text, encoding="utf-8")
-    return changed
+        if want is None and key not in OPTIONAL_KEYS:
+            continue  # a key the version set does not name is left as written
+        wanted[key] = want  # None: the version set goes without that optional component
+    # e.g. redis_version: the catalog default stands unless the inventory names one
+    addable = frozenset(k for k in RELEASE_KEYS if k in VERSION_KEYS or k in OPTIONAL_KEYS)
+    try:
+        return set_tenant_keys(tenant.inventory_path, wanted, add=addable)
+    except (RewriteError, yaml.YAMLError) as exc:
+        raise UpgradeError(f"{tenant.inventory_path}: cannot record the versions: {exc}") from None
 
 
 def _with_versions(tenant: Tenant, versions: dict[str, str]) -> Tenant:

@@ -1,8 +1,9 @@
 """Tenant → Bundle: runs every placed component's declaration through the unit/env renderers.
 
 Pure apart from reading (and on first use creating) the tenant's generated material, so the same
-inventory and material always give byte-identical files. Every file that contains a secret is checked
-to be mode 0600 before the bundle is returned.
+inventory and material always give byte-identical files. Every file built from a secret (found by
+construction, see render/taint.py) is flagged secret and checked to be mode 0600 before the bundle is
+returned.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from omldeploy.components.base import Component, envfile
 from omldeploy.components.context import Ctx
 from omldeploy.inventory.model import Tenant
 from omldeploy.placement import Placement, place
-from omldeploy.render import material, oml_manage, units
+from omldeploy.render import material, oml_manage, taint, units
 from omldeploy.render.backup_schedule import ScheduleError, add_schedule
 from omldeploy.render.bundle import Bundle, BundleFile, HostBundle, UnitPlan
 
@@ -27,21 +28,29 @@ class RenderError(Exception):
 
 def render_tenant(tenant: Tenant) -> Bundle:
     secrets = material.tenant_secrets(tenant.folder)
+    bundle, tls = _render_bundle(tenant, secrets, None)
+    # secret-ness by construction: the files that change when every secret changes (render/taint.py)
+    shadow, _ = _render_bundle(taint.canary_tenant(tenant), taint.canary_secrets(secrets), tls)
+    problems = taint.mark_secret_files(bundle, shadow)
+    if problems:
+        raise RenderError("built from a secret but not private (0600): " + ", ".join(problems))
+    return bundle
+
+
+def _render_bundle(tenant: Tenant, secrets: dict[str, str], tls: material.TLSMaterial | None
+                   ) -> tuple[Bundle, material.TLSMaterial | None]:
+    """One render; `tls` given: reuse it (the shadow render must not touch the PKI)."""
     placement = place(tenant, secrets)
     bundle = Bundle(tenant.name, tenant.layout.name)
-    tls = None
-    if any(c.name in CERT_USERS for comps in placement.by_host.values() for c in comps):
+    if tls is None and any(c.name in CERT_USERS for comps in placement.by_host.values() for c in comps):
         tls = material.tls_material(tenant.folder, tenant.settings.text("certs"), _sans(tenant, placement))
-    secret_values = [*tenant.secret_values(), *(v for v in secrets.values() if len(v) >= 6)]
     for host in tenant.hosts:
         bundle.hosts.append(_render_host(placement.ctx(host), placement, tls))
     try:
         add_schedule(tenant, bundle)
     except ScheduleError as exc:
         raise RenderError(str(exc)) from None
-    for hb in bundle.hosts:
-        _check_secrets(hb, secret_values)
-    return bundle
+    return bundle, tls
 
 
 def _sans(tenant: Tenant, placement: Placement) -> list[str]:
@@ -174,14 +183,3 @@ def _check_ports(host: str, comps: list[Component], ctx: Ctx) -> None:
             if key in owners:
                 raise RenderError(f"{host}: {comp.name} and {owners[key]} both listen on {port.number}/{port.proto}")
             owners[key] = comp.name
-
-
-def _check_secrets(hb: HostBundle, secrets: list[str]) -> None:
-    """Secrets only in 0600 files; files holding one are flagged secret (for diff masking)."""
-    for i, f in enumerate(hb.files):
-        text = f.content.decode("utf-8", errors="replace")
-        holds = f.secret or any(s in text for s in secrets)
-        if holds and f.mode & 0o077:
-            raise RenderError(f"{hb.host}:{f.path} holds a secret but would be mode {f.mode:04o}")
-        if holds and not f.secret:
-            hb.files[i] = BundleFile(f.path, f.content, f.mode, True, f.only_if_missing, f.kind, f.component)

@@ -1,6 +1,7 @@
 """Append-only record of every operation on a tenant (who, when, action, versions, outcome, duration).
 
-`rollback` reads it to find the versions of earlier successful runs.
+`rollback` reads it to find the versions of earlier successful runs. Records are redacted on the way in;
+a damaged line is skipped on the way out (never a crash).
 """
 
 from __future__ import annotations
@@ -8,10 +9,14 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from omldeploy.inventory.state_errors import writing
 
 
 @dataclass
@@ -33,23 +38,68 @@ def ledger_path(folder: Path) -> Path:
     return folder / ".omldeploy" / "ledger.jsonl"
 
 
-def append(folder: Path, record: Record) -> None:
+def append(folder: Path, record: Record, *, redact: Callable[[str], str]) -> None:
+    """Append one record; `redact` (the tenant's redactor) is required so that no writer can store a
+    secret: `detail` often quotes a failing command's output, and `extra` the steps' results."""
+    data = _redacted(asdict(record), redact)
     path = ledger_path(folder)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    with os.fdopen(fd, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(asdict(record), sort_keys=True) + "\n")
+    line = (json.dumps(data, sort_keys=True) + "\n").encode("utf-8")
+    with writing(path, "the ledger"):
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, line)  # one write: a line is appended whole or (disk full) not at all
+        finally:
+            os.close(fd)
 
 
-def read(folder: Path) -> list[Record]:
+def _redacted(value: Any, redact: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _redacted(v, redact) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_redacted(v, redact) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class Damaged:
+    """A ledger line that could not be read (truncated by a crash, edited by hand, garbled)."""
+
+    line: int
+    reason: str
+
+
+def read(folder: Path, damaged: list[Damaged] | None = None) -> list[Record]:
+    """Every readable record, in order. A damaged line is skipped (and listed in `damaged` when given):
+    a line is reported on stderr when `damaged` is not given. One truncated line must not stop
+    `rollback`, `history` or the next `install` from recording."""
     path = ledger_path(folder)
-    if not path.exists():
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
         return []
     out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
+    for number, line in enumerate(raw.decode("utf-8", errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
             data = json.loads(line)
-            out.append(Record(**data))
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+            record = Record(**data)
+            if not isinstance(record.versions, dict) or not isinstance(record.action, str) \
+                    or not isinstance(record.started, str):
+                raise ValueError("fields of the wrong type")
+        except (ValueError, TypeError) as exc:
+            found = Damaged(number, (str(exc).splitlines() or ["unreadable"])[0][:120])
+            if damaged is not None:
+                damaged.append(found)
+            else:
+                print(f"omldeploy: {path}: line {found.line} is damaged ({found.reason}); skipped", file=sys.stderr)
+            continue
+        out.append(record)
     return out
 
 

@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from omldeploy.inventory.state_errors import writing
+
 
 class TenantBusy(Exception):
     def __init__(self, tenant: str, holder: dict[str, object]) -> None:
@@ -34,8 +36,9 @@ def tenant_lock(folder: Path, tenant: str, action: str) -> Iterator[None]:
     if path in _HELD:
         yield
         return
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    with writing(path, "the tenant lock"):
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -185,6 +185,7 @@ def test_validate_json_for_an_unknown_tenant(tmp_path: Path, capsys: Capsys) -> 
 def test_tenant_list_json(inst: Path, capsys: Capsys) -> None:
     (inst / "broken").mkdir()
     (inst / "broken" / "inventory.yml").write_text("all:\n  hosts: {}\n")
+    (inst / "broken" / "inventory.yml").chmod(0o600)  # else its tightening is (rightly) said on stderr
     code, out, err = call(capsys, "tenant", "list", "--json", "--instances", str(inst))
     doc = json.loads(out)
     assert code == 0 and err == ""
@@ -202,7 +203,7 @@ def test_rollback_list_json(inst: Path, capsys: Capsys) -> None:
     folder = inst / "acme"
     for omlapp, outcome in (("1.26.0", "ok"), ("1.27.1", "ok"), ("1.28.0", "failed")):
         ledger.append(folder, ledger.Record(action="upgrade", outcome=outcome, started=f"t-{omlapp}", duration=1.0,
-                                            versions={"omnileads_version": omlapp}, extra={"backup": "1"}))
+                                            versions={"omnileads_version": omlapp}, extra={"backup": "1"}), redact=str)
     code, out, err = call(capsys, "--instances", str(inst), "rollback", "-t", "acme", "--list", "--json")
     doc = json.loads(out)
     assert code == 0 and err == ""
@@ -227,7 +228,8 @@ def test_backups_list_json_keeps_stdout_clean_and_writes_the_id_cache(
         inst: Path, capsys: Capsys, monkeypatch: pytest.MonkeyPatch) -> None:
     _fake_listing(monkeypatch)
     folder = inst / "acme"
-    ledger.append(folder, ledger.Record(action="install", outcome="ok", started="t", duration=1.0, versions={}))
+    ledger.append(folder, ledger.Record(action="install", outcome="ok", started="t", duration=1.0, versions={}),
+                  redact=str)
     code, out, err = call(capsys, "backups", "list", "--tenant", "acme", "--json", "--instances", str(inst))
     assert code == 0 and "progress that must not reach stdout" in err
     doc = json.loads(out)

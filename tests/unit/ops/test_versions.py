@@ -32,7 +32,7 @@ def test_history_lists_distinct_successful_version_sets(make_tenant: MakeTenant)
     for action, outcome, versions in (("install", "ok", a), ("install", "ok", a), ("upgrade", "failed", b),
                                       ("upgrade", "ok", b), ("backup", "ok", b)):
         ledger.append(tenant.folder, ledger.Record(action=action, outcome=outcome, started=ledger.now(),
-                                                   duration=1.0, versions=versions))
+                                                   duration=1.0, versions=versions), redact=str)
     hist = history(tenant.folder)
     assert [(n, r.action, r.versions["nginx_version"]) for n, r in hist] == [
         (1, "upgrade", "230204.01"), (2, "install", a["nginx_version"])]
@@ -49,7 +49,7 @@ def test_plain_rollback_after_a_failed_run_returns_to_the_last_healthy_versions(
     for action, outcome, versions in (("install", "ok", a), ("upgrade", "ok", b), ("upgrade", "failed", c),
                                       ("rollback", "failed", b)):
         ledger.append(tenant.folder, ledger.Record(action=action, outcome=outcome, started=ledger.now(),
-                                                   duration=1.0, versions=versions))
+                                                   duration=1.0, versions=versions), redact=str)
     deployed: list[dict[str, str]] = []
 
     def fake_converge(t: Tenant, action: str, reporter: Reporter, **_: object) -> int:

@@ -35,8 +35,9 @@ def test_a_secret_in_a_world_readable_file_is_refused(make_tenant: MakeTenant, m
     tenant = make_tenant("aio", vars={"postgres_password": "leaky-password-1"})
     comp = by_name("nginx")
     monkeypatch.setattr(type(comp), "configs",
-                        lambda self, ctx: [ConfigFile("/etc/omnileads/leak.conf", "pw=leaky-password-1\n", 0o644)])
-    with pytest.raises(RenderError, match=r"leak\.conf holds a secret"):
+                        lambda self, ctx: [ConfigFile("/etc/omnileads/leak.conf",
+                                                      f"pw={ctx.tenant.settings.text('postgres_password')}\n", 0o644)])
+    with pytest.raises(RenderError, match=r"leak\.conf \(0644\)"):
         render_tenant(tenant)
 
 

@@ -59,9 +59,12 @@ class Minio(Component):
 
     def post_start(self, ctx: Ctx) -> list[str]:
         """Create the bucket and the app's user with the `mc` client shipped in the MinIO image
-        (no binary downloaded at run time, unlike the seed's `minio_cmd`), run with `podman exec`."""
+        (no binary downloaded at run time, unlike the seed's `minio_cmd`), run with `podman exec`.
+        The bucket secret goes to `mc admin user add` on its stdin (which mc reads when the secret key
+        argument is left out), through the shell's printf builtin: an argument of mc would be visible in
+        /proc/<pid>/cmdline, and `ps`, to every user of the host."""
         script = ('mc mb --ignore-existing "oml/$BUCKET" && '
-                  'mc admin user add oml "$BUCKET_ACCESS_KEY" "$BUCKET_SECRET_KEY" && '
+                  'printf \'%s\\n\' "$BUCKET_SECRET_KEY" | mc admin user add oml "$BUCKET_ACCESS_KEY" && '
                   # attaching twice is refused as "already in effect": that is success for a re-run
                   'out=$(mc admin policy attach oml readwrite --user "$BUCKET_ACCESS_KEY" 2>&1) || '
                   '{ echo "$out" | grep -q "already in effect" || { echo "$out" >&2; exit 1; }; }')

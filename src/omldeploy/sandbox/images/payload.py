@@ -6,14 +6,19 @@ and owners), so its digest only changes when the programs change.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import tarfile
+import time
 from importlib import resources
 from pathlib import Path
 
 from .. import paths
 from .baselayer import Layer
+
+#: an older payload is removed only after this long (a concurrent run may still push it)
+PAYLOAD_KEEP_S = 6 * 3600
 
 MAIN = """#!/usr/bin/python3
 import sys
@@ -84,9 +89,12 @@ def payload_layer() -> Layer:
         tmp = out.with_suffix(".tmp")
         tmp.write_bytes(data)
         tmp.replace(out)
-        for old in out.parent.glob("payload-*.tar"):  # earlier versions of the stand-ins
-            if old != out:
-                old.unlink(missing_ok=True)
+        # earlier versions of the stand-ins, once no run can still be pushing them: the cache is shared
+        # by concurrent runs of different checkouts, which deleted each other's payload mid-push
+        for old in out.parent.glob("payload-*.tar"):
+            with contextlib.suppress(OSError):
+                if old != out and time.time() - old.stat().st_mtime > PAYLOAD_KEEP_S:
+                    old.unlink()
     return Layer(out, digest, len(data))
 
 

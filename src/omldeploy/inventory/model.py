@@ -127,16 +127,3 @@ class Tenant:
 
     def with_role(self, role: str) -> list[Host]:
         return [h for h in self.hosts if role in h.roles]
-
-    def secret_values(self) -> list[str]:
-        """Every secret the inventory holds, for redaction and for the 0600 invariant."""
-        from omldeploy.inventory.schema import SECRET_KEYS
-
-        out = []
-        for key in SECRET_KEYS:
-            value = self.settings.opt(key) if self.settings.has(key) else None
-            # Very short values would match unrelated text (the 0600 check is a safety net on top of
-            # env files always being 0600); NULL is the seed's "no Google key" placeholder.
-            if value and value.lower() not in ("null", "none") and len(value) >= 6:
-                out.append(value)
-        return sorted(set(out), key=lambda s: (-len(s), s))

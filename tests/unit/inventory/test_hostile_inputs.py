@@ -108,15 +108,28 @@ JINJA_BOMBS = [
 ]
 
 
+_MEASURE = """
+import resource, subprocess, sys
+proc = subprocess.run(sys.argv[1:], check=False)
+sys.stderr.write("\\n@peak %d\\n" % resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+sys.exit(proc.returncode)
+"""
+
+
 def _peak_run(args: list[str], env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], float, int]:
-    """Run the real CLI in a child; its wall time and peak RSS (bytes, from the kernel's accounting)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """Run the real CLI in a child; its wall time and peak RSS (bytes, from the kernel's accounting).
+
+    The peak is read by a fresh wrapper process whose only child is the CLI: RUSAGE_CHILDREN of this test
+    process holds the largest child it ever waited for (an ansible run earlier in the session), not this one.
+    """
     t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "omldeploy", *args], capture_output=True, text=True, env=env,
-                          timeout=60, check=False)
+    proc = subprocess.run([sys.executable, "-c", _MEASURE, sys.executable, "-m", "omldeploy", *args],
+                          capture_output=True, text=True, env=env, timeout=60, check=False)
     elapsed = time.monotonic() - t0
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return proc, elapsed, max(peak, before) * 1024
+    found = re.search(r"\n@peak (\d+)\n\Z", proc.stderr)
+    assert found, proc.stderr[-2000:]
+    proc.stderr = proc.stderr[:found.start()]
+    return proc, elapsed, int(found.group(1)) * 1024
 
 
 def test_every_bomb_is_refused_within_5s_and_256mb(tmp_path: Path) -> None:

@@ -45,6 +45,7 @@ class HostResult:
     error: str | None = None
     unreachable: bool = False
     failed_step: str | None = None
+    answered: bool = False  # Ansible reported at least one task result (ok, failed, skipped, unreachable)
 
     @property
     def stage(self) -> dict[str, Any] | None:
@@ -240,11 +241,18 @@ def phase_steps(tenant: Tenant, bundle: Bundle, phases: list[str], check: bool =
 
 
 def _playbook(steps: list[Step]) -> list[dict[str, Any]]:
+    """One play per step. The module arguments are read from `<omldeploy_dir>/<slot>.<step>.json`, where
+    the slot (`h0`, `h1`, ...) is a per-host variable: no file name derives from a host name.
+
+    A secret step hides its result with `no_log`, which would also hide why a host is unreachable
+    (connection refused, host key changed); a `ping` first surfaces that reason, visibly."""
     plays: list[dict[str, Any]] = []
     for i, step in enumerate(steps):
         reg = f"omldeploy_r{i}"
-        args = "{{ lookup('file', omldeploy_dir + '/' + inventory_hostname + '." + str(i) + ".json') | from_json }}"
+        args = "{{ lookup('file', omldeploy_dir + '/' + omldeploy_slot + '." + str(i) + ".json') | from_json }}"
+        reach = [{"name": f"{step.name} reach", "ansible.builtin.ping": {}}] if step.secret else []
         tasks = [
+            *reach,
             {"name": step.name, step.module: args, "register": reg, "no_log": step.secret, "ignore_errors": True},
             {"name": f"{step.name} report", "ansible.builtin.debug": {"var": f"{reg}.report"}},
             {"name": f"{step.name} failed",
@@ -288,17 +296,18 @@ def run_steps(
     t0 = time.monotonic()
     names = [h.name for h in tenant.hosts if any(h.name in s.args for s in steps)]
     result = RunResult(ok=False, check=check, duration=0.0, hosts={n: HostResult(n) for n in names})
+    # private (0700) and removed in `finally`: the stage arguments hold every rendered file, secrets included
     workdir = Path(tempfile.mkdtemp(prefix=f"omldeploy-{tenant.name}-"))
     os.chmod(workdir, 0o700)
     try:
         argdir = workdir / "args"
         argdir.mkdir(mode=0o700)
+        slots = {n: f"h{k}" for k, n in enumerate(names)}
         for i, step in enumerate(steps):
             for host, args in step.args.items():
-                fd = os.open(argdir / f"{host}.{i}.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                with os.fdopen(fd, "w") as fh:
-                    json.dump(args, fh)
-        inventory = {"all": {"hosts": {n: _connection_vars(tenant.host(n)) for n in names},
+                write_private_json(argdir / f"{slots[host]}.{i}.json", args)
+        inventory = {"all": {"hosts": {n: {**_connection_vars(tenant.host(n)), "omldeploy_slot": slots[n]}
+                                       for n in names},
                              "vars": {"omldeploy_dir": str(argdir)}}}
         (workdir / "inventory").mkdir()
         (workdir / "inventory" / "hosts.yml").write_text(inventory_yaml(inventory))
@@ -316,14 +325,42 @@ def run_steps(
             forks=max(5, len(names)),
         )
         failed = any(h.error or h.unreachable for h in result.hosts.values())
-        result.ok = runner.rc == 0 and not failed
         if runner.rc != 0 and not failed:
             tail = (runner.stdout.read() if runner.stdout else "")[-2000:]
             result.aborted = f"ansible-playbook exited {runner.rc}: {tail.strip()}"
+        silent = flag_silent_hosts(result, progress)
+        result.ok = runner.rc == 0 and not failed and not silent
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     result.duration = time.monotonic() - t0
     return result
+
+
+def write_private_json(path: Path, data: Any) -> None:
+    """A new 0600 file (never an existing one, never through a symlink) holding `data` as JSON."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh)
+
+
+def flag_silent_hosts(result: RunResult, progress: Progress | None = None) -> list[str]:
+    """Mark every host of the run that produced no result at all as failed, and name them.
+
+    A host Ansible never ran a task on (a name it expanded or split, an inventory it could not parse for
+    that host) must not read as "nothing changed" or "all healthy". Skipped when the run already failed
+    or aborted: a fatal failure stops the later plays before they reach some hosts, and that failure is
+    what the operator must read."""
+    if result.aborted or any(h.error or h.unreachable for h in result.hosts.values()):
+        return []
+    silent = [n for n, h in result.hosts.items() if not h.answered]
+    for name in silent:
+        hr = result.hosts[name]
+        hr.failed_step = "run"
+        hr.error = ("Ansible reported no result for this host (no ok, changed, failed or unreachable task): "
+                    "nothing was checked or changed there")
+        if progress:
+            progress(name, "run", "failed", hr.error)
+    return silent
 
 
 def _ansible_env(workdir: Path) -> dict[str, str]:
@@ -378,6 +415,8 @@ class _EventHandler:
         hr = self.result.hosts[host]
         step = task.split(" ")[0]
         label = step.split("-")[0]  # activate-1 -> activate
+        if kind in ("runner_on_ok", "runner_on_failed", "runner_on_skipped", "runner_on_unreachable"):
+            hr.answered = True
         if kind == "runner_on_start" and " " not in task and self.progress:
             self.progress(host, label, "start", "")
         elif kind == "runner_on_unreachable":
@@ -392,7 +431,7 @@ class _EventHandler:
                 hr.reports[label] = report
                 if self.progress and not report.get("failed"):
                     self.progress(host, label, "ok", summarize(label, report))
-        elif kind == "runner_on_failed" and task.endswith(" failed"):
+        elif kind == "runner_on_failed" and (task.endswith(" failed") or task.endswith(" reach")):
             hr.failed_step = label
             hr.error = str(res.get("msg", "failed"))
             if self.progress:

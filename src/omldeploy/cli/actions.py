@@ -121,7 +121,7 @@ def _reporter(args: argparse.Namespace) -> Reporter:
 
 def _converge(action: str) -> Handler:
     def handler(args: argparse.Namespace) -> int:
-        tenant = context.load(args)
+        tenant = context.load_for_apply(args)
         if action == "recycle":
             return recycle_op.recycle(tenant, _reporter(args), check=bool(args.check))
         return converge(tenant, action, _reporter(args), check=bool(args.check),
@@ -132,13 +132,13 @@ def _converge(action: str) -> Handler:
 
 
 def _upgrade(args: argparse.Namespace) -> int:
-    tenant = context.load(args)
+    tenant = context.load_for_apply(args)
     return upgrade_op.upgrade(tenant, _reporter(args), release=args.release, backup=not args.no_backup,
                               rollback=not args.no_rollback, switchover=bool(args.switchover))
 
 
 def _rollback(args: argparse.Namespace) -> int:
-    tenant = context.load(args)
+    tenant = context.load(args) if args.list else context.load_for_apply(args)
     console = Console()
     if args.json and not args.list:
         console.error("--json goes with --list (a rollback itself prints progress, not JSON); nothing was done")

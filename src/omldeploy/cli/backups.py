@@ -77,7 +77,7 @@ def _backup(args: argparse.Namespace) -> int:
 def _restore(args: argparse.Namespace) -> int:
     from omldeploy.ops.restore import restore
 
-    tenant = context.load(args)
+    tenant = context.load_for_apply(args)
     console = Console()
     bid = args.ts or (tenant.settings.text("restore_file_timestamp")
                       if tenant.settings.has("restore_file_timestamp") else "")

@@ -7,7 +7,7 @@ import os
 import re
 from pathlib import Path
 
-from omldeploy.inventory import Tenant, load_tenant
+from omldeploy.inventory import Tenant, load_tenant, overlap
 from omldeploy.inventory.load import load_text
 from omldeploy.inventory.problems import InventoryError, Problem, Problems
 
@@ -41,6 +41,15 @@ def tenant_folder(args: argparse.Namespace) -> Path:
 
 def load(args: argparse.Namespace) -> Tenant:
     return load_tenant(tenant_folder(args), str(args.tenant))
+
+
+def load_for_apply(args: argparse.Namespace) -> Tenant:
+    """`load` for the actions that change hosts: also refuse (exit 2) a tenant that shares a host address
+    with another tenant under instances/ (inventory/overlap.py). Read-only verbs (validate, plan, render,
+    status) use `load`: a second tenant made from the same example can be validated before it is edited."""
+    tenant = load(args)
+    overlap.check(tenant, instances_dir(args))
+    return tenant
 
 
 def load_with_problems(args: argparse.Namespace) -> tuple[Tenant | None, list[Problem]]:

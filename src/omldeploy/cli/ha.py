@@ -41,7 +41,7 @@ def action(name: str) -> Any:
     def handler(args: argparse.Namespace) -> int:
         from omldeploy.ops.ha import run_action
 
-        tenant = context.load(args)
+        tenant = context.load_for_apply(args)
         return run_action(tenant, name, _reporter())
 
     return handler
@@ -83,6 +83,6 @@ def _status(args: argparse.Namespace) -> int:
 def _drill(args: argparse.Namespace) -> int:
     from omldeploy.ops.ha_drill import drill
 
-    tenant = context.load(args)
+    tenant = context.load_for_apply(args)
     return drill(tenant, args.component, _reporter(), yes=bool(args.yes), power_off=args.power_off,
                  power_on=args.power_on)

@@ -12,7 +12,7 @@ from typing import Any
 
 from omldeploy.cli import context
 from omldeploy.cli.output import Console
-from omldeploy.inventory import load_tenant
+from omldeploy.inventory import load_tenant, overlap
 from omldeploy.inventory.problems import InventoryError
 from omldeploy.inventory.state_errors import writing
 
@@ -62,7 +62,21 @@ def cmd_new(args: argparse.Namespace) -> int:
         os.chmod(inv, 0o600)
     console.say(f"created {inv} (layout {args.layout}, mode 0600, random passwords)")
     console.say(f"edit the host addresses, then: omldeploy validate --tenant {name}")
+    for line in _shared_addresses(folder, name):
+        console.warn(line)
     return 0
+
+
+def _shared_addresses(folder: Path, name: str) -> list[str]:
+    """What the new tenant (still with the example's addresses) shares with existing tenants: an operator
+    who made several tenants from one example learns now which addresses to change, not at install."""
+    try:
+        tenant = load_tenant(folder, name)
+    except InventoryError:
+        return []
+    found = overlap.find_overlaps(tenant, overlap.other_tenants(folder.parent, folder))
+    return [f"{o.host}: {o.key} {o.address} is also used by tenant '{o.other}' (host {o.other_host}); change it "
+            f"in {folder / 'inventory.yml'}: install refuses two tenants on one machine" for o in found]
 
 
 def cmd_list(args: argparse.Namespace) -> int:

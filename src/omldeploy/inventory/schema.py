@@ -149,6 +149,9 @@ _KEYS: list[Key] = [
              "reach, so a node can tell a dead peer from its own isolation"),
     Key("ha_vrrp_unicast", "bool", default=False,
         note="VRRP to the pair's other member by unicast, for networks without multicast"),
+    Key("overlapping_addresses_ok", "bool", default=False,
+        note="allow an ansible_host (same SSH port) or omni_ip_lan another tenant under instances/ also uses "
+             "(different machines behind NAT or SSH port forwarding); needed in BOTH tenants"),
     # --- per host
     Key("omni_ip_lan", "ip", scope=HOST),
     *[Key(m, "marker", scope=HOST) for m in MARKERS],

@@ -350,6 +350,13 @@ def status(tenant: Tenant, reporter: Reporter) -> tuple[int, dict[str, Any]]:
             continue
         report = h.status or {}
         units = report.get("units", [])
+        expected = len(bundle.host(name).units) if name in {hb.host for hb in bundle.hosts} else 0
+        if expected and not units:
+            # e.g. a host Ansible never reached under this name: "all healthy" with no units would be a lie
+            data["hosts"][name] = {"error": f"no unit reported, {expected} expected on this host",
+                                   "unreachable": False}
+            healthy = False
+            continue
         data["hosts"][name] = {"units": units}
         if report.get("timers"):
             data["hosts"][name]["timers"] = report["timers"]

@@ -62,6 +62,8 @@ def add_schedule(tenant: Tenant, bundle: Bundle) -> None:
     hb.add(BundleFile(f"{lib}/omldeploy_backup.py", host_module, 0o644, kind="script"))
     s3_client = package.joinpath("apply/ansible/module_utils/omldeploy_s3.py").read_bytes()
     hb.add(BundleFile(f"{lib}/omldeploy_s3.py", s3_client, 0o644, kind="script"))  # imported by the module
+    safefs = package.joinpath("apply/ansible/module_utils/omldeploy_safefs.py").read_bytes()
+    hb.add(BundleFile(f"{lib}/omldeploy_safefs.py", safefs, 0o644, kind="script"))  # imported by the module too
     name = unit_name(tenant.name)
     files_note = f"with {CUSTOM_DIR}" if with_files else "database only"
     service = f"""\

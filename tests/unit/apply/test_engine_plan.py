@@ -34,8 +34,14 @@ def units_module() -> ModuleType:
     return _load("ansible.module_utils.omldeploy_units", UNITS)
 
 
+def safefs_module() -> ModuleType:
+    """module_utils/omldeploy_safefs.py, importable as Ansible ships it."""
+    return _load("ansible.module_utils.omldeploy_safefs", MODULE.parents[1] / "module_utils" / "omldeploy_safefs.py")
+
+
 def host_module() -> ModuleType:
     units_module()
+    safefs_module()
     _load("ansible.module_utils.omldeploy_drain", MODULE.parents[1] / "module_utils" / "omldeploy_drain.py")
     return _load("omldeploy_host", MODULE)
 

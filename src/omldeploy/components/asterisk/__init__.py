@@ -60,7 +60,8 @@ class Asterisk(Component):
         return [ctx.image("postgres")]
 
     def volumes(self, ctx: Ctx) -> list[Volume]:
-        return [Volume(CUSTOM_DIR, CUSTOM_DIR), Volume("asterisk_logs", "/var/log/asterisk", "rw")]
+        # the custom dialplan is the operator's: Asterisk only reads it (issue 12 M6)
+        return [Volume(CUSTOM_DIR, CUSTOM_DIR, "ro"), Volume("asterisk_logs", "/var/log/asterisk", "rw")]
 
     def ports(self, ctx: Ctx) -> list[Port]:
         return [Port(5060, "udp", "SIP trunks"), Port(5160, "udp", "SIP from Kamailio"),

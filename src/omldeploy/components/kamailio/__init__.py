@@ -109,7 +109,7 @@ class Kamailio(Component):
         return env
 
     def volumes(self, ctx: Ctx) -> list[Volume]:
-        vols = [Volume("/etc/omnileads/certs", "/etc/omnileads/certs")]
+        vols = [Volume("/etc/omnileads/certs", "/etc/omnileads/certs", "ro")]  # only read (issue 12 M6)
         if _ha_cfg(ctx):
             vols.append(Volume("/etc/omnileads/kamailio.cfg", "/etc/kamailio/kamailio.cfg", "ro"))
         return vols

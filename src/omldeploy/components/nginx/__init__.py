@@ -59,7 +59,8 @@ class Nginx(Component):
 
     def volumes(self, ctx: Ctx) -> list[Volume]:
         return [
-            Volume("/etc/omnileads/certs", "/etc/omnileads/certs"),
+            # read only: a compromised nginx must not plant files (or symlinks) where host root writes
+            Volume("/etc/omnileads/certs", "/etc/omnileads/certs", "ro"),
             Volume("django_static", "/opt/omnileads/static"),
             Volume("django_callrec_zip", "/opt/omnileads/asterisk/var/spool/asterisk/monitor"),
             Volume("nginx_logs", "/var/log/nginx/"),

@@ -58,6 +58,10 @@ except ImportError:  # the scheduled agent (copied beside this file) and the sou
         if os.path.isfile(os.path.join(_d, "omldeploy_s3.py")) and _d not in sys.path:
             sys.path.insert(0, _d)
     import omldeploy_s3 as s3lib  # type: ignore[import-not-found,no-redef,unused-ignore]
+try:
+    from ansible.module_utils import omldeploy_safefs as safefs  # type: ignore[import-untyped,import-not-found,unused-ignore]
+except ImportError:  # as for omldeploy_s3 above: found through the same sys.path entries
+    import omldeploy_safefs as safefs  # type: ignore[import-not-found,no-redef,unused-ignore]
 
 OpError = s3lib.OpError
 S3Error = s3lib.S3Error
@@ -630,12 +634,8 @@ def op_stage_files(p: dict[str, Any]) -> dict[str, Any]:
             if damage:
                 raise OpError(f"{obj['key']}: {damage}")
             path = os.path.join(staging, rel)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
             mode = int(obj.get("mode") or "0644", 8) & 0o777
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.chmod(path, mode)
+            safefs.write_atomic(path, data, mode, owner=None)  # never through a symlink (issue 12 M6)
             staged.append(rel)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -35,6 +35,14 @@ from ansible.module_utils.omldeploy_drain import (  # type: ignore[import-untype
     put_back,
     take_out,
 )
+from ansible.module_utils.omldeploy_safefs import (  # type: ignore[import-untyped,import-not-found,unused-ignore]
+    ensure_dir,
+    file_mode,
+    read_nofollow,
+)
+from ansible.module_utils.omldeploy_safefs import (  # type: ignore[import-untyped,import-not-found,unused-ignore]
+    write_atomic as safe_write,
+)
 from ansible.module_utils.omldeploy_units import (  # type: ignore[import-untyped,import-not-found,unused-ignore]
     HealthError,
     StartRefused,
@@ -50,6 +58,9 @@ from ansible.module_utils.omldeploy_units import (  # type: ignore[import-untype
 )
 
 STATE_ROOT = "/var/lib/omldeploy"
+#: Which tenant this host belongs to (issue 12, H2): written by the first stage, checked by every later
+#: stage and activate, so a second tenant pointed at the same address by mistake changes nothing here.
+OWNER_FILE = "/etc/omnileads/omldeploy-owner"
 UNIT_DIRS = {"unit": "/etc/systemd/system", "quadlet": "/etc/containers/systemd"}
 
 
@@ -69,13 +80,37 @@ def load_state(tenant: str) -> dict[str, Any]:
 
 
 def save_state(tenant: str, state: dict[str, Any]) -> None:
-    path = state_path(tenant)
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(state, fh, indent=1, sort_keys=True)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    ensure_dir(os.path.dirname(state_path(tenant)), 0o700)
+    safe_write(state_path(tenant), json.dumps(state, indent=1, sort_keys=True).encode(), 0o600)
+
+
+# ----------------------------------------------------------------------------- owner
+
+def owner() -> str:
+    """The tenant named by this host's owner marker ('' when the host has none yet)."""
+    data = read_nofollow(OWNER_FILE)
+    return "" if data is None else bytes(data).decode("utf-8", "replace").strip()
+
+
+def check_owner(tenant: str) -> None:
+    """Refuse (before anything is touched) a tenant other than the one this host belongs to."""
+    found = owner()
+    if found and found != tenant:
+        raise RuntimeError(
+            f"this host belongs to tenant '{found}' ({OWNER_FILE}), not to '{tenant}': nothing was changed. "
+            f"Two tenants must not share a host (their units, env files and certificates would overwrite "
+            f"each other). Fix the host addresses of tenant '{tenant}'; if tenant '{found}' really is gone "
+            f"from this host, delete {OWNER_FILE} on it and re-run")
+
+
+def claim(tenant: str, check: bool) -> bool:
+    """Check the owner marker and write it when the host has none; True when it was (or would be) written."""
+    check_owner(tenant)
+    if owner():
+        return False
+    if not check:
+        write_atomic(OWNER_FILE, (tenant + "\n").encode(), 0o644)
+    return True
 
 
 # ----------------------------------------------------------------------------- podman
@@ -136,24 +171,13 @@ def sha(data: bytes) -> str:
 
 
 def read(path: str) -> bytes | None:
-    try:
-        with open(path, "rb") as fh:
-            return fh.read()
-    except OSError:
-        return None
+    """Current content of a file we manage; a symlink on the way is refused (see omldeploy_safefs)."""
+    return read_nofollow(path)  # type: ignore[no-any-return]
 
 
 def write_atomic(path: str, data: bytes, mode: int) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.omldeploy-tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.write(fd, data)
-        os.fchmod(fd, mode)
-        os.fchown(fd, 0, 0)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    """Atomic, owned by root, never through a symlink (omldeploy_safefs)."""
+    safe_write(path, data, mode)
 
 
 def masked_diff(path: str, old: bytes | None, new: bytes, secret: bool) -> str:
@@ -209,9 +233,11 @@ def select_style(requested: str) -> tuple[str, str]:
 def stage(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
     check = module.check_mode
     tenant = p["tenant"]
-    state = load_state(tenant)
     result: dict[str, Any] = {"changed_files": [], "diffs": {}, "pulled": [], "to_pull": [], "removed_units": [],
                               "notes": []}
+    if claim(tenant, check):
+        result["changed_files"].append(OWNER_FILE)
+    state = load_state(tenant)
     installed, note = ensure_podman(check)
     if note:
         result["notes"].append(note)
@@ -236,11 +262,10 @@ def stage(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
             result["pulled"].append(image)
 
     for d in p["directories"]:
-        if not os.path.isdir(d["path"]):
+        if not os.path.isdir(d["path"]) or os.path.islink(d["path"]):
             result["changed_files"].append(d["path"] + "/")
             if not check:
-                os.makedirs(d["path"], mode=int(d["mode"], 8), exist_ok=True)
-                os.chmod(d["path"], int(d["mode"], 8))
+                ensure_dir(d["path"], int(d["mode"], 8))
 
     tz = p.get("timezone")
     if tz and os.path.exists(f"/usr/share/zoneinfo/{tz}"):
@@ -269,7 +294,7 @@ def stage(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
         current = read(path)
         if current is not None and f.get("only_if_missing"):
             continue
-        mode_ok = current is not None and (os.stat(path).st_mode & 0o7777) == mode
+        mode_ok = current is not None and file_mode(path) == mode
         if current == data and mode_ok:
             continue
         result["changed_files"].append(path)
@@ -327,6 +352,7 @@ def stage(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
 
 def activate(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
     tenant = p["tenant"]
+    check_owner(tenant)
     state = load_state(tenant)
     units = sorted(p["units"], key=lambda u: (u["start_order"], u["name"]))
     style = state.get("style") or select_style(p["unit_style"])[0]
@@ -544,6 +570,7 @@ def recycle(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
     """Free the space old versions take: exited containers and unused images of this tenant's image
     repositories, plus dangling layers. Images the placed units (or their hooks) use are kept, and so is
     anything of other repositories (other tenants or the operator's own)."""
+    check_owner(p["tenant"])
     keep = {u["image"] for u in p["units"]} | set(p.get("extra_images", []))
     repos = {_repository(i) for i in keep}
     containers = json.loads(run(["podman", "ps", "-a", "--format", "json"], timeout=120, check=True).stdout or "[]")

@@ -15,6 +15,13 @@ import subprocess
 import time
 from typing import Any
 
+try:
+    from ansible.module_utils.omldeploy_safefs import (  # type: ignore[import-untyped,import-not-found,unused-ignore]
+        write_atomic,
+    )
+except ImportError:  # imported directly, beside omldeploy_safefs.py (tests/integration/test_lb_drain.py)
+    from omldeploy_safefs import write_atomic  # type: ignore[import-not-found,no-redef,unused-ignore]
+
 READY = "up ready"
 OUT = "maint"
 NOTICE_SECONDS = 5.0
@@ -38,12 +45,9 @@ def _told(d: dict[str, Any], peer: str, state: str, since: float) -> bool:
 
 
 def set_state(d: dict[str, Any], state: str) -> dict[str, Any]:
-    os.makedirs(os.path.dirname(d["state_file"]), exist_ok=True)
-    tmp = d["state_file"] + ".tmp"
     since = time.time()
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(state + "\n")
-    os.replace(tmp, d["state_file"])
+    # the agent's folder is mounted into the nginx container: never write through a symlink there
+    write_atomic(d["state_file"], (state + "\n").encode(), 0o644)
     t0 = time.monotonic()
     waiting = list(d["peers"])
     while waiting and time.monotonic() - t0 < NOTICE_SECONDS:

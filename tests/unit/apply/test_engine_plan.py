@@ -78,8 +78,12 @@ def test_stage_carries_files_and_is_hidden_from_ansible_output(make_tenant: Make
     assert files["/etc/default/django.env"]["mode"] == "0600"
     assert "stage-secret-123" not in json.dumps(steps[1].args)  # activate args carry no secrets
     play = _playbook(steps)
-    assert play[0]["tasks"][0]["no_log"] is True and play[0]["any_errors_fatal"] is True
-    assert play[0]["tasks"][1]["ansible.builtin.debug"] == {"var": "omldeploy_r0.report"}
+    # a visible ping first: an unreachable host's reason (refused, host key changed) is not hidden by no_log
+    assert play[0]["tasks"][0] == {"name": "stage reach", "ansible.builtin.ping": {}}
+    assert play[0]["tasks"][1]["no_log"] is True and play[0]["any_errors_fatal"] is True
+    assert play[0]["tasks"][2]["ansible.builtin.debug"] == {"var": "omldeploy_r0.report"}
+    assert "omldeploy_slot" in play[0]["tasks"][1]["omldeploy_host"]  # no file name made of a host name
+    assert play[1]["tasks"][0]["name"] == "activate-0"  # nothing secret there: no extra round-trip
 
 
 def test_check_mode_never_activates(make_tenant: MakeTenant) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import ssl
 import subprocess
@@ -176,6 +177,37 @@ def test_a_second_operation_on_a_busy_tenant_is_refused(aio12: Tenant, instances
         proc = cli(instances, "install", "--tenant", "aio12")
     assert proc.returncode == 4
     assert "busy" in proc.stderr and "'backup'" in proc.stderr and "pid" in proc.stderr
+
+
+def test_a_second_tenant_on_an_installed_host_is_refused(aio12: Tenant, sandbox: Sandbox, instances: Path) -> None:
+    """Issue 12, H2: a second tenant pointed at aio12's host by mistake is refused by the controller
+    (same address under instances/); with `overlapping_addresses_ok` in both tenants, by the host's
+    owner marker. Either way aio12's files and units stay exactly as they were."""
+    probe = ("cat /etc/omnileads/omldeploy-owner; sha256sum /etc/default/*.env /etc/systemd/system/*.service "
+             "/etc/omnileads/certs/*; systemctl show -p ActiveEnterTimestampMonotonic nginx postgresql asterisk")
+    before = sandbox.run("h3", probe).stdout
+    assert before.startswith("aio12\n")
+    ip = sandbox.host("h3").ip
+    intruder = write_tenant(instances, "intruder", "aio", sandbox, [sandbox.host("h3")])
+    original = aio12.inventory_path.read_text()
+    try:
+        proc = cli(instances, "install", "--tenant", "intruder")
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert f"tenant 'intruder' and tenant 'aio12' (host omnileads_aio) both use ansible_host {ip}" in proc.stderr
+        assert "overlapping_addresses_ok: true" in proc.stderr and "Traceback" not in proc.stderr
+        for inv in (aio12.inventory_path, intruder.inventory_path):
+            inv.write_text(re.sub(r"^(\s*)vars:\s*$", r"\g<0>\n\g<1>  overlapping_addresses_ok: true",
+                                  inv.read_text(), count=1, flags=re.M))
+        proc = cli(instances, "install", "--tenant", "intruder")
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        out = proc.stdout + proc.stderr
+        assert "this host belongs to tenant 'aio12'" in out and "not to 'intruder'" in out, out
+        assert "nothing was changed" in out
+    finally:
+        aio12.inventory_path.write_text(original)
+        shutil.rmtree(intruder.folder)
+    assert sandbox.run("h3", probe).stdout == before
+    assert cli(instances, "status", "--tenant", "aio12").returncode == 0
 
 
 def test_fastagi_and_ami_follow_the_inventory(aio12: Tenant, sandbox: Sandbox, instances: Path) -> None:

@@ -56,10 +56,11 @@ def test_the_shipped_agent_imports_with_the_standard_library_only(make_tenant: M
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes(f.content)
     proc = subprocess.run([sys.executable, "-S", "-c", "import omldeploy.backup.agent as a, omldeploy_backup as m; "
-                           "print(a.CUSTOM_DIR, m.AnsibleModule)"],
+                           "print(a.CUSTOM_DIR, m.AnsibleModule, m.safefs.__file__)"],
                           cwd=tmp_path, capture_output=True, text=True, env={"PYTHONPATH": str(tmp_path)})
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["/etc/asterisk/custom", "None"]
+    # the symlink-safe writer (restores write with it) is shipped beside the module
+    assert proc.stdout.split() == ["/etc/asterisk/custom", "None", str(tmp_path / "omldeploy_safefs.py")]
 
 
 @pytest.mark.parametrize(("value", "message"), [

@@ -60,7 +60,11 @@ except ImportError:  # the scheduled agent (copied beside this file) and the sou
     import omldeploy_s3 as s3lib  # type: ignore[import-not-found,no-redef,unused-ignore]
 try:
     from ansible.module_utils import omldeploy_safefs as safefs  # type: ignore[import-untyped,import-not-found,unused-ignore]
-except ImportError:  # as for omldeploy_s3 above: found through the same sys.path entries
+except ImportError:  # as for omldeploy_s3 above: beside this file, or in ../module_utils
+    _here = os.path.dirname(os.path.abspath(__file__))
+    for _d in (os.path.join(os.path.dirname(_here), "module_utils"), _here):
+        if os.path.isfile(os.path.join(_d, "omldeploy_safefs.py")) and _d not in sys.path:
+            sys.path.insert(0, _d)
     import omldeploy_safefs as safefs  # type: ignore[import-not-found,no-redef,unused-ignore]
 
 OpError = s3lib.OpError

@@ -87,8 +87,7 @@ def problems(tenant: Tenant, overlaps: list[Overlap]) -> list[Problem]:
         out.append(Problem(
             str(tenant.inventory_path), f"{o.host}.{o.key}",
             f"tenant '{tenant.name}' and tenant '{o.other}' (host {o.other_host}) both use {o.key} {o.address}: "
-            f"two tenants on one machine overwrite each other's units, env files and certificates; nothing was "
-            f"done",
+            f"two tenants on one machine overwrite each other's units, env files and certificates",
             found=o.address,
             allowed=f"an address of a machine no other tenant uses; if these really are different machines "
                     f"(NAT, SSH port forwarding), set {OK_KEY}: true under all.vars of "

@@ -27,7 +27,7 @@ def test_same_address_in_two_tenants_is_refused_naming_both(make_tenant: MakeTen
         code, out = run(inst, capsys, action, "--tenant", "second")
         assert code == 2, (action, out)
         assert "tenant 'second' and tenant 'first'" in out and "ansible_host 10.10.10.2" in out, out
-        assert "nothing was done" in out and "overlapping_addresses_ok: true" in out
+        assert "nothing was changed" in out and "overlapping_addresses_ok: true" in out
         assert "Traceback" not in out
     # read-only verbs still work: the second tenant can be validated (and planned) before it is edited
     assert run(inst, capsys, "validate", "--tenant", "second")[0] == 0

@@ -13,12 +13,15 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -31,6 +34,7 @@ from tests.e2e.tenants import passwords, set_versions, tags, write_tenant
 from omldeploy.catalog.releases import images
 from omldeploy.inventory import Tenant, load_tenant
 from omldeploy.ops.converge import Reporter, converge
+from omldeploy.render.build import render_tenant
 from omldeploy.sandbox import Host, S3Info, Sandbox
 from omldeploy.state import ledger
 from omldeploy.state.lock import tenant_lock
@@ -244,6 +248,55 @@ def test_fastagi_and_ami_follow_the_inventory(aio12: Tenant, sandbox: Sandbox, i
     assert cli(instances, "status", "--tenant", "aio12").returncode == 0
     again = cli(instances, "install", "--tenant", "aio12")
     assert again.returncode == 0 and last_record(aio12).restarted == []
+
+
+def _say_in_container(sandbox: Sandbox, host: str, container: str, text: str) -> None:
+    """Print `text` on the container's own stdout (PID 1's), which Podman sends to the unit's journal."""
+    inner = f"echo {shlex.quote(text)} > /proc/1/fd/1"
+    proc = sandbox.run(host, f"podman exec {container} sh -c {shlex.quote(inner)}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_logs_show_container_lines_by_host_and_component_with_secrets_masked(aio12: Tenant, sandbox: Sandbox,
+                                                                           instances: Path) -> None:
+    """Issue 13: `omldeploy logs` reads the journal over SSH, without Loki; a password a container prints
+    reaches the operator masked; --follow prints a new line as it is written and ends on ^C with 0."""
+    marker = "oml-logs-" + os.urandom(4).hex()
+    secret = aio12.settings.text("postgres_password")
+    nginx = next(u.container for u in render_tenant(aio12).hosts[0].units if u.name == "nginx")
+    _say_in_container(sandbox, "h3", nginx, f"{marker} dsn=postgres://omnileads:{secret}@db")
+    args = ("logs", "--tenant", "aio12", "--component", "nginx", "--since", "10m", "--grep", marker)
+    deadline = time.monotonic() + 20
+    while True:  # journald writes asynchronously: bounded wait for the line to be readable
+        proc = cli(instances, *args)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        if marker in proc.stdout or time.monotonic() > deadline:
+            break
+    assert re.search(rf"^omnileads_aio\s+nginx\s+\| {marker} dsn=postgres://omnileads:\*\*\*@db$", proc.stdout,
+                     re.M), proc.stdout
+    assert secret not in proc.stdout + proc.stderr
+    as_json = [json.loads(x) for x in cli(instances, *args, "--json").stdout.splitlines()]
+    assert as_json and {x["host"] for x in as_json} == {"omnileads_aio"} and as_json[0]["component"] == "nginx"
+
+    follow = subprocess.Popen([sys.executable, "-m", "omldeploy", "--instances", str(instances), "logs", "--tenant",
+                               "aio12", "--follow", "--lines", "0", "--component", "nginx"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    try:
+        assert follow.stdout is not None
+        later = marker + "-followed"
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(iter(follow.stdout.readline, "")), daemon=True)
+        reader.start()
+        deadline = time.monotonic() + 30
+        while not any(later in x for x in lines) and time.monotonic() < deadline:
+            _say_in_container(sandbox, "h3", nginx, later)  # again until seen: the follow may still connect
+            reader.join(timeout=1)
+        assert any(re.match(rf"omnileads_aio\s+nginx\s+\| {later}$", x) for x in lines), lines
+    finally:
+        follow.send_signal(signal.SIGINT)
+        code = follow.wait(timeout=15)
+    assert code == 0, follow.stderr.read() if follow.stderr else ""
 
 
 # --------------------------------------------------------------------------- AIO, Debian 13, Quadlet

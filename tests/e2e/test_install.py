@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ import pytest
 from botocore.config import Config
 from tests.e2e.tenants import passwords, set_versions, tags, write_tenant
 
+from omldeploy import dashboards
 from omldeploy.catalog.releases import images
 from omldeploy.inventory import Tenant, load_tenant
 from omldeploy.ops.converge import Reporter, converge
@@ -297,6 +299,41 @@ def test_logs_show_container_lines_by_host_and_component_with_secrets_masked(aio
         follow.send_signal(signal.SIGINT)
         code = follow.wait(timeout=15)
     assert code == 0, follow.stderr.read() if follow.stderr else ""
+
+
+def _prometheus(ip: str, path: str) -> Any:
+    with urllib.request.urlopen(f"http://{ip}:9090{path}", timeout=10) as resp:
+        return json.loads(resp.read())["data"]
+
+
+def test_prometheus_scrapes_every_target_with_labels_and_dashboards_name_real_metrics(aio12: Tenant,
+                                                                                      sandbox: Sandbox) -> None:
+    """Issue 13: the tenant's (real) Prometheus reaches every target, each labelled tenant/host/role/component;
+    every metric a shipped dashboard names is one it has scraped from the (real) exporters; the node
+    exporter's systemd collector sees the tenant's units."""
+    ip = sandbox.host("h3").ip
+    deadline = time.monotonic() + 90
+    while True:  # the first scrapes follow the install by up to one scrape interval (10 s)
+        targets = _prometheus(ip, "/api/v1/targets")["activeTargets"]
+        down = [(t["labels"].get("component"), t["lastError"]) for t in targets if t["health"] != "up"]
+        if targets and not down:
+            break
+        assert time.monotonic() < deadline, down
+        threading.Event().wait(2)
+    assert {t["labels"]["component"] for t in targets} == {"prometheus", "host", "postgres", "redis", "asterisk"}
+    for t in targets:
+        assert {k: t["labels"][k] for k in ("tenant", "host", "role")} == {
+            "tenant": "aio12", "host": "omnileads_aio", "role": "aio"}, t["labels"]
+    wanted = {n for q in dashboards.queries() if q.kind == "prometheus" for n in dashboards.metric_names(q.expr)}
+    while True:  # every exporter has been scraped at least once now; its series appear with that scrape
+        scraped = set(_prometheus(ip, "/api/v1/label/__name__/values"))
+        if wanted <= scraped or time.monotonic() > deadline:
+            break
+        threading.Event().wait(2)
+    assert wanted <= scraped, f"named by a dashboard, never scraped: {sorted(wanted - scraped)}"
+    query = urllib.parse.quote('node_systemd_unit_state{state="active"} == 1')
+    active = {r["metric"]["name"] for r in _prometheus(ip, f"/api/v1/query?query={query}")["result"]}
+    assert {f"{u.name}.service" for u in render_tenant(aio12).hosts[0].units} == active
 
 
 # --------------------------------------------------------------------------- AIO, Debian 13, Quadlet

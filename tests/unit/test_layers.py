@@ -24,6 +24,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "components": frozenset({"catalog", "inventory"}),
     "placement": frozenset({"catalog", "inventory", "components"}),
     "render": frozenset({"catalog", "inventory", "components", "placement", "tables"}),
+    "dashboards": frozenset(),
 }
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from omldeploy import __version__
 from omldeploy.cli import context
+from omldeploy.cli import dashboards as dashboards_cli
 from omldeploy.cli import ha as ha_cli
 from omldeploy.cli.output import Console
 from omldeploy.inventory.schema import VERSION_KEYS
@@ -73,6 +74,8 @@ def add_parsers(sub: Any) -> None:
                            help="HA: when the PostgreSQL primary or the Redis master must restart, hand its role "
                                 "to the restarted standby/replica first instead of restarting it in place")
             p.set_defaults(func=_converge(name))
+            if name == "observability":
+                dashboards_cli.add_subverb(p)
         elif name in ("backup", "restore") and _backups() is not None:
             mod = _backups()
             assert mod is not None
@@ -121,6 +124,7 @@ def _reporter(args: argparse.Namespace) -> Reporter:
 
 def _converge(action: str) -> Handler:
     def handler(args: argparse.Namespace) -> int:
+        dashboards_cli.require_tenant(args)
         tenant = context.load_for_apply(args)
         if action == "recycle":
             return recycle_op.recycle(tenant, _reporter(args), check=bool(args.check))

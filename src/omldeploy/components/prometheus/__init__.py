@@ -16,6 +16,11 @@ TARGETS = (
 )
 
 
+def role_label(roles: frozenset[str]) -> str:
+    """A host's roles as one label value (`aio`, `data`, `app,haproxy`): stable, sorted."""
+    return ",".join(sorted(roles)) or "none"
+
+
 class Prometheus(Component):
     name = "prometheus"
     description = "Prometheus (tenant metrics)"
@@ -50,8 +55,8 @@ class Prometheus(Component):
         for comp, port, label in TARGETS:
             for h in ctx.hosts_running(comp):
                 jobs.append({"job": f"{ctx.tenant.name}_{h.name}_{label}", "target": f"{h.lan_ip}:{port}",
-                             "host": h.name, "component": label})
-        content = self.template("prometheus.yml.j2", ctx, jobs=jobs)
+                             "host": h.name, "role": role_label(h.roles), "component": label})
+        content = self.template("prometheus.yml.j2", ctx, jobs=jobs, role=role_label(ctx.host.roles))
         return [ConfigFile("/etc/omnileads/prometheus.yml", content, 0o644)]
 
 

@@ -1,4 +1,4 @@
-"""Promtail on every host with a Loki to push to: reads the journal, labels tenant/host/unit."""
+"""Promtail on every host with a Loki to push to: reads the journal, labels tenant/host/role/component/unit."""
 
 from __future__ import annotations
 
@@ -44,7 +44,8 @@ class Promtail(Component):
 
     def configs(self, ctx: Ctx) -> list[ConfigFile]:
         units = [f"{c}.service" for c in ctx.placement.components(ctx.host.name)]
-        content = self.template("promtail.yml.j2", ctx, units=units, loki=ctx.facts.loki_host)
+        content = self.template("promtail.yml.j2", ctx, units=units, loki=ctx.facts.loki_host,
+                                role=",".join(sorted(ctx.host.roles)) or "none")
         # /run is empty after a reboot: have systemd-tmpfiles recreate the volatile journal folder before
         # the unit starts ("-": an existing folder keeps journald's own mode and group)
         tmpfiles = "d /run/log/journal - - - -\n"

@@ -206,9 +206,15 @@ def asterisk(args: list[str]) -> int:
     if os.environ.get("SANDBOX_UNHEALTHY", "") == "start":
         return fail("SANDBOX_UNHEALTHY=start: refusing to start (deliberately broken image)")
     threading.Thread(target=_ami_server, daemon=True).start()
+    started = time.monotonic()
 
     def metrics() -> tuple[int, Any]:
-        return 200, "# sandbox asterisk stand-in\nasterisk_core_uptime_seconds 1\n"
+        # the names and types of Asterisk's res_prometheus (core, channel and call providers)
+        up = int(time.monotonic() - started)
+        return 200, ("# sandbox asterisk stand-in\n# TYPE asterisk_core_uptime_seconds counter\n"
+                     f"asterisk_core_uptime_seconds {up}\n# TYPE asterisk_core_last_reload_seconds gauge\n"
+                     f"asterisk_core_last_reload_seconds {up}\n# TYPE asterisk_channels_count gauge\n"
+                     "asterisk_channels_count 0\n# TYPE asterisk_calls_count gauge\nasterisk_calls_count 0\n")
 
     def extra() -> dict[str, Any]:
         return {"custom_files": _custom_files(), "cli_commands": _tail(ASTERISK_CLI_LOG)}

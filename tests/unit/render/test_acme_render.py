@@ -33,6 +33,16 @@ def test_aio_bundle(make_tenant: MakeTenant) -> None:
     text = script.content.decode()
     assert "DOMAIN=contact.example.com" in text and "SERVER=https://acme-v02.api.letsencrypt.org/directory" in text
     assert "--http --http.webroot /webroot" in text and "SERVER_CA=''" in text
+    assert f"DATA={acme.data_dir('https://acme-v02.api.letsencrypt.org/directory')}" in text
+
+
+def test_each_acme_server_has_its_own_lego_folder(make_tenant: MakeTenant) -> None:
+    """A certificate of Let's Encrypt staging must not pass for production's after the directory changes."""
+    staging = "https://acme-staging-v02.api.letsencrypt.org/directory"
+    text = render_tenant(make_tenant("aio", vars={**ACME, "acme_directory": staging})).host(
+        "omnileads_aio").file(acme.SCRIPT).content.decode()
+    assert f"DATA={acme.data_dir(staging)}" in text
+    assert acme.data_dir(staging) != acme.data_dir("https://acme-v02.api.letsencrypt.org/directory")
 
 
 def test_selfsigned_pair_stays_managed_without_acme(make_tenant: MakeTenant) -> None:

@@ -22,6 +22,7 @@ Until the first certificate is issued, nginx serves the tenant's self-signed one
 
 from __future__ import annotations
 
+import hashlib
 import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -73,6 +74,12 @@ def server_ca(ctx: Ctx) -> bytes | None:
     return path.read_bytes() if path.is_file() else None
 
 
+def data_dir(directory: str) -> str:
+    """lego's folder for one ACME server: a certificate of another server (staging, an old private CA) is
+    never taken for this one's, and switching servers issues anew."""
+    return f"{DATA_DIR}/{hashlib.sha256(directory.encode()).hexdigest()[:12]}"
+
+
 def configs(ctx: Ctx) -> list[ConfigFile]:
     """The script, the renewal service and the challenge server block. Every inventory value reaches the
     script shell-quoted, after inventory/acme.py held it to a narrow pattern."""
@@ -87,8 +94,8 @@ def configs(ctx: Ctx) -> list[ConfigFile]:
         "hook": s.opt("acme_dns_hook") or "", "server_ca": SERVER_CA if ca is not None else "",
     }
     quoted = {k: shlex.quote(v) for k, v in values.items()}
-    consts = {"data": DATA_DIR, "webroot": WEBROOT, "certs": "/etc/omnileads/certs", "days": RENEW_DAYS,
-              "nginx": NGINX_CONTAINER, "kamailio": KAMAILIO_CONTAINER}
+    consts = {"data": data_dir(s.text("acme_directory")), "webroot": WEBROOT, "certs": "/etc/omnileads/certs",
+              "days": RENEW_DAYS, "nginx": NGINX_CONTAINER, "kamailio": KAMAILIO_CONTAINER}
     out = [
         ConfigFile(SCRIPT, env.get_template("oml_acme.sh.j2").render(q=quoted, c=consts, v=values), 0o755),
         ConfigFile(f"/etc/systemd/system/{SERVICE}", env.get_template("oml-acme-renew.service.j2").render(

@@ -38,6 +38,7 @@ from omldeploy.state.lock import tenant_lock
 from omldeploy.state.secret_forms import encoded_forms
 
 ROOT = Path(__file__).resolve().parents[2]
+ACME_FQDN = "contact.aio12.test"  # the AIO tenant's fqdn, certified by the local ACME server
 
 
 def cli(instances: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -104,7 +105,9 @@ def hosts(sandbox: Sandbox, *names: str) -> list[Host]:
 def aio12(sandbox: Sandbox, instances: Path) -> Tenant:
     h = sandbox.host("h3")
     assert h.os == "debian12"
-    tenant = write_tenant(instances, "aio12", "aio", sandbox, [h])
+    # fqdn: the name test_aio_switches_to_acme_certificates_* has certified (set from the start, so that
+    # switching to ACME later restarts nginx only)
+    tenant = write_tenant(instances, "aio12", "aio", sandbox, [h], extra={"fqdn": ACME_FQDN})
     proc = deploy_sh(instances, "install", "aio12")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert_no_secret(tenant, proc.stdout, proc.stderr)
@@ -230,25 +233,25 @@ def test_aio_switches_to_acme_certificates_then_renews_with_a_reload(aio12: Tena
     reloads nginx without restarting it. With the ACME server gone, renewal fails visibly and nginx keeps
     serving the valid certificate."""
     h = sandbox.host("h3")
-    fqdn = "contact.aio12.test"
+    fqdn = ACME_FQDN
+    # pebble's CA is new at every start: lego must not find a certificate of an earlier session's pebble
+    # (a sandbox kept with OMLDEPLOY_E2E_KEEP=1)
+    sandbox.run("h3", "rm -rf /etc/omnileads/acme")
     server = acme_server.start(sandbox.registry.split(":")[0], h.ip)
     try:
         (aio12.folder / "acme_server_ca.pem").write_bytes(server.ca_pem)
         inv = aio12.inventory_path
-        inv.write_text(re.sub(r"^(\s+)certs: selfsigned\s*$", rf"\g<1>certs: acme\n\g<1>fqdn: {fqdn}\n"
+        inv.write_text(re.sub(r"^(\s+)certs: selfsigned\s*$", r"\g<1>certs: acme\n"
                               rf"\g<1>acme_email: ops@aio12.test\n\g<1>acme_directory: {server.directory}",
                               inv.read_text(), count=1, flags=re.M))
         proc = cli(instances, "install", "--tenant", "aio12")
         assert proc.returncode == 0, proc.stdout + proc.stderr + server.logs()
-        assert "omnileads_aio:nginx" in last_record(aio12).restarted
+        assert last_record(aio12).restarted == ["omnileads_aio:nginx"]  # Kamailio keeps its files
         issued = served_certificate(h.ip, fqdn)
         issued.verify_directly_issued_by(server.intermediate())
         sans = issued.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         assert sans.get_values_for_type(x509.DNSName) == [fqdn]
         assert sandbox.run("h3", "systemctl is-active oml-acme-renew.timer").stdout.strip() == "active"
-        again = cli(instances, "install", "--tenant", "aio12")  # the bootstrap pair never comes back
-        assert again.returncode == 0 and last_record(aio12).restarted == []
-        assert served_certificate(h.ip, fqdn).serial_number == issued.serial_number
 
         def nginx_process() -> str:
             return sandbox.run("h3", "podman inspect oml-nginx-server --format '{{.Id}} {{.State.Pid}}'").stdout

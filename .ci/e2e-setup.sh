@@ -20,16 +20,19 @@
 #   prometheus          `promtool check config`
 #   util-linux          unshare/nsenter for the private network namespaces
 #   zsh                 the zsh completion script is run by zsh itself (tests/unit/cli/test_completion.py)
+#   nginx-light         `nginx -t` of the ACME challenge server block (certs: acme)
+#   lego                the ACME client wrapped by the sandbox's goacme/lego test image
+#   pebble              the local ACME test server (and pebble-challtestsrv, its DNS) for the ACME e2e
 # Podman is NOT needed on the controller: the hosts have their own, and the test images are
 # assembled and pushed by Python (omldeploy.sandbox.images).
 set -euo pipefail
 PKGS=(debootstrap systemd-container docker-registry iproute2 openssh-client tar ca-certificates curl postgresql-15
       keepalived haproxy kamailio kamailio-tls-modules kamailio-websocket-modules kamailio-autheph-modules
       kamailio-redis-modules redis-server redis-sentinel redis-tools postgresql-15-repmgr prometheus util-linux
-      zsh)
+      zsh nginx-light lego pebble)
 # Services that the packages above ship and that must never run on this machine: a keepalived would
 # take part in VRRP on the CI machine's own network, and the others would hold ports the tests use.
-NEVER_START=(keepalived haproxy kamailio redis-server redis-sentinel prometheus repmgrd)
+NEVER_START=(keepalived haproxy kamailio redis-server redis-sentinel prometheus repmgrd nginx)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

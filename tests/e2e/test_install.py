@@ -30,6 +30,8 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
+from cryptography import x509
+from tests.e2e import acme_server
 from tests.e2e.tenants import passwords, set_versions, tags, write_tenant
 
 from omldeploy import dashboards
@@ -43,6 +45,7 @@ from omldeploy.state.lock import tenant_lock
 from omldeploy.state.secret_forms import encoded_forms
 
 ROOT = Path(__file__).resolve().parents[2]
+ACME_FQDN = "contact.aio12.test"  # the AIO tenant's fqdn, certified by the local ACME server
 
 
 def cli(instances: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -109,7 +112,9 @@ def hosts(sandbox: Sandbox, *names: str) -> list[Host]:
 def aio12(sandbox: Sandbox, instances: Path) -> Tenant:
     h = sandbox.host("h3")
     assert h.os == "debian12"
-    tenant = write_tenant(instances, "aio12", "aio", sandbox, [h])
+    # fqdn: the name test_aio_switches_to_acme_certificates_* has certified (set from the start, so that
+    # switching to ACME later restarts nginx only)
+    tenant = write_tenant(instances, "aio12", "aio", sandbox, [h], extra={"fqdn": ACME_FQDN})
     proc = deploy_sh(instances, "install", "aio12")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert_no_secret(tenant, proc.stdout, proc.stderr)
@@ -334,6 +339,66 @@ def test_prometheus_scrapes_every_target_with_labels_and_dashboards_name_real_me
     query = urllib.parse.quote('node_systemd_unit_state{state="active"} == 1')
     active = {r["metric"]["name"] for r in _prometheus(ip, f"/api/v1/query?query={query}")["result"]}
     assert {f"{u.name}.service" for u in render_tenant(aio12).hosts[0].units} == active
+
+
+def served_certificate(ip: str, name: str) -> x509.Certificate:
+    """The certificate nginx presents for `name` (SNI), unverified: the caller checks who issued it."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    with socket.create_connection((ip, 443), timeout=10) as raw, ctx.wrap_socket(raw, server_hostname=name) as tls:
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der)
+
+
+def test_aio_switches_to_acme_certificates_then_renews_with_a_reload(aio12: Tenant, sandbox: Sandbox,
+                                                                      instances: Path) -> None:
+    """certs: acme against a local ACME server (pebble on the sandbox bridge, its DNS resolving the fqdn
+    to the host): install issues through HTTP-01 served by nginx on port 80, and nginx serves the
+    certificate pebble signed. The renewal timer is armed; its service, forced to renew now
+    (OML_ACME_DAYS beyond the certificate's life: no clock moves), installs a new certificate and
+    reloads nginx without restarting it. With the ACME server gone, renewal fails visibly and nginx keeps
+    serving the valid certificate."""
+    h = sandbox.host("h3")
+    fqdn = ACME_FQDN
+    # pebble's CA is new at every start: lego must not find a certificate of an earlier session's pebble
+    # (a sandbox kept with OMLDEPLOY_E2E_KEEP=1)
+    sandbox.run("h3", "rm -rf /etc/omnileads/acme")
+    server = acme_server.start(sandbox.registry.split(":")[0], h.ip)
+    try:
+        (aio12.folder / "acme_server_ca.pem").write_bytes(server.ca_pem)
+        inv = aio12.inventory_path
+        inv.write_text(re.sub(r"^(\s+)certs: selfsigned\s*$", r"\g<1>certs: acme\n"
+                              rf"\g<1>acme_email: ops@aio12.test\n\g<1>acme_directory: {server.directory}",
+                              inv.read_text(), count=1, flags=re.M))
+        proc = cli(instances, "install", "--tenant", "aio12")
+        assert proc.returncode == 0, proc.stdout + proc.stderr + server.logs()
+        assert last_record(aio12).restarted == ["omnileads_aio:nginx"]  # Kamailio keeps its files
+        issued = served_certificate(h.ip, fqdn)
+        issued.verify_directly_issued_by(server.intermediate())
+        sans = issued.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert sans.get_values_for_type(x509.DNSName) == [fqdn]
+        assert sandbox.run("h3", "systemctl is-active oml-acme-renew.timer").stdout.strip() == "active"
+
+        def nginx_process() -> str:
+            return sandbox.run("h3", "podman inspect oml-nginx-server --format '{{.Id}} {{.State.Pid}}'").stdout
+
+        before = nginx_process()
+        sandbox.run("h3", "echo OML_ACME_DAYS=100000 > /etc/omnileads/acme/renew.env && "
+                          "systemctl start oml-acme-renew.service", timeout=180)
+        renewed = served_certificate(h.ip, fqdn)
+        assert renewed.serial_number != issued.serial_number
+        renewed.verify_directly_issued_by(server.intermediate())
+        assert nginx_process() == before  # reloaded, not restarted
+        assert "nginx reloaded" in sandbox.run("h3", "journalctl -u oml-acme-renew.service --no-pager").stdout
+
+        server.stop()
+        failed = sandbox.run("h3", "systemctl start oml-acme-renew.service", check=False, timeout=180)
+        assert failed.returncode != 0
+        assert sandbox.run("h3", "systemctl is-failed oml-acme-renew.service", check=False).stdout.strip() == "failed"
+        assert served_certificate(h.ip, fqdn).serial_number == renewed.serial_number
+    finally:
+        server.stop()
 
 
 # --------------------------------------------------------------------------- AIO, Debian 13, Quadlet

@@ -92,6 +92,9 @@ VARIATIONS = (
     Variation("ha", "ha"),
     Variation("ha_vrrp_unicast", "ha", {"ha_vrrp_unicast": True}, needs_key="ha_vrrp_unicast"),
     Variation("ha_aio", "ha_aio"),  # upstream HEAD's two-node HA
+    # certs: acme: the HTTP-01 server block on nginx, the lego script, the renewal service and timer
+    Variation("aio_acme", "aio", {"certs": "acme", "fqdn": "contact.example.com", "acme_email": "ops@example.com"},
+              needs_key="acme_email"),
 )
 BY_ID = {v.id: v for v in VARIATIONS}
 
@@ -227,6 +230,8 @@ CHECKED: dict[str, tuple[str, str, tuple[str, ...]]] = {
     # run with real HAProxy by tests/integration/test_lb_drain.py
     "lb_agent": ("nginx", r"/usr/local/lib/omnileads/oml_lb_agent\.py|/etc/omnileads/lb-agent\.json", HA8),
     "tmpfiles": ("*", r"/etc/tmpfiles\.d/[^/]+\.conf", ALL),
+    "nginx_acme": ("nginx", r"/etc/omnileads/nginx-acme\.conf", ("aio_acme",)),
+    "acme_units": ("nginx", r"/etc/systemd/system/oml-acme-renew\.service", ("aio_acme",)),
 }
 # Rendered files that no program on Debian can check, with the reason (regex on component:path).
 UNCHECKED: dict[str, str] = {
@@ -1297,3 +1302,65 @@ def test_haproxy_serves_https_with_the_tenant_certificates(rendered: Rendered, n
         for p in procs:
             stop(p)
         shutil.rmtree(work, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- certs: acme
+
+
+@pytest.mark.parametrize("rendered", cases("aio_acme"), indirect=True)
+def test_nginx_serves_acme_challenges_with_the_rendered_server_block(rendered: Rendered, netns: NetNSFactory) -> None:
+    """The rendered conf.d server block, included as the nginx image includes conf.d, passes `nginx -t`,
+    then serves a token lego wrote to the webroot on port 80 (what the ACME server fetches), answers 404
+    for a missing token and redirects everything else to HTTPS."""
+    nginx = need("nginx", "nginx-light")
+    curl = need("curl", "curl")
+    host, f = files_for(rendered, "nginx_acme")[0]
+    work = Path(tempfile.mkdtemp(prefix="omldeploy-it-acme-"))
+    work.chmod(0o755)
+    webroot = work / "webroot"
+    token_dir = webroot / ".well-known" / "acme-challenge"
+    token_dir.mkdir(parents=True)
+    for p in (webroot, webroot / ".well-known", token_dir):
+        p.chmod(0o755)
+    (token_dir / "tok-123").write_text("tok-123.thumbprint")
+    (token_dir / "tok-123").chmod(0o644)
+    server = rendered.container_text(host, "nginx", f.path).replace("/var/www/oml-acme", str(webroot))
+    (work / "acme.conf").write_text(server)
+    (work / "nginx.conf").write_text(
+        f"worker_processes 1;\npid {work}/nginx.pid;\nerror_log stderr warn;\nevents {{ worker_connections 64; }}\n"
+        f"http {{\n  access_log off;\n  client_body_temp_path {work}/tmp;\n  proxy_temp_path {work}/tmp;\n"
+        f"  fastcgi_temp_path {work}/tmp;\n  uwsgi_temp_path {work}/tmp;\n  scgi_temp_path {work}/tmp;\n"
+        f"  include {work}/acme.conf;\n}}\n")
+    (work / "tmp").mkdir()
+    test = run([nginx, "-t", "-q", "-e", "stderr", "-p", str(work), "-c", str(work / "nginx.conf")])
+    assert test.returncode == 0 and not test.stderr.strip(), test.stderr
+    ns = netns([])
+    proc = subprocess.Popen(ns.cmd([nginx, "-e", "stderr", "-p", str(work), "-c", str(work / "nginx.conf"),
+                                    "-g", "daemon off;"]), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        def get(path: str) -> str:
+            return run(ns.cmd([curl, "-sS", "--max-time", "3", "-H", "Host: contact.example.com",
+                               "-w", " %{http_code} %{redirect_url}", f"http://127.0.0.1{path}"])).stdout
+        assert wait_for(lambda: get("/").endswith("301 https://contact.example.com/"), 10, 0.1), get("/")
+        assert get("/.well-known/acme-challenge/tok-123") == "tok-123.thumbprint 200 "
+        assert get("/.well-known/acme-challenge/other").split()[-1] == "404"
+        assert get("/app/login?next=/x").endswith("301 https://contact.example.com/app/login?next=/x")
+    finally:
+        stop(proc)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@pytest.mark.parametrize("rendered", cases("aio_acme"), indirect=True)
+def test_acme_renewal_units_pass_systemd_analyze_verify(rendered: Rendered, tmp_path: Path) -> None:
+    """The renewal service (a config of nginx) and its timer (a host unit) as systemd reads them; the
+    service's ExecStart is the rendered script, which must exist and be executable."""
+    exe = need("systemd-analyze", "systemd")
+    host, f = files_for(rendered, "acme_units")[0]
+    script = rendered.on_disk(host, "/usr/local/bin/oml_acme")
+    assert script.stat().st_mode & 0o111
+    service = rendered.on_disk(host, f.path).read_text().replace("/usr/local/bin/oml_acme", str(script))
+    (tmp_path / "oml-acme-renew.service").write_text(service)
+    shutil.copy(rendered.on_disk(host, "/etc/systemd/system/oml-acme-renew.timer"), tmp_path / "oml-acme-renew.timer")
+    proc = run([exe, "verify", str(tmp_path / "oml-acme-renew.timer"), str(tmp_path / "oml-acme-renew.service")],
+               env={"SYSTEMD_LOG_LEVEL": "notice", "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0 and not (proc.stdout + proc.stderr).strip(), proc.stdout + proc.stderr

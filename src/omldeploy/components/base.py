@@ -89,6 +89,7 @@ class Component:
     name: ClassVar[str]  # unit name without .service, and the id used everywhere
     description: ClassVar[str]
     image: ClassVar[str]  # image key in catalog/data/catalog.yaml
+    hook_image_keys: ClassVar[tuple[str, ...]] = ()  # catalog keys of the images only its hooks run
     container: ClassVar[str]
     env_file: ClassVar[str | None] = None  # /etc/default/<x>.env
     owns_env_file: ClassVar[bool] = True  # False when it reuses another component's env file

@@ -14,7 +14,7 @@ import subprocess
 from collections.abc import Callable
 
 from omldeploy.catalog.releases import images
-from omldeploy.inventory import bounds, connection, credentials, names
+from omldeploy.inventory import acme, bounds, connection, credentials, names
 from omldeploy.inventory.model import Shape, Tenant
 from omldeploy.inventory.problems import Problems
 from omldeploy.inventory.values import witnesses
@@ -52,7 +52,7 @@ def _hint(key: str) -> str:
     return {
         "infra_env": "cloud, lan",
         "TZ": "an IANA zone such as America/Argentina/Cordoba",
-        "certs": "selfsigned, custom",
+        "certs": "selfsigned, custom, acme",
         "callrec_device": "s3, s3-no-check-cert",
     }.get(key, "a non-empty value")
 
@@ -117,6 +117,10 @@ def _certs(t: Tenant, p: Problems, line: Lines) -> None:
         if marker not in head:
             p.add("certs", f"{f} is not a PEM {'private key' if fname == 'key.pem' else 'certificate'}",
                   line=line("certs"))
+
+
+def _acme(t: Tenant, p: Problems, line: Lines) -> None:
+    acme.check(t, p, line)
 
 
 def _addresses(t: Tenant, p: Problems, line: Lines) -> None:
@@ -389,7 +393,7 @@ def _host_keys(t: Tenant, p: Problems, line: Lines) -> None:
     connection.host_key_checking(t, p, line)
 
 
-RULES: tuple[Rule, ...] = (_required, _postgres, _bucket, _certs, _addresses, _derived_hosts, _wan, _ha, _misc,
+RULES: tuple[Rule, ...] = (_required, _postgres, _bucket, _certs, _acme, _addresses, _derived_hosts, _wan, _ha, _misc,
                            _images, _weak_passwords, _identifiers, _bounds, _host_keys)
 
 

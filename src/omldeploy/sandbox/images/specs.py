@@ -21,6 +21,7 @@ class ImageSpec:
     env: tuple[tuple[str, str], ...] = ()
     workdir: str = "/"
     needs_weed: bool = False
+    needs_lego: bool = False  # adds the controller's Debian /usr/bin/lego as /usr/local/bin/lego
     what: str = ""  # one line for docs/status: real service or stand-in
     labels: dict[str, str] = field(default_factory=dict)
     user: str = ""  # image config User, as the official image sets it (haproxy runs as `haproxy`)
@@ -52,6 +53,7 @@ SPECS: dict[str, ImageSpec] = {
     # the official image (>= 2.4) runs as user haproxy: ports below 1024 need NET_BIND_SERVICE
     "haproxy": ImageSpec("haproxy", cmd=("haproxy", "-f", "/usr/local/etc/haproxy/haproxy.cfg"), user="haproxy",
                          what="real HAProxy 2.6 as user haproxy with /usr/local/etc/haproxy/haproxy.cfg"),
+    "lego": ImageSpec("lego", needs_lego=True, what="real lego ACME client (Debian's build; arguments are lego's)"),
     "keepalived": ImageSpec("keepalived", what="real keepalived 2.2 with /etc/keepalived/keepalived.conf"),
     "node_exporter": ImageSpec("node-exporter", ports=("9100/tcp",), what="real prometheus-node-exporter"),
     "postgres_exporter": ImageSpec("postgres-exporter", ports=("9187/tcp",),

@@ -14,6 +14,7 @@ ROLES: dict[str, Callable[[list[str]], int]] = {
     "redis": services.redis,
     "nginx": services.nginx,
     "haproxy": services.haproxy,
+    "lego": services.lego,
     "keepalived": services.keepalived,
     "minio": services.minio,
     "mc": services.mc,

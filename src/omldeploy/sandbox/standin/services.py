@@ -175,6 +175,8 @@ events {{ worker_connections 512; }}
 http {{
   access_log /dev/stdout;
   map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
+  # as the official nginx image (the base of omnileads/nginx): extra server blocks (ACME HTTP-01)
+  include /etc/nginx/conf.d/*.conf;
   server {{
     listen 443 ssl;
     ssl_certificate {certs}/cert.pem;
@@ -226,6 +228,13 @@ def nginx(args: list[str]) -> int:
     if test.returncode:
         return fail(f"nginx config rejected: {test.stderr.strip()}")
     _exec(["nginx", "-g", "daemon off;", *(args[1:] if args else [])])
+
+
+def lego(args: list[str]) -> int:
+    """goacme/lego: the real lego ACME client (Debian's build); arguments are lego's, as with the
+    official image whose entrypoint is /lego."""
+    set_role("lego")
+    _exec(["/usr/local/bin/lego", *args], announce=False)
 
 
 def haproxy(args: list[str]) -> int:

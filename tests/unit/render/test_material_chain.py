@@ -101,7 +101,7 @@ def test_a_ca_key_of_another_ca_is_an_error(tmp_path: Path) -> None:
     other = tmp_path / "other"
     material.tls_material(other, "selfsigned", NAMES)
     (pki / "ca.key").write_bytes((other / ".omldeploy/pki/ca.key").read_bytes())
-    with pytest.raises(StateError, match="ca.key: does not belong to ca.pem"):
+    with pytest.raises(StateError, match=r"ca\.key: does not belong to ca\.pem"):
         material.tls_material(tmp_path, "selfsigned", NAMES)
 
 

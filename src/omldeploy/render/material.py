@@ -145,6 +145,15 @@ def renew_server(folder: Path, within_days: int | None) -> tuple[dt.datetime, dt
         return old, not_after(_load_cert(pki / "server.pem"))
 
 
+def server_days_left(folder: Path) -> int | None:
+    """Whole days until the selfsigned server certificate expires (negative: expired); None without one."""
+    try:
+        cert = _load_cert(folder / MATERIAL_DIR / "pki" / "server.pem")
+    except (OSError, ValueError):
+        return None
+    return (not_after(cert) - dt.datetime.now(dt.UTC)).days
+
+
 def not_after(cert: Any) -> dt.datetime:
     """notAfter as an aware UTC datetime, on every supported `cryptography` (the _utc forms came in 42)."""
     value = getattr(cert, "not_valid_after_utc", None)

@@ -25,6 +25,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
+from tests.certtools import expiring_server_cert
 from tests.e2e.tenants import passwords, set_versions, tags, write_tenant
 
 from omldeploy.catalog.releases import images
@@ -122,6 +123,7 @@ def test_aio_debian12_installs_with_classic_units(aio12: Tenant, sandbox: Sandbo
     assert all(u["state"] == "active" for u in units_state.values())
     assert units_state["postgresql"]["image"].endswith("/omnileads/postgres:230204.01")
     assert https_with_tenant_ca(aio12, ip) == "omldeploy aio12 CA"
+    assert {c["certificate"] for c in data["certificates"]} == {"tenant CA", "server"}  # expiry in status
     app = health(ip, 8099)
     assert app["ok"] and all(app["reached"][k]["ok"] for k in ("postgres", "redis", "s3"))
     assert aio12.settings.text("bucket_access_key") in app["reached"]["s3"]["detail"]  # the app's own key
@@ -176,6 +178,29 @@ def test_a_second_operation_on_a_busy_tenant_is_refused(aio12: Tenant, instances
         proc = cli(instances, "install", "--tenant", "aio12")
     assert proc.returncode == 4
     assert "busy" in proc.stderr and "'backup'" in proc.stderr and "pid" in proc.stderr
+
+
+def test_a_server_certificate_near_expiry_is_renewed_by_install(aio12: Tenant, sandbox: Sandbox,
+                                                               instances: Path) -> None:
+    """Issue 12 M4, without moving any clock: the tenant CA issues a server certificate that ends in 10
+    days; `certs status` warns, `install` re-issues it, pushes it, restarts only what serves TLS, and
+    nginx then serves the new one."""
+    ip = sandbox.host("h3").ip
+    expiring_server_cert(aio12.folder, 10)
+    before = cli(instances, "certs", "status", "--tenant", "aio12")
+    assert before.returncode == 1 and "server certificate expires in 9 day(s)" in before.stderr, before.stderr
+    proc = cli(instances, "install", "--tenant", "aio12")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "renewed from the tenant CA" in proc.stdout
+    assert sorted(last_record(aio12).restarted) == ["omnileads_aio:kamailio", "omnileads_aio:nginx"]
+    pem = (aio12.folder / ".omldeploy/pki/server.pem").read_text()
+    ctx = ssl.create_default_context(cafile=str(aio12.folder / ".omldeploy/pki/ca.pem"))
+    with socket.create_connection((ip, 443), timeout=10) as raw, ctx.wrap_socket(raw, server_hostname=ip) as tls:
+        served = tls.getpeercert(binary_form=True)
+    assert served is not None and ssl.DER_cert_to_PEM_cert(served).strip() == pem.strip()
+    after = cli(instances, "certs", "status", "--tenant", "aio12", "--json")
+    server = {c["certificate"]: c for c in json.loads(after.stdout)["certificates"]}["server"]
+    assert after.returncode == 0 and server["days_left"] >= 824, after.stdout
 
 
 def test_fastagi_and_ami_follow_the_inventory(aio12: Tenant, sandbox: Sandbox, instances: Path) -> None:

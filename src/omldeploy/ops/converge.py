@@ -127,7 +127,8 @@ def converge_result(tenant: Tenant, action: str, reporter: Reporter, *, check: b
     (already restarted) standby or replica first, instead of restarting it in place.
     """
     if action == "install":
-        renew_if_due(tenant, reporter, check=check)
+        with tenant_lock(tenant.folder, tenant.name, action):  # a busy tenant: refused before any change
+            renew_if_due(tenant, reporter, check=check)
     bundle = bundle_for(tenant, action)
     if not bundle.hosts:
         reporter.warn(f"no host of tenant {tenant.name} runs anything for '{action}' in layout {tenant.layout.name}")

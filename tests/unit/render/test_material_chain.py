@@ -131,3 +131,17 @@ def test_renewal_is_due_only_near_expiry_and_keeps_names_and_ca(tmp_path: Path) 
 def test_renewal_without_a_certificate_does_nothing(tmp_path: Path) -> None:
     assert material.renew_server(tmp_path, None) is None
     assert not (tmp_path / material.MATERIAL_DIR / "pki").exists()
+
+
+def test_plan_with_a_damaged_ca_key_exits_2_naming_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from omldeploy.cli.main import main
+
+    inst = tmp_path / "instances"
+    assert main(["--instances", str(inst), "tenant", "new", "pk", "--layout", "aio"]) == 0
+    assert main(["--instances", str(inst), "plan", "--tenant", "pk"]) == 0
+    (inst / "pk/.omldeploy/pki/ca.key").write_bytes(b"-----BEGIN PRIVATE KEY-----\ntruncated")
+    (inst / "pk/.omldeploy/pki/server.sans.json").write_bytes(b"\x00{")
+    capsys.readouterr()
+    assert main(["--instances", str(inst), "plan", "--tenant", "pk"]) == 2
+    err = capsys.readouterr().err
+    assert "pki/ca.key" in err and "is damaged" in err and "internal error" not in err

@@ -160,11 +160,6 @@ def not_after(cert: Any) -> dt.datetime:
     return value if isinstance(value, dt.datetime) else cert.not_valid_after.replace(tzinfo=dt.UTC)
 
 
-def not_before(cert: Any) -> dt.datetime:
-    value = getattr(cert, "not_valid_before_utc", None)
-    return value if isinstance(value, dt.datetime) else cert.not_valid_before.replace(tzinfo=dt.UTC)
-
-
 @contextmanager
 def _material_lock(material: Path) -> Iterator[None]:
     """Serialise material generation across processes: a blocking `flock` on its own file (not the tenant

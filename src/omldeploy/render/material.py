@@ -113,16 +113,33 @@ def tls_material(folder: Path, mode: str, sans: Iterable[str]) -> TLSMaterial:
         return TLSMaterial("custom", (folder / "cert.pem").read_bytes(), (folder / "key.pem").read_bytes(),
                            None, names)
     pki = folder / MATERIAL_DIR / "pki"
-    # issue 12 M5: concurrent first runs must not mix two chains, and a mixed one must not be reused
-    with _material_lock(folder / MATERIAL_DIR):
-        with writing(pki, "the tenant's certificates"):
-            pki.mkdir(exist_ok=True, mode=0o700)
-        ca_key, ca_cert = _ensure_ca(pki, folder.name)
-        if _server_sans(pki) != list(names) or not _server_ok(pki, ca_cert):
-            _write_server(pki, *_issue(ca_key, ca_cert, folder.name, names), names)
-        ca_pem = (pki / "ca.pem").read_bytes()
-        return TLSMaterial("selfsigned", (pki / "server.pem").read_bytes() + ca_pem,
-                           (pki / "server.key").read_bytes(), ca_pem, names)
+    kept = _kept_chain(pki, names)
+    if kept is None:
+        # issue 12 M5: concurrent first runs must not mix two chains, and a mixed one must not be reused
+        with _material_lock(folder / MATERIAL_DIR):
+            with writing(pki, "the tenant's certificates"):
+                pki.mkdir(exist_ok=True, mode=0o700)
+            ca_key, ca_cert = _ensure_ca(pki, folder.name)
+            if _server_sans(pki) != list(names) or not _server_ok(pki, ca_cert):
+                _write_server(pki, *_issue(ca_key, ca_cert, folder.name, names), names)
+            kept = _kept_chain(pki, names)
+            assert kept is not None, "the chain just written does not verify"
+    ca_pem, key_pem, cert_pem = kept
+    return TLSMaterial("selfsigned", cert_pem + ca_pem, key_pem, ca_pem, names)
+
+
+def _kept_chain(pki: Path, names: tuple[str, ...]) -> tuple[bytes, bytes, bytes] | None:
+    """(ca.pem, server.key, server.pem) as read once, when they form a valid chain for `names`; None
+    otherwise. Needs no lock: every file is replaced whole, and a pair caught between two replacements
+    does not verify, so the caller then takes the lock and looks again."""
+    if _server_sans(pki) != list(names) or not (pki / "ca.key").exists() or not (pki / "ca.pem").exists():
+        return None
+    _, ca_pem = _check_ca(pki / "ca.key", pki / "ca.pem")  # a damaged CA is named even when nothing is issued
+    try:
+        key_pem, cert_pem = (pki / "server.key").read_bytes(), (pki / "server.pem").read_bytes()
+    except OSError:
+        return None
+    return (ca_pem, key_pem, cert_pem) if _pair_ok(key_pem, cert_pem, ca_pem) else None
 
 
 def renew_server(folder: Path, within_days: int | None) -> tuple[dt.datetime, dt.datetime] | None:
@@ -229,15 +246,23 @@ def _load_cert(path: Path) -> Any:
 def _server_ok(pki: Path, ca_cert_pem: bytes) -> bool:
     """The server key and certificate are readable, belong together and the certificate was issued by
     this CA (issue 12 M5: a chain mixed by concurrent runs used to be reused forever)."""
+    try:
+        key_pem, cert_pem = (pki / "server.key").read_bytes(), (pki / "server.pem").read_bytes()
+    except OSError:
+        return False
+    return _pair_ok(key_pem, cert_pem, ca_cert_pem)
+
+
+def _pair_ok(key_pem: bytes, cert_pem: bytes, ca_cert_pem: bytes) -> bool:
     from cryptography import x509
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives import serialization
 
     try:
-        cert = _load_cert(pki / "server.pem")
-        key = serialization.load_pem_private_key((pki / "server.key").read_bytes(), None)
+        cert = x509.load_pem_x509_certificate(cert_pem)
+        key = serialization.load_pem_private_key(key_pem, None)
         cert.verify_directly_issued_by(x509.load_pem_x509_certificate(ca_cert_pem))
-    except (OSError, ValueError, TypeError, InvalidSignature):
+    except (ValueError, TypeError, InvalidSignature):
         return False
     return _same_key(key.public_key(), cert.public_key())
 

@@ -31,12 +31,14 @@ import boto3
 import pytest
 from botocore.config import Config
 from cryptography import x509
+from tests.certtools import expiring_server_cert
 from tests.e2e import acme_server
 from tests.e2e.tenants import passwords, set_versions, tags, write_tenant
 
 from omldeploy import dashboards
 from omldeploy.catalog.releases import images
 from omldeploy.inventory import Tenant, load_tenant
+from omldeploy.ops import certs as certs_op
 from omldeploy.ops.converge import Reporter, converge
 from omldeploy.render.build import render_tenant
 from omldeploy.sandbox import Host, S3Info, Sandbox
@@ -134,6 +136,7 @@ def test_aio_debian12_installs_with_classic_units(aio12: Tenant, sandbox: Sandbo
     assert all(u["state"] == "active" for u in units_state.values())
     assert units_state["postgresql"]["image"].endswith("/omnileads/postgres:230204.01")
     assert https_with_tenant_ca(aio12, ip) == "omldeploy aio12 CA"
+    assert {c["certificate"] for c in data["certificates"]} == {"tenant CA", "server"}  # expiry in status
     app = health(ip, 8099)
     assert app["ok"] and all(app["reached"][k]["ok"] for k in ("postgres", "redis", "s3"))
     assert aio12.settings.text("bucket_access_key") in app["reached"]["s3"]["detail"]  # the app's own key
@@ -226,6 +229,15 @@ def test_a_second_tenant_on_an_installed_host_is_refused(aio12: Tenant, sandbox:
     assert sandbox.run("h3", probe).stdout == before
 
 
+def served_pem(tenant: Tenant, ip: str) -> str:
+    """The PEM nginx serves on 443 (verified against the tenant CA and the IP in the certificate)."""
+    ctx = ssl.create_default_context(cafile=str(tenant.folder / ".omldeploy/pki/ca.pem"))
+    with socket.create_connection((ip, 443), timeout=10) as raw, ctx.wrap_socket(raw, server_hostname=ip) as tls:
+        served = tls.getpeercert(binary_form=True)
+    assert served is not None
+    return ssl.DER_cert_to_PEM_cert(served).strip()
+
+
 def test_fastagi_and_ami_follow_the_inventory(aio12: Tenant, sandbox: Sandbox, instances: Path) -> None:
     """fastagi and ami (astami) deploy when the inventory names their tags (as releases from 1.29/1.31
     do), reach what they need, and go away cleanly when the keys go (a downgrade to a release without
@@ -233,10 +245,19 @@ def test_fastagi_and_ami_follow_the_inventory(aio12: Tenant, sandbox: Sandbox, i
     h = sandbox.host("h3")
     catalog = images()
     set_versions(aio12, {"fastagi_version": catalog["fastagi"].default, "astami_version": catalog["astami"].default})
+    # the same install also renews a server certificate near expiry (issue 12 M4; one install for both
+    # checks keeps CI short): the tenant CA issues one ending in 10 days, no clock is moved
+    expiring_server_cert(aio12.folder, 10)
+    assert [c.days_left for c in certs_op.describe(aio12) if c.role == "server"] == [9]
     proc = cli(instances, "install", "--tenant", "aio12")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rec = last_record(aio12)
     assert {"omnileads_aio:fastagi", "omnileads_aio:ami"} <= set(rec.restarted)
+    assert "renewed from the tenant CA" in proc.stdout
+    assert {"omnileads_aio:nginx", "omnileads_aio:kamailio"} <= set(rec.restarted)
+    renewed = (aio12.folder / ".omldeploy/pki/server.pem").read_text().strip()
+    assert served_pem(aio12, h.ip) == renewed
+    assert [c.days_left >= 824 for c in certs_op.describe(aio12) if c.role == "server"] == [True]
     agi = health(h.ip, 8094)
     assert agi["ok"] and agi["image"].endswith(f"fastagi:{catalog['fastagi'].default}"), agi
     ami = health(h.ip, 8093)
@@ -255,6 +276,20 @@ def test_fastagi_and_ami_follow_the_inventory(aio12: Tenant, sandbox: Sandbox, i
     assert cli(instances, "status", "--tenant", "aio12").returncode == 0
     again = cli(instances, "install", "--tenant", "aio12")
     assert again.returncode == 0 and last_record(aio12).restarted == []
+
+
+def test_certs_renew_restarts_only_what_serves_tls(aio12: Tenant, sandbox: Sandbox, instances: Path) -> None:
+    """`omldeploy certs renew` re-issues the server certificate now, pushes it and restarts only nginx and
+    Kamailio (issue 12 M4), and the new expiry is what `certs status` reports."""
+    before = (aio12.folder / ".omldeploy/pki/server.pem").read_text().strip()
+    proc = cli(instances, "certs", "renew", "--tenant", "aio12")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rec = last_record(aio12)
+    assert rec.action == "certs" and sorted(rec.restarted) == ["omnileads_aio:kamailio", "omnileads_aio:nginx"]
+    renewed = (aio12.folder / ".omldeploy/pki/server.pem").read_text().strip()
+    assert renewed != before and served_pem(aio12, sandbox.host("h3").ip) == renewed
+    server = {c.role: c for c in certs_op.describe(aio12)}["server"]  # what `certs status` shows
+    assert server.days_left >= 824 and server.issuer == "tenant CA" and not server.due
 
 
 def _say_in_container(sandbox: Sandbox, host: str, container: str, text: str) -> None:

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
-from omldeploy.render.bundle import Bundle, HostBundle
+from collections.abc import Callable
+
+from omldeploy.render.bundle import Bundle, HostBundle, UnitPlan
 
 
 def select(bundle: Bundle, action: str) -> Bundle:
     """Units whose component declares `action` among its groups (or is named so), with their files."""
+    return select_units(bundle, lambda u: action in u.groups or u.name == action)
+
+
+def select_using(bundle: Bundle, folder: str) -> Bundle:
+    """Units that restart when a file under `folder` changes (`certs renew`: the TLS users), with their files."""
+    return select_units(bundle, lambda u: any(p.startswith(folder.rstrip("/") + "/") for p in u.files))
+
+
+def select_units(bundle: Bundle, keep: Callable[[UnitPlan], bool]) -> Bundle:
     out = Bundle(bundle.tenant, bundle.layout)
     for hb in bundle.hosts:
-        units = [u for u in hb.units if action in u.groups or u.name == action]
+        units = [u for u in hb.units if keep(u)]
         if not units:
             continue
         keep_files = {p for u in units for p in u.files}

@@ -8,11 +8,13 @@ from collections.abc import Callable
 from typing import Any
 
 from omldeploy import __version__
+from omldeploy.cli import certs as certs_cli
 from omldeploy.cli import context
 from omldeploy.cli import dashboards as dashboards_cli
 from omldeploy.cli import ha as ha_cli
 from omldeploy.cli.output import Console
 from omldeploy.inventory.schema import VERSION_KEYS
+from omldeploy.ops import certs as certs_op
 from omldeploy.ops import recycle as recycle_op
 from omldeploy.ops import upgrade as upgrade_op
 from omldeploy.ops.converge import Reporter, converge, status
@@ -175,6 +177,10 @@ def _status(args: argparse.Namespace) -> int:
         data["ha"] = {"summary": one_line(pairs), "pairs": [p.as_dict() for p in pairs]}
         if not all(p.ok for p in pairs):
             code, data["healthy"] = 1, False
+    certificates = certs_op.describe(tenant)  # issue 12 M4: expiry shown where the operator looks
+    data["certificates"] = [c.as_dict() for c in certificates]
+    if any(c.days_left < 0 for c in certificates):
+        code, data["healthy"] = 1, False
     if args.json:
         console.say(json.dumps(data, indent=2))
         return code
@@ -197,6 +203,12 @@ def _status(args: argparse.Namespace) -> int:
                 console.say(line)
     if "ha" in data:
         console.say(data["ha"]["summary"] + " (details: omldeploy ha status)")
+    for c in certificates:
+        line = f"certificate {c.role}: expires {c.not_after:%Y-%m-%d} ({c.days_left} days left)"
+        if c.due:
+            console.warn(f"{line}, {certs_cli.expiry_text(c.days_left)}: {certs_cli.renew_hint(c.role, tenant.name)}")
+        else:
+            console.say(line)
     console.say("all healthy" if code == 0 else "NOT healthy")
     return code
 

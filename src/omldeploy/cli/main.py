@@ -32,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console()
     if args.json and not getattr(args, "json_ok", False):
         console.error(f"--json is not available for `{args.verb_path}` (it is for: validate, plan, status, logs, "
-                      "releases, tenant list, backups list, rollback --list); nothing was done")
+                      "releases, tenant list, backups list, certs status, rollback --list); nothing was done")
         return EXIT_INPUT
     try:
         return int(args.func(args))

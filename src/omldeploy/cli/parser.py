@@ -45,7 +45,7 @@ GLOBAL_OPTIONS = (
     GlobalOption(("-v", "--verbose"), "verbose", "stream Ansible's own output (verbs that run Ansible)"),
     GlobalOption(("--json",), "json",
                  "machine-readable output on stdout (read verbs: validate, plan, status, logs, releases, tenant list, "
-                 "backups list, rollback --list; others refuse it)"),
+                 "backups list, certs status, rollback --list; others refuse it)"),
 )
 GLOBAL_NOTE = ("Global options may be given before or after the verb, at any level "
                "(`omldeploy backups list --tenant T --json`); given twice, the one after the verb wins.")
@@ -58,7 +58,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "deploy": ("install", "upgrade", "rollback", "update"),
     "re-apply one component or group": ("app", "voice", "observability", "postgres", "redis", "minio",
                                         "asterisk", "kamailio", "rtpengine", "nginx", "websockets", "cron"),
-    "maintenance": ("restart", "restart_core", "restart_django", "restart_asterisk", "recycle"),
+    "maintenance": ("restart", "restart_core", "restart_django", "restart_asterisk", "recycle", "certs"),
     "backups": ("backup", "restore", "backups"),
     "HA": ("ha", "haproxy", "keepalived", "sentinel", "pgsql_node_recovery_main", "pgsql_node_takeover_main",
            "redis_node_takeover_main", "pgsql_node_recovery_backup"),
@@ -69,7 +69,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
 
 def build_parser() -> Parser:
     """The whole verb tree, with global options spread onto every sub-parser and the help grouped."""
-    from omldeploy.cli import actions, completion, ha, inspect, logs, tenants
+    from omldeploy.cli import actions, certs, completion, ha, inspect, logs, tenants
 
     parser = Parser(prog="omldeploy", description="Deploy and operate OMniLeads tenants.",
                     usage="omldeploy [-h] [--version] [--instances DIR] [-v] [--json] VERB [options]",
@@ -88,6 +88,7 @@ def build_parser() -> Parser:
     actions.add_parsers(sub)
     ha.add_parsers(sub)
     logs.add_parsers(sub)
+    certs.add_parsers(sub)
     backups = actions._backups()
     if backups is not None:
         backups.add_parsers(sub)  # `omldeploy backups list|verify|prune`

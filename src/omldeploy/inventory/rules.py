@@ -14,7 +14,7 @@ import subprocess
 from collections.abc import Callable
 
 from omldeploy.catalog.releases import images
-from omldeploy.inventory import acme, bounds, connection, credentials, names
+from omldeploy.inventory import acme, bounds, certcheck, connection, credentials, names
 from omldeploy.inventory.model import Shape, Tenant
 from omldeploy.inventory.problems import Problems
 from omldeploy.inventory.values import witnesses
@@ -106,17 +106,30 @@ def _bucket(t: Tenant, p: Problems, line: Lines) -> None:
 def _certs(t: Tenant, p: Problems, line: Lines) -> None:
     if t.settings.opt("certs") != "custom":
         return
+    missing = False
     for fname in ("cert.pem", "key.pem"):
         f = t.folder / fname
         if not f.is_file():
             p.add("certs", f"is custom but {f} does not exist", line=line("certs"),
                   allowed="put cert.pem and key.pem in the tenant folder, or use certs: selfsigned")
+            missing = True
             continue
         head = f.read_bytes()[:4096]
         marker = b"PRIVATE KEY-----" if fname == "key.pem" else b"BEGIN CERTIFICATE-----"
         if marker not in head:
             p.add("certs", f"{f} is not a PEM {'private key' if fname == 'key.pem' else 'certificate'}",
                   line=line("certs"))
+            missing = True
+    if missing:
+        return
+    # issue 12 M4: what would break nginx/Kamailio/HAProxy at restart, found before anything is pushed
+    fqdn = t.settings.opt("fqdn")
+    reach = [t.settings.text("omni_ip_wan")] if t.settings.opt("infra_env") == "cloud" and t.settings.opt(
+        "omni_ip_wan") else []
+    reach += [a for h in t.hosts if h.roles & {"aio", "app", "haproxy"} for a in (h.address, h.lan_ip) if a]
+    for found in certcheck.check_custom(t.folder / "cert.pem", t.folder / "key.pem",
+                                        must_cover=[fqdn] if fqdn else [], any_of=list(dict.fromkeys(reach))):
+        p.add("certs", found.message, line=line("certs"), allowed=found.allowed, severity=found.severity)
 
 
 def _acme(t: Tenant, p: Problems, line: Lines) -> None:

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from omldeploy.apply.engine import HostResult, RunResult, run_phases, tiers
-from omldeploy.apply.select import select
+from omldeploy.apply.select import select, select_using
 from omldeploy.inventory.model import Tenant
 from omldeploy.render import material
-from omldeploy.render.build import render_tenant
+from omldeploy.render.build import CERT_DIR, render_tenant
 from omldeploy.render.bundle import Bundle
 from omldeploy.render.taint import is_real_secret
 from omldeploy.state import ledger
@@ -77,7 +77,31 @@ def bundle_for(tenant: Tenant, action: str) -> Bundle:
     bundle = render_tenant(tenant)
     if action in WHOLE_TENANT:
         return bundle
+    if action == CERTS_ACTION:
+        return select_using(bundle, CERT_DIR)
     return select(bundle, action)
+
+
+CERTS_ACTION = "certs"  # `omldeploy certs renew`: push the certificates, restart only what uses them
+
+
+def renew_if_due(tenant: Tenant, reporter: Reporter, *, check: bool) -> None:
+    """`install` re-issues the selfsigned server certificate when fewer than RENEW_WITHIN_DAYS remain
+    (issue 12 M4: an 825-day certificate used to expire silently); the run then pushes it and restarts
+    only what uses it, like any changed file."""
+    if tenant.settings.opt("certs") != "selfsigned":
+        return
+    days = material.RENEW_WITHIN_DAYS
+    if check:
+        left = material.server_days_left(tenant.folder)
+        if left is not None and left < days:
+            reporter.line(f"the server certificate expires in {left} day(s): install would renew it")
+        return
+    renewed = material.renew_server(tenant.folder, days)
+    if renewed is not None:
+        old, new = renewed
+        reporter.line(f"the server certificate expired or expires within {days} days ({old:%Y-%m-%d}): renewed "
+                      f"from the tenant CA, valid until {new:%Y-%m-%d}")
 
 
 def converge(tenant: Tenant, action: str, reporter: Reporter, *, check: bool = False,
@@ -102,6 +126,9 @@ def converge_result(tenant: Tenant, action: str, reporter: Reporter, *, check: b
     switchover: HA, when the PostgreSQL primary or the Redis master must restart: hand its role to the
     (already restarted) standby or replica first, instead of restarting it in place.
     """
+    if action == "install":
+        with tenant_lock(tenant.folder, tenant.name, action):  # a busy tenant: refused before any change
+            renew_if_due(tenant, reporter, check=check)
     bundle = bundle_for(tenant, action)
     if not bundle.hosts:
         reporter.warn(f"no host of tenant {tenant.name} runs anything for '{action}' in layout {tenant.layout.name}")

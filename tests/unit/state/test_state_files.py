@@ -135,10 +135,16 @@ def test_a_damaged_secrets_file_is_named_without_its_content(inst: Path, capsys:
     assert secrets.read_bytes() == content  # never regenerated over: the hosts hold the old values
 
 
-def test_a_full_disk_when_generating_secrets(inst: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_full_disk_when_generating_secrets(inst: Path, capsys: pytest.CaptureFixture[str],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
     secrets = inst / "acme/.omldeploy/secrets.yml"
     secrets.unlink()
-    (secrets.parent / "secrets.yml.tmp").symlink_to("/dev/full")  # every write there: a real ENOSPC
+
+    def full(dir: str, prefix: str, suffix: str) -> tuple[int, str]:  # a real ENOSPC on every write
+        return os.open("/dev/full", os.O_WRONLY), f"{dir}/{prefix}x{suffix}"
+
+    monkeypatch.setattr(material.tempfile, "mkstemp", full)
+    monkeypatch.setattr(material.os, "fchmod", lambda fd, mode: None)  # never chmod /dev/full itself
     capsys.readouterr()
     assert main(["--instances", str(inst), "plan", "--tenant", "acme"]) == 2
     err = capsys.readouterr().err

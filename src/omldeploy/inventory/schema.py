@@ -149,6 +149,14 @@ _KEYS: list[Key] = [
              "reach, so a node can tell a dead peer from its own isolation"),
     Key("ha_vrrp_unicast", "bool", default=False,
         note="VRRP to the pair's other member by unicast, for networks without multicast"),
+    # --- host firewall (render/firewall.py, docs/firewall.md)
+    Key("firewall", "enum", default="none", choices=("none", "nftables", "firewalld"),
+        note="none leaves each host's firewall as it is; nftables applies omldeploy's per-role rules"),
+    Key("sip_allowed_sources", "sources", note="IPv4 addresses/CIDRs of the ITSPs allowed to the SIP trunk port"),
+    Key("monitoring_sources", "sources", note="IPv4 addresses/CIDRs allowed to exporters, Prometheus, Loki"),
+    Key("admin_sources", "sources", note="IPv4 addresses/CIDRs allowed to SSH and the admin consoles"),
+    Key("firewall_rollback_seconds", "int", default=60,
+        note="a new ruleset not confirmed over a new SSH connection within this time is undone on the host"),
     # --- per host
     Key("omni_ip_lan", "ip", scope=HOST),
     *[Key(m, "marker", scope=HOST) for m in MARKERS],

@@ -61,6 +61,9 @@ class HostBundle:
     partial: bool = False  # only some components (per-component action): keep the others untouched
     force_restart: list[str] = field(default_factory=list)  # restarted even when nothing changed (restart_*)
     drain: dict[str, Any] | None = None  # how activate takes the host out of its balancer (components.base.Drain)
+    #: the nftables script of the host firewall (render/firewall.py); None with `firewall: none`. Not a
+    #: staged file: the firewall module keeps its own copy once the controller confirmed the ruleset
+    firewall: str | None = None
 
     def add(self, f: BundleFile) -> None:
         for existing in self.files:
@@ -92,6 +95,7 @@ class HostBundle:
             "directories": [{"path": p, "mode": f"{m:04o}"} for p, m in self.directories],
             "units": [asdict(u) for u in sorted(self.units, key=lambda u: (u.start_order, u.name))],
             "host_units": self.host_units,
+            "firewall": hashlib.sha256(self.firewall.encode()).hexdigest() if self.firewall else None,
             "files": [
                 {"path": f.path, "mode": f"{f.mode:04o}", "kind": f.kind, "secret": f.secret,
                  "only_if_missing": f.only_if_missing, "sha256": f.sha256}

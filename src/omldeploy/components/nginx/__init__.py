@@ -67,7 +67,7 @@ class Nginx(Component):
 
     def ports(self, ctx: Ctx) -> list[Port]:
         agent = [Port(AGENT_PORT, purpose="HAProxy agent (drain state)")] if balanced(ctx) else []
-        return [Port(443, purpose="HTTPS / WSS"), *agent]
+        return [Port(443, purpose="HTTPS / WSS", reach="public"), *agent]
 
     def health(self, ctx: Ctx) -> Health:
         return Health("https", host=ctx.lan, port=443, path="/")

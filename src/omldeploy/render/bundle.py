@@ -95,7 +95,6 @@ class HostBundle:
             "directories": [{"path": p, "mode": f"{m:04o}"} for p, m in self.directories],
             "units": [asdict(u) for u in sorted(self.units, key=lambda u: (u.start_order, u.name))],
             "host_units": self.host_units,
-            "firewall": hashlib.sha256(self.firewall.encode()).hexdigest() if self.firewall else None,
             "files": [
                 {"path": f.path, "mode": f"{f.mode:04o}", "kind": f.kind, "secret": f.secret,
                  "only_if_missing": f.only_if_missing, "sha256": f.sha256}
@@ -103,8 +102,16 @@ class HostBundle:
             ],
         }
 
+    def manifest_with_firewall(self) -> dict[str, Any]:
+        """The manifest, plus the firewall script's hash when there is one (`firewall: none` tenants keep
+        the manifest they always had)."""
+        out = self.manifest()
+        if self.firewall is not None:
+            out["firewall"] = hashlib.sha256(self.firewall.encode()).hexdigest()
+        return out
+
     def manifest_json(self) -> str:
-        return json.dumps(self.manifest(), indent=2, sort_keys=False) + "\n"
+        return json.dumps(self.manifest_with_firewall(), indent=2, sort_keys=False) + "\n"
 
 
 @dataclass

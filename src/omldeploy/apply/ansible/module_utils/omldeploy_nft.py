@@ -149,8 +149,9 @@ def _systemd() -> bool:
     return os.path.isdir("/run/systemd/system") and shutil.which("systemd-run") is not None
 
 
-def _disarm_timer() -> None:
-    if _systemd():
+def _disarm_timer(state: str) -> None:
+    """Stop the systemd timer if that is what armed the rollback (a detached one finds no token)."""
+    if _read(os.path.join(state, "launcher")) == "systemd":
         for unit in (f"{TIMER_UNIT}.timer", f"{TIMER_UNIT}.service"):
             _run(["systemctl", "stop", unit])
         _run(["systemctl", "reset-failed", f"{TIMER_UNIT}.timer", f"{TIMER_UNIT}.service"])
@@ -158,8 +159,9 @@ def _disarm_timer() -> None:
 
 def _arm(state: str, token: str, seconds: int, launcher: str) -> None:
     command = _restore_command(state, token)
+    _write(os.path.join(state, "launcher"), launcher)
     if launcher == "systemd":
-        _disarm_timer()
+        _disarm_timer(state)
         proc = _run(["systemd-run", f"--unit={TIMER_UNIT}", f"--on-active={seconds}s",
                      "--timer-property=AccuracySec=1s", "--description=omldeploy firewall rollback",
                      "/bin/sh", "-c", command])
@@ -204,7 +206,7 @@ def apply(script: str, seconds: int, state: str = STATE_DIR, launcher: str = "au
     if proc.returncode != 0:
         with _locked(state):
             os.unlink(os.path.join(state, "pending"))
-        _disarm_timer()
+        _disarm_timer(state)
         raise FirewallError(f"nft -f failed (nothing was changed): {(proc.stderr or proc.stdout).strip()[-1500:]}")
     _write(os.path.join(state, "applied.sha256"), digest)
     _write(os.path.join(state, "applied.listing"), listing() or "")
@@ -222,7 +224,7 @@ def confirm(token: str, state: str = STATE_DIR, persist: bool = True) -> dict[st
                                     "firewall (raise firewall_rollback_seconds, or check the SSH path)")
             raise FirewallError("no firewall change is waiting for this confirmation")
         os.unlink(os.path.join(state, "pending"))
-    _disarm_timer()
+    _disarm_timer(state)
     if persist:
         script = _read(os.path.join(state, "next.nft")) or ""
         os.makedirs(os.path.dirname(PERSIST), mode=0o755, exist_ok=True)

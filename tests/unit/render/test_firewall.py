@@ -3,8 +3,8 @@ inventory keys that drive it, and docs/firewall.md generated from the same decla
 
 from __future__ import annotations
 
-import re
 import os
+import re
 from pathlib import Path
 
 import pytest

@@ -47,6 +47,10 @@ SCRIPT = textwrap.dedent("""
         return True
 
     ruleset = %(ruleset)r
+    # 0. check mode: nft -c only, nothing loaded and nothing written
+    import os
+    r = nft.apply(ruleset %% 1111, 2, state=state, check_mode=True)
+    out["check"] = r["changed"] and nft.listing() is None and not os.path.exists(state)
     # 1. first apply (no table before), never confirmed: the table must go away again
     r = nft.apply(ruleset %% 1111, 2, state=state, launcher="detached")
     out["first"] = r["changed"] and "1111" in (nft.listing() or "")
@@ -91,6 +95,7 @@ def test_unconfirmed_ruleset_is_rolled_back_and_confirmed_one_stays(tmp_path: Pa
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["check"], out
     assert out["first"] and out["first_rolled_back"], out
     assert out["confirmed_kept"], out
     assert out["again"] is False, out

@@ -26,6 +26,7 @@ import secrets
 import shlex
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -177,18 +178,22 @@ def apply(script: str, seconds: int, state: str = STATE_DIR, launcher: str = "au
           check_mode: bool = False) -> dict[str, Any]:
     """Load `script` (complete, controller address included) with a rollback after `seconds` unless
     `confirm` comes first. Returns the report; `token` is what confirm needs."""
-    os.makedirs(state, mode=0o700, exist_ok=True)
     digest = hashlib.sha256(script.encode()).hexdigest()
     current = listing()
     pending = _read(os.path.join(state, "pending"))
     if (not pending and current is not None and _read(os.path.join(state, "applied.sha256")) == digest
             and _read(os.path.join(state, "applied.listing")) == current):
         return {"changed": False, "summary": "firewall unchanged"}
+    if check_mode:  # nothing written on the host: the script is checked from a private temp file
+        with tempfile.NamedTemporaryFile("w", suffix=".nft") as tmp:
+            tmp.write(script)
+            tmp.flush()
+            check(tmp.name)
+        return {"changed": True, "summary": "the firewall ruleset would change (checked by nft -c)"}
+    os.makedirs(state, mode=0o700, exist_ok=True)
     candidate = os.path.join(state, "next.nft")
     _write(candidate, script)
     check(candidate)
-    if check_mode:
-        return {"changed": True, "summary": "the firewall ruleset would change (checked by nft -c)"}
     if launcher == "auto":
         launcher = "systemd" if _systemd() else "detached"
     token = secrets.token_hex(16)

@@ -1311,7 +1311,8 @@ FIREWALL_VARIATIONS = tuple(Variation(f"{v.id}_firewall", v.layout, {**v.vars, *
 @pytest.mark.parametrize("rendered", [v.param() for v in FIREWALL_VARIATIONS], indirect=True)
 def test_nft_check_of_rendered_firewall(rendered: Rendered) -> None:
     """`nft -c -f` of every host's ruleset (with the controller element the host module appends), in a
-    private network namespace (nft -c needs CAP_NET_ADMIN and checks against the kernel). Also: the
+    private network namespace (nft -c needs CAP_NET_ADMIN and checks against the kernel) with the
+    name databases of a minimal host (empty /etc/protocols and /etc/services). Also: the
     default `firewall: none` renders no ruleset at all (see tests/unit/render/test_firewall.py)."""
     nft = need("nft", "nftables")
     need("unshare", "util-linux")
@@ -1324,7 +1325,10 @@ def test_nft_check_of_rendered_firewall(rendered: Rendered) -> None:
         assert script.read_text() == hb.firewall
         full = script.with_suffix(".controller.nft")
         full.write_text(hb.firewall + "add element inet omldeploy controller { 192.0.2.10 }\n")
-        proc = run(["unshare", "--net", nft, "-c", "-f", str(full)])
+        # an empty /etc/protocols, as on a minimal host without netbase (the sandbox hosts): nft
+        # resolves protocol and service names through it, so the script must use numbers
+        script_sh = 'mount --bind /dev/null /etc/protocols && mount --bind /dev/null /etc/services && exec "$@"'
+        proc = run(["unshare", "--mount", "--net", "sh", "-c", script_sh, "nft", nft, "-c", "-f", str(full)])
         if proc.returncode or proc.stdout.strip() or proc.stderr.strip():
             findings[f"{hb.host} (exit {proc.returncode})"] = proc.stdout + proc.stderr
     assert not findings, report(findings)

@@ -281,7 +281,8 @@ def report(tenant: Tenant, bundle: Bundle, result: RunResult, reporter: Reporter
     for line in format_table(("host", "files changed", "images pulled", "started", "restarted", "result"), rows,
                              rule=False):
         reporter.line(line)
-    walls = {name: h.reports["firewall"] for name, h in result.hosts.items() if h.reports.get("firewall")}
+    walls = {name: h.reports["firewall"] for name, h in result.hosts.items()
+             if h.reports.get("firewall") and not h.reports["firewall"].get("failed")}
     for name, fw in walls.items():
         confirmed = (result.hosts[name].reports.get("confirm") or {}).get("summary")
         reporter.line(f"{name}: {confirmed or fw.get('summary', 'firewall')}")

@@ -119,13 +119,15 @@ def ruleset(ctx: Ctx, comps: list[Component]) -> str:
         "\t\tct state established,related accept",
         "\t\tct state invalid drop",
         '\t\tiif "lo" accept',
-        "\t\tmeta l4proto { icmp, ipv6-icmp } accept",
+        # protocol numbers, not names: nft resolves names through /etc/protocols, which a minimal
+        # host (no netbase) does not have. 1 icmp, 58 ipv6-icmp, 112 vrrp
+        "\t\tmeta l4proto { 1, 58 } accept",
         f"\t\ttcp dport {ssh_port} ip saddr @controller accept",
         f"\t\ttcp dport {ssh_port} ip6 saddr @controller6 accept",
         f"\t\ttcp dport {ssh_port} ip saddr @admin_sources accept",
     ]
     if any(c.name == "keepalived" for c in comps):
-        lines.append("\t\tip saddr @tenant_hosts meta l4proto vrrp accept")
+        lines.append("\t\tip saddr @tenant_hosts meta l4proto 112 accept")
     for rule in host_rules(ctx, comps):
         p = rule.port
         if p.reach == "local":

@@ -65,7 +65,7 @@ def test_every_host_of_every_layout_gets_a_ruleset_with_its_own_ports(make_tenan
                 for port in comp.ports(ctx):
                     if port.reach != "local":
                         assert f"{port.proto} dport {port.spec} accept" in script, (layout, host.name, comp.name)
-            assert ("meta l4proto vrrp" in script) == any(c.name == "keepalived" for c in comps)
+            assert ("meta l4proto 112 accept" in script) == any(c.name == "keepalived" for c in comps)
 
 
 def test_port_declarations_are_checked() -> None:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
+import signal
 import socket
 import ssl
 import subprocess
@@ -31,6 +33,7 @@ from tests.e2e.tenants import passwords, set_versions, tags, write_tenant
 from omldeploy.catalog.releases import images
 from omldeploy.inventory import Tenant, load_tenant
 from omldeploy.ops.converge import Reporter, converge
+from omldeploy.render.build import render_tenant
 from omldeploy.sandbox import Host, S3Info, Sandbox
 from omldeploy.state import ledger
 from omldeploy.state.lock import tenant_lock
@@ -236,7 +239,6 @@ def test_firewall_per_role_closes_lan_ports_and_rolls_back_unconfirmed(aio12: Te
     (`firewall: none` leaves a table as it is, so the test deletes it)."""
     from omldeploy.apply.engine import run_steps
     from omldeploy.ops.firewall import apply_step, converge_firewall
-    from omldeploy.render.build import render_tenant
 
     ip = sandbox.host("h3").ip
     watcher, stranger = "h4", "h5"
@@ -281,6 +283,55 @@ def test_firewall_per_role_closes_lan_ports_and_rolls_back_unconfirmed(aio12: Te
         inv.write_text(original)
         sandbox.run("h3", "nft delete table inet omldeploy; systemctl disable omldeploy-firewall.service; "
                     "rm -rf /etc/omnileads/firewall /var/lib/omldeploy/firewall", check=False)
+
+
+def _say_in_container(sandbox: Sandbox, host: str, container: str, text: str) -> None:
+    """Print `text` on the container's own stdout (PID 1's), which Podman sends to the unit's journal."""
+    inner = f"echo {shlex.quote(text)} > /proc/1/fd/1"
+    proc = sandbox.run(host, f"podman exec {container} sh -c {shlex.quote(inner)}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_logs_show_container_lines_by_host_and_component_with_secrets_masked(aio12: Tenant, sandbox: Sandbox,
+                                                                           instances: Path) -> None:
+    """Issue 13: `omldeploy logs` reads the journal over SSH, without Loki; a password a container prints
+    reaches the operator masked; --follow prints a new line as it is written and ends on ^C with 0."""
+    marker = "oml-logs-" + os.urandom(4).hex()
+    secret = aio12.settings.text("postgres_password")
+    nginx = next(u.container for u in render_tenant(aio12).hosts[0].units if u.name == "nginx")
+    _say_in_container(sandbox, "h3", nginx, f"{marker} dsn=postgres://omnileads:{secret}@db")
+    args = ("logs", "--tenant", "aio12", "--component", "nginx", "--since", "10m", "--grep", marker)
+    deadline = time.monotonic() + 20
+    while True:  # journald writes asynchronously: bounded wait for the line to be readable
+        proc = cli(instances, *args)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        if marker in proc.stdout or time.monotonic() > deadline:
+            break
+    assert re.search(rf"^omnileads_aio\s+nginx\s+\| {marker} dsn=postgres://omnileads:\*\*\*@db$", proc.stdout,
+                     re.M), proc.stdout
+    assert secret not in proc.stdout + proc.stderr
+    as_json = [json.loads(x) for x in cli(instances, *args, "--json").stdout.splitlines()]
+    assert as_json and {x["host"] for x in as_json} == {"omnileads_aio"} and as_json[0]["component"] == "nginx"
+
+    follow = subprocess.Popen([sys.executable, "-m", "omldeploy", "--instances", str(instances), "logs", "--tenant",
+                               "aio12", "--follow", "--lines", "0", "--component", "nginx"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    try:
+        assert follow.stdout is not None
+        later = marker + "-followed"
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(iter(follow.stdout.readline, "")), daemon=True)
+        reader.start()
+        deadline = time.monotonic() + 30
+        while not any(later in x for x in lines) and time.monotonic() < deadline:
+            _say_in_container(sandbox, "h3", nginx, later)  # again until seen: the follow may still connect
+            reader.join(timeout=1)
+        assert any(re.match(rf"omnileads_aio\s+nginx\s+\| {later}$", x) for x in lines), lines
+    finally:
+        follow.send_signal(signal.SIGINT)
+        code = follow.wait(timeout=15)
+    assert code == 0, follow.stderr.read() if follow.stderr else ""
 
 
 # --------------------------------------------------------------------------- AIO, Debian 13, Quadlet

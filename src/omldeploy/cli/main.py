@@ -31,7 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INPUT if args.verb is None else EXIT_OK
     console = Console()
     if args.json and not getattr(args, "json_ok", False):
-        console.error(f"--json is not available for `{args.verb_path}` (it is for: validate, plan, status, "
+        console.error(f"--json is not available for `{args.verb_path}` (it is for: validate, plan, status, logs, "
                       "releases, tenant list, backups list, rollback --list); nothing was done")
         return EXIT_INPUT
     try:

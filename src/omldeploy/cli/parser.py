@@ -44,7 +44,7 @@ GLOBAL_OPTIONS = (
                  "folder holding <tenant>/inventory.yml (default: $OMLDEPLOY_INSTANCES or ./instances)", "DIR"),
     GlobalOption(("-v", "--verbose"), "verbose", "stream Ansible's own output (verbs that run Ansible)"),
     GlobalOption(("--json",), "json",
-                 "machine-readable output on stdout (read verbs: validate, plan, status, releases, tenant list, "
+                 "machine-readable output on stdout (read verbs: validate, plan, status, logs, releases, tenant list, "
                  "backups list, rollback --list; others refuse it)"),
 )
 GLOBAL_NOTE = ("Global options may be given before or after the verb, at any level "
@@ -54,7 +54,7 @@ GLOBAL_NOTE = ("Global options may be given before or after the verb, at any lev
 # otherwise it lands under "other" where nobody looks for it.
 GROUPS: dict[str, tuple[str, ...]] = {
     "tenants": ("tenant", "validate"),
-    "inspection (no host changed)": ("plan", "render", "releases", "status"),
+    "inspection (no host changed)": ("plan", "render", "releases", "status", "logs"),
     "deploy": ("install", "upgrade", "rollback", "update"),
     "re-apply one component or group": ("app", "voice", "observability", "postgres", "redis", "minio",
                                         "asterisk", "kamailio", "rtpengine", "nginx", "websockets", "cron"),
@@ -69,7 +69,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
 
 def build_parser() -> Parser:
     """The whole verb tree, with global options spread onto every sub-parser and the help grouped."""
-    from omldeploy.cli import actions, completion, ha, inspect, tenants
+    from omldeploy.cli import actions, completion, ha, inspect, logs, tenants
 
     parser = Parser(prog="omldeploy", description="Deploy and operate OMniLeads tenants.",
                     usage="omldeploy [-h] [--version] [--instances DIR] [-v] [--json] VERB [options]",
@@ -87,6 +87,7 @@ def build_parser() -> Parser:
     tenants.add_parsers(sub)
     actions.add_parsers(sub)
     ha.add_parsers(sub)
+    logs.add_parsers(sub)
     backups = actions._backups()
     if backups is not None:
         backups.add_parsers(sub)  # `omldeploy backups list|verify|prune`

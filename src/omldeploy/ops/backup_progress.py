@@ -5,7 +5,6 @@ Best effort: if the file cannot be read, the operation goes on without a bar."""
 from __future__ import annotations
 
 import json
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -14,22 +13,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from omldeploy.apply.ssh import ssh_argv
 from omldeploy.inventory.model import Host
-
-
-def ssh_argv(host: Host, control_dir: str) -> list[str]:
-    from omldeploy.apply.engine import _connection_vars
-
-    conn = _connection_vars(host)
-    argv = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "ControlMaster=auto",
-            "-o", f"ControlPath={control_dir}/%C", "-o", "ControlPersist=30", "-p", str(conn["ansible_port"])]
-    if conn.get("ansible_ssh_private_key_file"):
-        argv += ["-i", str(conn["ansible_ssh_private_key_file"])]
-    for key in ("ansible_ssh_common_args", "ansible_ssh_extra_args"):
-        if conn.get(key):
-            argv += shlex.split(str(conn[key]))
-    argv.append(f"{conn.get('ansible_user', 'root')}@{conn['ansible_host']}")
-    return argv
 
 
 class Poller:

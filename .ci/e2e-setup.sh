@@ -18,6 +18,7 @@
 #   redis-server, redis-sentinel (+ redis-tools: redis-cli)   Sentinel started with sentinel.conf
 #   postgresql-15-repmgr  repmgr.so for shared_preload_libraries, and `repmgr primary register`
 #   prometheus          `promtool check config`
+#   nftables            `nft -c -f` of the rendered firewall rulesets, and the rollback timer's integration test
 #   util-linux          unshare/nsenter for the private network namespaces
 #   zsh                 the zsh completion script is run by zsh itself (tests/unit/cli/test_completion.py)
 #   nginx-light         `nginx -t` of the ACME challenge server block (certs: acme)
@@ -29,7 +30,7 @@ set -euo pipefail
 PKGS=(debootstrap systemd-container docker-registry iproute2 openssh-client tar ca-certificates curl postgresql-15
       keepalived haproxy kamailio kamailio-tls-modules kamailio-websocket-modules kamailio-autheph-modules
       kamailio-redis-modules redis-server redis-sentinel redis-tools postgresql-15-repmgr prometheus util-linux
-      zsh nginx-light lego pebble)
+      zsh nginx-light lego pebble nftables)
 # Services that the packages above ship and that must never run on this machine: a keepalived would
 # take part in VRRP on the CI machine's own network, and the others would hold ports the tests use.
 NEVER_START=(keepalived haproxy kamailio redis-server redis-sentinel prometheus repmgrd nginx)

@@ -292,6 +292,78 @@ def test_certs_renew_restarts_only_what_serves_tls(aio12: Tenant, sandbox: Sandb
     assert server.days_left >= 824 and server.issuer == "tenant CA" and not server.due
 
 
+def _open_ports(sandbox: Sandbox, source: str, ip: str, ports: tuple[int, ...]) -> set[int]:
+    """The ports of ip that `source` (a sandbox host) completes a TCP connection to, probed in parallel
+    over one SSH session (a SYN the firewall drops times out after 2 s)."""
+    probes = " ".join(f"(nc -z -w 2 {ip} {p} && echo {p}) &" for p in ports)
+    out = sandbox.run(source, f"{probes} wait", check=False).stdout
+    return {int(x) for x in out.split()}
+
+
+def _controller_reaches(ip: str, port: int) -> bool:
+    try:
+        with socket.create_connection((ip, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def test_firewall_per_role_closes_lan_ports_and_rolls_back_unconfirmed(aio12: Tenant, sandbox: Sandbox,
+                                                                        instances: Path) -> None:
+    """`firewall: nftables` on the installed AIO (issue 12): from a host that is not the tenant's, LAN
+    ports (uwsgi 8099, MinIO 9000) are closed while HTTPS stays open; node-exporter answers the host in
+    `monitoring_sources` only; SSH from the controller keeps working (the confirmation came over a new
+    connection). The same ruleset again is no change. Then a changed ruleset that is never confirmed
+    is undone by the host's systemd timer, back to the confirmed table. Cleaned up afterwards
+    (`firewall: none` leaves a table as it is, so the test deletes it)."""
+    from omldeploy.apply.engine import run_steps
+    from omldeploy.ops.firewall import apply_step, converge_firewall
+
+    ip = sandbox.host("h3").ip
+    watcher, stranger = "h4", "h5"
+    probe = (443, 8099, 9000, 9100)
+    assert _open_ports(sandbox, stranger, ip, probe) == set(probe)  # all open before
+    inv = aio12.inventory_path
+    original = inv.read_text()
+    inv.write_text(original.replace("  vars:\n", "  vars:\n    firewall: nftables\n"
+                                    f"    monitoring_sources: [{sandbox.host(watcher).ip}]\n"
+                                    "    sip_allowed_sources: [203.0.113.7]\n"
+                                    "    firewall_rollback_seconds: 30\n", 1))
+    try:
+        proc = cli(instances, "install", "--tenant", "aio12")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "firewall confirmed over a new SSH connection" in proc.stdout, proc.stdout
+        assert _open_ports(sandbox, stranger, ip, probe) == {443}
+        assert _open_ports(sandbox, watcher, ip, probe) == {443, 9100}
+        assert not _controller_reaches(ip, 8099) and https_with_tenant_ca(aio12, ip) == "omldeploy aio12 CA"
+        assert sandbox.run("h3", "systemctl is-enabled omldeploy-firewall.service").stdout.strip() == "enabled"
+        tenant = load_tenant(aio12.folder, "aio12")
+        same = converge_firewall(tenant, render_tenant(tenant))
+        assert same is not None and same.ok
+        assert same.hosts["omnileads_aio"].reports["firewall"] == {"changed": False, "summary": "firewall unchanged"}
+
+        # the rollback path: a changed ruleset, never confirmed, undone by the host itself
+        confirmed = sandbox.run("h3", "nft list table inet omldeploy").stdout
+        bundle = render_tenant(tenant)
+        hb = bundle.hosts[0]
+        assert hb.firewall is not None
+        hb.firewall = hb.firewall.replace("tcp dport 443 accept", "tcp dport 443 drop")
+        step = apply_step(tenant, bundle, seconds=5)
+        assert step is not None
+        loaded = run_steps(tenant, [step])
+        assert loaded.ok and loaded.hosts["omnileads_aio"].reports["firewall"]["launcher"] == "systemd"
+        assert "tcp dport 443 drop" in sandbox.run("h3", "nft list table inet omldeploy").stdout  # loaded ...
+        end = time.monotonic() + 30
+        while sandbox.run("h3", "nft list table inet omldeploy").stdout != confirmed:  # ... and undone
+            assert time.monotonic() < end, "the unconfirmed ruleset was not rolled back"
+            time.sleep(0.5)
+        assert _open_ports(sandbox, stranger, ip, probe) == {443}
+    finally:
+        inv.write_text(original)
+        sandbox.run("h3", "nft delete table inet omldeploy; systemctl disable omldeploy-firewall.service; "
+                    "rm -rf /etc/omnileads/firewall /var/lib/omldeploy/firewall", check=False)
+
+
 def _say_in_container(sandbox: Sandbox, host: str, container: str, text: str) -> None:
     """Print `text` on the container's own stdout (PID 1's), which Podman sends to the unit's journal."""
     inner = f"echo {shlex.quote(text)} > /proc/1/fd/1"

@@ -1364,3 +1364,38 @@ def test_acme_renewal_units_pass_systemd_analyze_verify(rendered: Rendered, tmp_
     proc = run([exe, "verify", str(tmp_path / "oml-acme-renew.timer"), str(tmp_path / "oml-acme-renew.service")],
                env={"SYSTEMD_LOG_LEVEL": "notice", "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0 and not (proc.stdout + proc.stderr).strip(), proc.stdout + proc.stderr
+
+
+# --------------------------------------------------------------------------- host firewall (nftables)
+
+FIREWALL_VARS = {"firewall": "nftables", "sip_allowed_sources": ["203.0.113.7", "198.51.100.0/24"],
+                 "monitoring_sources": ["192.0.2.0/24", "10.10.10.0/24"], "admin_sources": ["10.0.0.0/8"]}
+#: every layout with the firewall on (rendered only here: the other checks do not depend on it)
+FIREWALL_VARIATIONS = tuple(Variation(f"{v.id}_firewall", v.layout, {**v.vars, **FIREWALL_VARS}, v.needs_key)
+                            for v in VARIATIONS)
+
+
+@pytest.mark.parametrize("rendered", [v.param() for v in FIREWALL_VARIATIONS], indirect=True)
+def test_nft_check_of_rendered_firewall(rendered: Rendered) -> None:
+    """`nft -c -f` of every host's ruleset (with the controller element the host module appends), in a
+    private network namespace (nft -c needs CAP_NET_ADMIN and checks against the kernel) with the
+    name databases of a minimal host (empty /etc/protocols and /etc/services). Also: the
+    default `firewall: none` renders no ruleset at all (see tests/unit/render/test_firewall.py)."""
+    nft = need("nft", "nftables")
+    need("unshare", "util-linux")
+    findings: dict[str, str] = {}
+    hosts = [hb for hb in rendered.bundle.hosts if hb.firewall is not None]
+    assert len(hosts) == len(rendered.bundle.hosts), "every host of a firewall tenant gets a ruleset"
+    for hb in hosts:
+        assert hb.firewall is not None
+        script = rendered.root / hb.host / "omldeploy-firewall.nft"
+        assert script.read_text() == hb.firewall
+        full = script.with_suffix(".controller.nft")
+        full.write_text(hb.firewall + "add element inet omldeploy controller { 192.0.2.10 }\n")
+        # an empty /etc/protocols, as on a minimal host without netbase (the sandbox hosts): nft
+        # resolves protocol and service names through it, so the script must use numbers
+        script_sh = 'mount --bind /dev/null /etc/protocols && mount --bind /dev/null /etc/services && exec "$@"'
+        proc = run(["unshare", "--mount", "--net", "sh", "-c", script_sh, "nft", nft, "-c", "-f", str(full)])
+        if proc.returncode or proc.stdout.strip() or proc.stderr.strip():
+            findings[f"{hb.host} (exit {proc.returncode})"] = proc.stdout + proc.stderr
+    assert not findings, report(findings)

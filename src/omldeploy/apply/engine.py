@@ -288,9 +288,11 @@ def run_steps(
     check: bool = False,
     progress: Progress | None = None,
     stdout: Callable[[str], None] | None = None,
+    fresh_connection: bool = False,
 ) -> RunResult:
     """Run module calls on the tenant's hosts through ansible-runner. Never raises for host-side
-    failures: they are in the per-host results."""
+    failures: they are in the per-host results. `fresh_connection`: every host is reached over a new
+    SSH connection (no shared master), e.g. to prove that a new firewall still lets the controller in."""
     import ansible_runner  # type: ignore[import-untyped,unused-ignore]
 
     t0 = time.monotonic()
@@ -317,7 +319,7 @@ def run_steps(
         runner = ansible_runner.run(
             private_data_dir=str(workdir),
             playbook="apply.yml",
-            envvars=_ansible_env(workdir),
+            envvars=_ansible_env(workdir, fresh_connection),
             cmdline="--check --diff" if check else None,
             quiet=True,
             event_handler=handler,
@@ -363,7 +365,7 @@ def flag_silent_hosts(result: RunResult, progress: Progress | None = None) -> li
     return silent
 
 
-def _ansible_env(workdir: Path) -> dict[str, str]:
+def _ansible_env(workdir: Path, fresh_connection: bool = False) -> dict[str, str]:
     bindir = str(Path(sys.executable).parent)
     env = {
         "PATH": f"{bindir}:{os.environ.get('PATH', '/usr/bin:/bin')}",
@@ -383,6 +385,8 @@ def _ansible_env(workdir: Path) -> dict[str, str]:
         "ANSIBLE_INVENTORY_UNPARSED_WARNING": "False",
         "ANSIBLE_LOCAL_TEMP": str(workdir / "tmp"),
     }
+    if fresh_connection:
+        env["ANSIBLE_SSH_ARGS"] = "-C -o ControlMaster=no -o ControlPath=none -o ServerAliveInterval=10"
     if os.environ.get("OMLDEPLOY_MITOGEN") == "1":
         try:
             import ansible_mitogen  # type: ignore[import-not-found,unused-ignore]

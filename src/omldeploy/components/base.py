@@ -27,11 +27,37 @@ class Volume:
         return f"{self.source}:{self.target}" + (f":{self.options}" if self.options else "")
 
 
+#: Who may reach a declared port when the tenant has a host firewall (render/firewall.py, docs/firewall.md):
+#:   public      anyone (browsers, media): HTTPS/WSS, RTP
+#:   sip         the tenant's hosts and `sip_allowed_sources` (the ITSPs' SIP trunks)
+#:   lan         the tenant's own hosts only (databases, internal services)
+#:   monitoring  the tenant's hosts and `monitoring_sources` (exporters, Prometheus, Loki)
+#:   admin       the tenant's hosts and `admin_sources` (consoles)
+#:   local       nobody from outside the host (it listens on loopback or is only used on the host)
+REACHES = ("public", "sip", "lan", "monitoring", "admin", "local")
+
+
 @dataclass(frozen=True)
 class Port:
+    """A port a component listens on (host networking). `last` > 0 makes it a range number..last;
+    `reach` is who may connect to it once a host firewall is on (see REACHES)."""
+
     number: int
     proto: str = "tcp"
     purpose: str = ""
+    reach: str = "lan"
+    last: int = 0
+
+    def __post_init__(self) -> None:
+        if self.reach not in REACHES:
+            raise ValueError(f"port {self.number}: reach {self.reach!r} is not one of {', '.join(REACHES)}")
+        if self.proto not in ("tcp", "udp"):
+            raise ValueError(f"port {self.number}: proto {self.proto!r} is not tcp or udp")
+
+    @property
+    def spec(self) -> str:
+        """`5060` or `20000-50000`, as nft and the docs write it."""
+        return f"{self.number}-{self.last}" if self.last else str(self.number)
 
 
 @dataclass(frozen=True)

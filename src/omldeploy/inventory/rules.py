@@ -406,8 +406,36 @@ def _host_keys(t: Tenant, p: Problems, line: Lines) -> None:
     connection.host_key_checking(t, p, line)
 
 
+#: firewall_rollback_seconds: long enough for a new SSH connection on a slow link, short enough that a
+#: ruleset that locked the controller out is undone before the operator gives up
+ROLLBACK_MIN, ROLLBACK_MAX = 15, 600
+FIREWALL_SOURCES = ("sip_allowed_sources", "monitoring_sources", "admin_sources")
+
+
+def _firewall(t: Tenant, p: Problems, line: Lines) -> None:
+    s = t.settings
+    kind = s.text("firewall")
+    if kind == "firewalld":
+        p.add("firewall", "firewalld is not supported yet: only nftables is (omldeploy keeps its rules in its "
+              "own table, which coexists with the host's other nftables tables)", line=line("firewall"),
+              found=kind, allowed="nftables, none")
+    seconds = s.num("firewall_rollback_seconds")
+    if not ROLLBACK_MIN <= seconds <= ROLLBACK_MAX:
+        p.add("firewall_rollback_seconds", "is out of range", line=line("firewall_rollback_seconds"),
+              found=seconds, allowed=f"{ROLLBACK_MIN}-{ROLLBACK_MAX} seconds")
+    if kind == "none":
+        for key in (*FIREWALL_SOURCES, "firewall_rollback_seconds"):
+            if s.has(key):
+                p.warn(key, "has no effect unless firewall is nftables (firewall: none leaves the hosts' "
+                       "firewall as it is)", line=line(key))
+        return
+    if kind == "nftables" and not s.has("sip_allowed_sources"):
+        p.warn("sip_allowed_sources", "is not set: with firewall nftables the SIP trunk port (5060/udp) is "
+               "reachable only from the tenant's own hosts; list your ITSPs' addresses")
+
+
 RULES: tuple[Rule, ...] = (_required, _postgres, _bucket, _certs, _acme, _addresses, _derived_hosts, _wan, _ha, _misc,
-                           _images, _weak_passwords, _identifiers, _bounds, _host_keys)
+                           _images, _weak_passwords, _identifiers, _bounds, _host_keys, _firewall)
 
 
 def check(tenant: Tenant, problems: Problems, doc: Document, all_path: tuple[str, ...]) -> None:

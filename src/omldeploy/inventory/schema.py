@@ -160,6 +160,14 @@ _KEYS: list[Key] = [
     Key("overlapping_addresses_ok", "bool", default=False,
         note="allow an ansible_host (same SSH port) or omni_ip_lan another tenant under instances/ also uses "
              "(different machines behind NAT or SSH port forwarding); needed in BOTH tenants"),
+    # --- host firewall (render/firewall.py, docs/firewall.md)
+    Key("firewall", "enum", default="none", choices=("none", "nftables", "firewalld"),
+        note="none leaves each host's firewall as it is; nftables applies omldeploy's per-role rules"),
+    Key("sip_allowed_sources", "sources", note="IPv4 addresses/CIDRs of the ITSPs allowed to the SIP trunk port"),
+    Key("monitoring_sources", "sources", note="IPv4 addresses/CIDRs allowed to exporters, Prometheus, Loki"),
+    Key("admin_sources", "sources", note="IPv4 addresses/CIDRs allowed to SSH and the admin consoles"),
+    Key("firewall_rollback_seconds", "int", default=60,
+        note="a new ruleset not confirmed over a new SSH connection within this time is undone on the host"),
     # --- per host
     Key("omni_ip_lan", "ip", scope=HOST),
     *[Key(m, "marker", scope=HOST) for m in MARKERS],

@@ -144,6 +144,42 @@ def _cidr(key: Key, value: Any, literal: str | None) -> str:
         raise BadValue("is not a network", "CIDR such as 172.16.101.0/24") from None
 
 
+#: an allow-list longer than this is almost certainly a mistake (and would make a huge ruleset)
+MAX_SOURCES = 256
+
+
+def _sources(key: Key, value: Any, literal: str | None) -> tuple[str, ...]:
+    """A YAML list (or a comma-separated string) of IPv4 addresses or networks, each strictly valid:
+    a network with host bits set (10.0.0.1/24) is refused rather than guessed, since the operator may
+    have meant the single address. They land in an nftables ruleset, so nothing else may pass."""
+    allowed = "a list of IPv4 addresses or networks, e.g. [203.0.113.7, 198.51.100.0/24]"
+    if isinstance(value, list | tuple):
+        items = list(value)
+    elif isinstance(value, str):
+        items = [i for i in value.split(",")]
+    else:
+        raise BadValue("must be a list of addresses", allowed)
+    if len(items) > MAX_SOURCES:
+        raise BadValue(f"has {len(items)} entries, more than {MAX_SOURCES}", allowed)
+    out: list[str] = []
+    for item in items:
+        if not isinstance(item, str) or isinstance(item, bool):
+            raise BadValue(f"entry {item!r} is not an address", allowed)
+        text = item.strip()
+        if not text:
+            raise BadValue("has an empty entry", allowed)
+        try:
+            net = ipaddress.IPv4Network(text, strict=True)
+        except ValueError:
+            shown = text if len(text) <= 64 and text.isprintable() else repr(text[:64])
+            raise BadValue(f"entry '{shown}' is not an IPv4 address or network (no host bits after the /)",
+                           allowed) from None
+        spec = str(net.network_address) if net.prefixlen == 32 else str(net)
+        if spec not in out:
+            out.append(spec)
+    return tuple(out)
+
+
 def _nic(key: Key, value: Any, literal: str | None) -> str:
     text = _text(value, literal).strip()
     if not _NIC.match(text):
@@ -182,6 +218,7 @@ _KINDS: dict[str, Callable[[Key, Any, str | None], Any]] = {
     "email": _email,
     "cidr": _cidr,
     "nic": _nic,
+    "sources": _sources,
     "tz": _tz,
 }
 

@@ -14,6 +14,7 @@ from typing import Any
 from omldeploy.apply.engine import HostResult, RunResult, run_phases, tiers
 from omldeploy.apply.select import select, select_using
 from omldeploy.inventory.model import Tenant
+from omldeploy.ops.firewall import converge_firewall
 from omldeploy.render import material
 from omldeploy.render.build import CERT_DIR, render_tenant
 from omldeploy.render.bundle import Bundle
@@ -151,6 +152,13 @@ def converge_result(tenant: Tenant, action: str, reporter: Reporter, *, check: b
             else:
                 result = run_phases(tenant, bundle, phases, check=check, progress=reporter.progress,
                                     stdout=reporter.ansible)
+            if result.ok and action in WHOLE_TENANT and not stage_only:
+                # the host firewall last: every unit is up, so a rule that breaks a service is the
+                # firewall's fault, and a controller shut out still leaves a running tenant
+                walled = converge_firewall(tenant, bundle, check=check, progress=reporter.progress,
+                                           stdout=reporter.ansible)
+                if walled is not None:
+                    result = result.then(walled)
             report(tenant, bundle, result, reporter)
             if restart and check:
                 for hb in bundle.hosts:
@@ -300,11 +308,16 @@ def report(tenant: Tenant, bundle: Bundle, result: RunResult, reporter: Reporter
     for line in format_table(("host", "files changed", "images pulled", "started", "restarted", "result"), rows,
                              rule=False):
         reporter.line(line)
+    walls = {name: h.reports["firewall"] for name, h in result.hosts.items()
+             if h.reports.get("firewall") and not h.reports["firewall"].get("failed")}
+    for name, fw in walls.items():
+        confirmed = (result.hosts[name].reports.get("confirm") or {}).get("summary")
+        reporter.line(f"{name}: {confirmed or fw.get('summary', 'firewall')}")
     restarted = result.restarted()
     if result.check:
         _print_diffs(result, reporter)
     elif result.ok:
-        if not result.changed_files() and not restarted:
+        if not result.changed_files() and not restarted and not any(fw.get("changed") for fw in walls.values()):
             reporter.line(f"nothing changed, nothing restarted ({result.duration:.1f}s)")
         else:
             reporter.line(f"done in {result.duration:.1f}s: {result.changed_files()} file(s) changed, "

@@ -14,7 +14,7 @@ from omldeploy.components.base import Component, envfile
 from omldeploy.components.context import Ctx
 from omldeploy.inventory.model import Tenant
 from omldeploy.placement import Placement, place
-from omldeploy.render import acme, material, oml_manage, taint, units
+from omldeploy.render import acme, firewall, material, oml_manage, taint, units
 from omldeploy.render.backup_schedule import ScheduleError, add_schedule
 from omldeploy.render.bundle import Bundle, BundleFile, HostBundle, UnitPlan
 
@@ -112,6 +112,11 @@ def _render_host(ctx: Ctx, placement: Placement, tls: material.TLSMaterial | Non
                           "".join(f"d {d} 0755 root root -\n" for d in run_dirs).encode(), 0o644))
     hb.add(BundleFile("/usr/local/bin/oml_manage", oml_manage.render(t.name, host.name, names).encode(),
                       0o755, kind="script"))
+    if firewall.enabled(t):
+        try:
+            hb.firewall = firewall.ruleset(ctx, comps)
+        except ValueError as exc:
+            raise RenderError(f"{host.name}: firewall: {exc}") from None
     return hb
 
 

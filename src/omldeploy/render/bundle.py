@@ -61,6 +61,9 @@ class HostBundle:
     partial: bool = False  # only some components (per-component action): keep the others untouched
     force_restart: list[str] = field(default_factory=list)  # restarted even when nothing changed (restart_*)
     drain: dict[str, Any] | None = None  # how activate takes the host out of its balancer (components.base.Drain)
+    #: the nftables script of the host firewall (render/firewall.py); None with `firewall: none`. Not a
+    #: staged file: the firewall module keeps its own copy once the controller confirmed the ruleset
+    firewall: str | None = None
 
     def add(self, f: BundleFile) -> None:
         for existing in self.files:
@@ -99,8 +102,16 @@ class HostBundle:
             ],
         }
 
+    def manifest_with_firewall(self) -> dict[str, Any]:
+        """The manifest, plus the firewall script's hash when there is one (`firewall: none` tenants keep
+        the manifest they always had)."""
+        out = self.manifest()
+        if self.firewall is not None:
+            out["firewall"] = hashlib.sha256(self.firewall.encode()).hexdigest()
+        return out
+
     def manifest_json(self) -> str:
-        return json.dumps(self.manifest(), indent=2, sort_keys=False) + "\n"
+        return json.dumps(self.manifest_with_firewall(), indent=2, sort_keys=False) + "\n"
 
 
 @dataclass

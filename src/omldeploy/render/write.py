@@ -9,6 +9,7 @@ from pathlib import Path
 from omldeploy.render.bundle import Bundle
 
 MANIFEST = "omldeploy-manifest.json"
+FIREWALL = "omldeploy-firewall.nft"  # the host's nftables script (firewall: nftables), beside the manifest
 
 
 def write_bundle(bundle: Bundle, out: Path) -> list[Path]:
@@ -32,5 +33,7 @@ def write_bundle(bundle: Bundle, out: Path) -> list[Path]:
                 fh.write(f.content)
             os.chmod(dest, f.mode)
         (root / MANIFEST).write_text(hb.manifest_json())
+        if hb.firewall is not None:
+            (root / FIREWALL).write_text(hb.firewall)
         written.append(root)
     return written

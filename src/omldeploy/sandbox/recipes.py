@@ -21,6 +21,8 @@ MIRROR = "http://deb.debian.org/debian"
 BASE_INCLUDE = (
     "systemd", "systemd-sysv", "dbus", "openssh-server", "iproute2", "python3", "iputils-ping",
     "procps", "curl", "ca-certificates", "netcat-openbsd", "less", "tzdata", "rsync",
+    # `firewall: nftables` (omldeploy_firewall) needs nft on the host, as a real host would have it
+    "nftables",
 )
 
 PODMAN_PACKAGES = ("podman", "runc", "conmon", "netavark", "aardvark-dns", "catatonit")

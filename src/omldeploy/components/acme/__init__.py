@@ -61,7 +61,7 @@ def volumes(ctx: Ctx) -> list[Volume]:
 def ports(ctx: Ctx) -> list[Port]:
     if not enabled(ctx) or ctx.tenant.settings.text("acme_challenge") != "http":
         return []
-    return [Port(80, purpose="ACME HTTP-01 challenges (redirects the rest to HTTPS)")]
+    return [Port(80, purpose="ACME HTTP-01 challenges (redirects the rest to HTTPS)", reach="public")]
 
 
 def host_directories(ctx: Ctx) -> list[tuple[str, int]]:

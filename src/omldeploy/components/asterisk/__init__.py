@@ -7,6 +7,8 @@ from omldeploy.components.base import Component, ConfigFile, Health, Port, Volum
 from omldeploy.components.context import Ctx
 
 CUSTOM_DIR = "/etc/asterisk/custom"
+#: the media range (README of the seed: "20000/50000 UDP Asterisk & RTPengine", open to the Internet)
+RTP_FIRST, RTP_LAST = 20000, 50000
 # Skeleton dialplan files the seed created; created only when missing, never overwritten.
 CUSTOM_FILES = ("oml_extensions_custom.conf", "oml_extensions_bridgecall_custom.conf",
                 "oml_extensions_commonsub_custom.conf", "oml_modules_custom.conf",
@@ -64,8 +66,11 @@ class Asterisk(Component):
         return [Volume(CUSTOM_DIR, CUSTOM_DIR, "ro"), Volume("asterisk_logs", "/var/log/asterisk", "rw")]
 
     def ports(self, ctx: Ctx) -> list[Port]:
-        return [Port(5060, "udp", "SIP trunks"), Port(5160, "udp", "SIP from Kamailio"),
-                Port(5038, purpose="AMI"), Port(7088, purpose="metrics")]  # + RTP range (image-defined)
+        return [Port(5060, "udp", "SIP trunks", reach="sip"), Port(5160, "udp", "SIP from Kamailio"),
+                Port(5038, purpose="AMI"), Port(7088, purpose="metrics", reach="monitoring"),
+                # the media range of Asterisk AND RTPengine (image-defined; the seed README opens
+                # 20000-50000 to the Internet), declared once here: both run on the voice host
+                Port(RTP_FIRST, "udp", "RTP (Asterisk and RTPengine)", reach="public", last=RTP_LAST)]
 
     def health(self, ctx: Ctx) -> Health:
         return Health("tcp", host=ctx.lan, port=5038, timeout=120)

@@ -26,7 +26,7 @@ class Loki(Component):
         return ["-config.file=/etc/loki/loki.yml"]
 
     def ports(self, ctx: Ctx) -> list[Port]:
-        return [Port(3100, purpose="Loki")]
+        return [Port(3100, purpose="Loki", reach="monitoring")]
 
     def health(self, ctx: Ctx) -> Health:
         return Health("http", host=ctx.lan, port=3100, path="/ready", timeout=120)

@@ -39,7 +39,7 @@ class Minio(Component):
         return ["server", "/data", "--address", f"{ctx.lan}:9000", "--console-address", f"{ctx.lan}:9001"]
 
     def ports(self, ctx: Ctx) -> list[Port]:
-        return [Port(9000, purpose="S3 API"), Port(9001, purpose="console")]
+        return [Port(9000, purpose="S3 API"), Port(9001, purpose="console", reach="admin")]
 
     def health(self, ctx: Ctx) -> Health:
         return Health("http", host=ctx.lan, port=9000, path="/minio/health/live")

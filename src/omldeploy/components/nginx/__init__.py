@@ -70,7 +70,7 @@ class Nginx(Component):
 
     def ports(self, ctx: Ctx) -> list[Port]:
         agent = [Port(AGENT_PORT, purpose="HAProxy agent (drain state)")] if balanced(ctx) else []
-        return [Port(443, purpose="HTTPS / WSS"), *agent, *acme.ports(ctx)]
+        return [Port(443, purpose="HTTPS / WSS", reach="public"), *agent, *acme.ports(ctx)]
 
     def health(self, ctx: Ctx) -> Health:
         return Health("https", host=ctx.lan, port=443, path="/")

@@ -45,7 +45,7 @@ class Prometheus(Component):
                 "--storage.tsdb.retention.time=30d", f"--web.listen-address={ctx.lan}:9090"]
 
     def ports(self, ctx: Ctx) -> list[Port]:
-        return [Port(9090, purpose="Prometheus")]
+        return [Port(9090, purpose="Prometheus", reach="monitoring")]
 
     def health(self, ctx: Ctx) -> Health:
         return Health("http", host=ctx.lan, port=9090, path="/-/ready")

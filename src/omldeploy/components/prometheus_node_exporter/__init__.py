@@ -46,7 +46,7 @@ class NodeExporter(Component):
         return ["--pid=host"]
 
     def ports(self, ctx: Ctx) -> list[Port]:
-        return [Port(9100, purpose="metrics")]
+        return [Port(9100, purpose="metrics", reach="monitoring")]
 
     def health(self, ctx: Ctx) -> Health:
         return Health("http", host=ctx.lan, port=9100, path="/metrics")

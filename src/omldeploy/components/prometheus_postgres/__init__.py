@@ -35,7 +35,7 @@ class PostgresExporter(Component):
         return [f"--web.listen-address={ctx.lan}:9187"]
 
     def ports(self, ctx: Ctx) -> list[Port]:
-        return [Port(9187, purpose="metrics")]
+        return [Port(9187, purpose="metrics", reach="monitoring")]
 
     def health(self, ctx: Ctx) -> Health:
         return Health("http", host=ctx.lan, port=9187, path="/metrics")

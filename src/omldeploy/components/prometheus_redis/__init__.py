@@ -26,7 +26,7 @@ class RedisExporter(Component):
                 ("REDIS_EXPORTER_WEB_LISTEN_ADDRESS", f"{ctx.lan}:9121")]
 
     def ports(self, ctx: Ctx) -> list[Port]:
-        return [Port(9121, purpose="metrics")]
+        return [Port(9121, purpose="metrics", reach="monitoring")]
 
     def health(self, ctx: Ctx) -> Health:
         return Health("http", host=ctx.lan, port=9121, path="/metrics")

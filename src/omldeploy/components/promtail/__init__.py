@@ -37,7 +37,7 @@ class Promtail(Component):
         return ["-config.file=/etc/promtail/promtail.yml"]
 
     def ports(self, ctx: Ctx) -> list[Port]:
-        return [Port(9080, purpose="Promtail")]
+        return [Port(9080, purpose="Promtail", reach="monitoring")]
 
     def health(self, ctx: Ctx) -> Health:
         return Health("http", host=ctx.lan, port=9080, path="/ready")

@@ -30,7 +30,7 @@ class RTPengine(Component):
         ]
 
     def ports(self, ctx: Ctx) -> list[Port]:
-        return [Port(22222, "udp", "control (Kamailio)")]  # + RTP range (image-defined, shared with Asterisk)
+        return [Port(22222, "udp", "control (Kamailio)")]  # + RTP range: declared by Asterisk (shared)
 
     def health(self, ctx: Ctx) -> Health:
         return Health("active")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from omldeploy.components import redis_auth
 from omldeploy.components.base import Component, ConfigFile, Health, Port, Volume
 from omldeploy.components.context import Ctx
 from omldeploy.inventory.model import Host
@@ -93,6 +94,7 @@ class Kamailio(Component):
             ("KAMAILIO_HOSTNAME", ctx.kamailio_host),
             ("KAMAILIO_CERTS_LOCATION", "/etc/omnileads/certs"),
             ("REDIS_HOSTNAME", f.redis_host),
+            *redis_auth.client_env(ctx),
             ("SHM_SIZE", str(s.num("shm_size"))),
             ("PKG_SIZE", str(s.num("pkg_size"))),
         ]
@@ -145,13 +147,20 @@ class Kamailio(Component):
                 + ([cfg_ip(f.voice_host, "voice_host")] if _is_ip(f.voice_host) else []))),
             "rtpengine_sock": " ".join(f"udp:{cfg_ip(h.lan_ip, f'{h.name}.omni_ip_lan')}:{RTPENGINE_PORT}"
                                        for h in voices),
-            "usrloc_db_url": f"redis://{cfg_address(f.redis_host, 'redis_host')}:6379/{REDIS_USRLOC_DB}",
+            "usrloc_db_url": f"redis://{self._redis_credentials(ctx)}{cfg_address(f.redis_host, 'redis_host')}"
+                             f":6379/{REDIS_USRLOC_DB}",
             "secret": APP_SIP_SECRET,
             "sip_port": SIP_PORT,
             "wss_port": WSS_PORT,
             "asterisk_port": ASTERISK_PORT,
             "certs": "/etc/omnileads/certs",
         }
+
+    @staticmethod
+    def _redis_credentials(ctx: Ctx) -> str:
+        """`user:password@` for db_redis, which sends AUTH with the URL's password (the user is not
+        used by Redis without ACLs; the password is hex, so it needs no URL encoding)."""
+        return f"default:{redis_auth.password(ctx)}@" if redis_auth.enabled(ctx) else ""
 
     def configs(self, ctx: Ctx) -> list[ConfigFile]:
         if not _ha_cfg(ctx):

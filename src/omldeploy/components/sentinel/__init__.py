@@ -6,10 +6,15 @@ Runs `redis-sentinel /data/sentinel.conf` from the Redis image, as the official 
 survives restarts. A hook before each start seeds it from the rendered file only when it is missing or
 the rendered file changed (a changed setting starts over; a plain restart keeps the learned state). The
 rendered file on the host never changes at runtime, so the next run sees no false "changed".
+
+The config carries the tenant's Redis password (components/redis_auth.py): `requirepass` for clients
+and the other Sentinels, `sentinel auth-pass` for the Redis nodes. So it is 0600, on the host and in
+the volume (the copy keeps the mode).
 """
 
 from __future__ import annotations
 
+from omldeploy.components import redis_auth
 from omldeploy.components.base import Component, ConfigFile, Health, Port, Volume
 from omldeploy.components.context import Ctx
 
@@ -19,8 +24,8 @@ RENDERED = "/etc/omnileads/sentinel.conf"
 SEED = ("podman volume exists oml_sentinel || podman volume create oml_sentinel >/dev/null || exit 1; "
         "d=$(podman volume inspect --format '{{.Mountpoint}}' oml_sentinel) || exit 1; "
         f'if [ ! -s "$d/sentinel.conf" ] || ! cmp -s {RENDERED} "$d/sentinel.rendered"; then '
-        f'cp {RENDERED} "$d/sentinel.conf.tmp" && mv "$d/sentinel.conf.tmp" "$d/sentinel.conf" && '
-        f'cp {RENDERED} "$d/sentinel.rendered"; fi')
+        f'install -m 0600 {RENDERED} "$d/sentinel.conf.tmp" && mv "$d/sentinel.conf.tmp" "$d/sentinel.conf" && '
+        f'install -m 0600 {RENDERED} "$d/sentinel.rendered"; fi')
 
 
 class Sentinel(Component):
@@ -64,7 +69,9 @@ class Sentinel(Component):
         return Health("tcp", host=ctx.lan, port=26379)
 
     def configs(self, ctx: Ctx) -> list[ConfigFile]:
-        return [ConfigFile("/etc/omnileads/sentinel.conf", self.template("sentinel.conf.j2", ctx), 0o644)]
+        pw = redis_auth.password(ctx) if redis_auth.enabled(ctx) else ""
+        content = self.template("sentinel.conf.j2", ctx, redis_password=pw)
+        return [ConfigFile(RENDERED, content, 0o600, secret=bool(pw))]
 
 
 COMPONENT = Sentinel()

@@ -24,7 +24,10 @@ Every question has a timeout and the whole decision has a deadline; the script n
 for lack of answers, only when it cannot write its file.
 
     redis_role.py --out FILE --self IP --default-main IP [--peer IP]... [--sentinel IP:PORT]...
-                  [--name master] [--timeout 1] [--settle 12]
+                  [--name master] [--timeout 1] [--settle 12] [--auth-file FILE]
+
+With `--auth-file` (the node's rendered auth.conf, 0600), every question to a Sentinel or a peer Redis
+starts with AUTH and the `requirepass` read from that file: never a password on the command line.
 """
 
 from __future__ import annotations
@@ -93,13 +96,32 @@ class _Reader:
         raise ValueError(f"unexpected reply {line[:40]!r}")
 
 
+#: the password every question is prefixed with (from --auth-file; empty: Redis has none)
+PASSWORD = {"value": ""}
+
+
+def read_password(path: str) -> str:
+    """`requirepass` from a redis.conf-style file ('' when the file names none)."""
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            key, _, value = line.strip().partition(" ")
+            if key.lower() == "requirepass":
+                return value.strip()
+    return ""
+
+
 def ask(host: str, port: int, timeout: float, *cmds: tuple[str, ...]) -> list[object]:
-    """Send commands on one connection and return their replies (errors as exception objects)."""
+    """Send commands on one connection and return their replies (errors as exception objects).
+    With a password, AUTH goes first and its reply is not returned (a refused AUTH makes every
+    following reply a NOAUTH error, which callers treat as no answer)."""
+    pw = PASSWORD["value"]
+    sent = ((("AUTH", pw),) if pw else ()) + cmds
     with socket.create_connection((host, port), timeout) as sock:
         sock.settimeout(timeout)
-        sock.sendall(b"".join(_command(*c) for c in cmds))
+        sock.sendall(b"".join(_command(*c) for c in sent))
         reader = _Reader(sock)
-        return [reader.reply() for _ in cmds]
+        replies = [reader.reply() for _ in sent]
+        return replies[len(sent) - len(cmds):]
 
 
 @dataclass(frozen=True)
@@ -230,7 +252,10 @@ def main(argv: list[str]) -> int:
     p.add_argument("--port", type=int, default=6379)
     p.add_argument("--timeout", type=float, default=1.0)
     p.add_argument("--settle", type=float, default=12.0)
+    p.add_argument("--auth-file", default="")
     args = p.parse_args(argv)
+    if args.auth_file:
+        PASSWORD["value"] = read_password(args.auth_file)
     log: list[str] = []
     master = decide(args, log)
     role = "main" if master == args.self else "replica"

@@ -96,10 +96,6 @@ class _Reader:
         raise ValueError(f"unexpected reply {line[:40]!r}")
 
 
-#: the password every question is prefixed with (from --auth-file; empty: Redis has none)
-PASSWORD = {"value": ""}
-
-
 def read_password(path: str) -> str:
     """`requirepass` from a redis.conf-style file ('' when the file names none)."""
     with open(path, encoding="utf-8") as fh:
@@ -110,12 +106,11 @@ def read_password(path: str) -> str:
     return ""
 
 
-def ask(host: str, port: int, timeout: float, *cmds: tuple[str, ...]) -> list[object]:
+def ask(host: str, port: int, timeout: float, *cmds: tuple[str, ...], password: str = "") -> list[object]:
     """Send commands on one connection and return their replies (errors as exception objects).
     With a password, AUTH goes first and its reply is not returned (a refused AUTH makes every
     following reply a NOAUTH error, which callers treat as no answer)."""
-    pw = PASSWORD["value"]
-    sent = ((("AUTH", pw),) if pw else ()) + cmds
+    sent = ((("AUTH", password),) if password else ()) + cmds
     with socket.create_connection((host, port), timeout) as sock:
         sock.settimeout(timeout)
         sock.sendall(b"".join(_command(*c) for c in sent))
@@ -136,11 +131,11 @@ class View:
     replicas: int
 
 
-def sentinel_view(addr: str, name: str, timeout: float) -> View | None:
+def sentinel_view(addr: str, name: str, timeout: float, password: str = "") -> View | None:
     host, _, port = addr.rpartition(":")
     try:
         got, info = ask(host, int(port), timeout, ("SENTINEL", "get-master-addr-by-name", name),
-                        ("SENTINEL", "master", name))
+                        ("SENTINEL", "master", name), password=password)
     except (OSError, ValueError):
         return None
     if not isinstance(got, list) or len(got) != 2 or not isinstance(got[0], bytes):
@@ -159,12 +154,12 @@ def sentinel_view(addr: str, name: str, timeout: float) -> View | None:
                 frozenset(fields.get("flags", "").split(",")) - {""}, number("num-slaves"))
 
 
-def ask_sentinels(sentinels: list[str], name: str, timeout: float) -> list[View]:
+def ask_sentinels(sentinels: list[str], name: str, timeout: float, password: str = "") -> list[View]:
     """Every Sentinel at once (a powered-off one costs one timeout, not one per Sentinel)."""
     views: list[View | None] = [None] * len(sentinels)
 
     def one(i: int, addr: str) -> None:
-        views[i] = sentinel_view(addr, name, timeout)
+        views[i] = sentinel_view(addr, name, timeout, password)
 
     threads = [threading.Thread(target=one, args=(i, a), daemon=True) for i, a in enumerate(sentinels)]
     for t in threads:
@@ -184,11 +179,11 @@ def consensus(views: list[View]) -> tuple[str, list[View]] | None:
     return master, [v for v in newest if v.master == master]
 
 
-def peer_master(peers: list[str], port: int, timeout: float) -> str | None:
+def peer_master(peers: list[str], port: int, timeout: float, password: str = "") -> str | None:
     """A peer whose own Redis says it is a master, if any."""
     for peer in peers:
         try:
-            (role,) = ask(peer, port, timeout, ("ROLE",))
+            (role,) = ask(peer, port, timeout, ("ROLE",), password=password)
         except (OSError, ValueError):
             continue
         if isinstance(role, list) and role and role[0] == b"master":
@@ -201,7 +196,7 @@ def decide(args: argparse.Namespace, log: list[str]) -> str:
     me: str = args.self
     deadline = time.monotonic() + args.settle
     while True:
-        views = ask_sentinels(args.sentinel, args.name, args.timeout)
+        views = ask_sentinels(args.sentinel, args.name, args.timeout, args.password)
         found = consensus(views)
         if found is None:
             break
@@ -221,7 +216,7 @@ def decide(args: argparse.Namespace, log: list[str]) -> str:
             return me
         # a failover of this node may be under way: ask again shortly (bounded by the deadline)
         time.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
-    peer = peer_master(args.peer, args.port, args.timeout)
+    peer = peer_master(args.peer, args.port, args.timeout, args.password)
     if peer is not None:
         log.append(f"no Sentinel answered; peer {peer} says it is master")
         return peer
@@ -254,8 +249,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--settle", type=float, default=12.0)
     p.add_argument("--auth-file", default="")
     args = p.parse_args(argv)
-    if args.auth_file:
-        PASSWORD["value"] = read_password(args.auth_file)
+    args.password = read_password(args.auth_file) if args.auth_file else ""
     log: list[str] = []
     master = decide(args, log)
     role = "main" if master == args.self else "replica"

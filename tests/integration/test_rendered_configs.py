@@ -236,6 +236,9 @@ CHECKED: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "guard": ("repmgr", r"/etc/omnileads/postgresql/guard\.json", HA),
     "bash_validation": ("postgresql", r"/etc/omnileads/postgresql/failover_validation\.sh", HA),
     "redis_role": ("redis", r"/etc/omnileads/redis/redis_role\.py", HA8),
+    # included by real redis-servers in test_redis_role_gate_against_real_sentinels and
+    # test_haproxy_routes_redis_to_the_master_only (a bad directive stops redis-server there)
+    "redis_auth": ("redis", r"/etc/omnileads/redis/auth\.conf", HA8),
     # run with real HAProxy by tests/integration/test_lb_drain.py
     "lb_agent": ("nginx", r"/usr/local/lib/omnileads/oml_lb_agent\.py|/etc/omnileads/lb-agent\.json", HA8),
     "tmpfiles": ("*", r"/etc/tmpfiles\.d/[^/]+\.conf", ALL),
@@ -721,6 +724,11 @@ def test_sentinel_starts_with_rendered_config(rendered: Rendered) -> None:
             if proc.poll() is not None or "PONG" not in pong.stdout:
                 findings[host] = f"redis-sentinel did not start (exit {proc.poll()}):\n{log.read_text()}"
                 continue
+            if "REDISCLI_AUTH" in env:  # issue 12 M8: a client without the password learns nothing
+                anonymous = run([*ask, "SENTINEL", "MASTER", "master"],
+                                env={k: v for k, v in env.items() if k != "REDISCLI_AUTH"})
+                if "NOAUTH" not in anonymous.stdout + anonymous.stderr:
+                    findings[host] = f"Sentinel answered without the password: {anonymous.stdout[:200]}"
             raw = run(ns.cmd([cli, "-h", bind.group(1), "-p", port.group(1), "--raw",
                               "SENTINEL", "MASTER", "master"]), env=env)
             vals = raw.stdout.splitlines()

@@ -147,8 +147,7 @@ class Kamailio(Component):
                 + ([cfg_ip(f.voice_host, "voice_host")] if _is_ip(f.voice_host) else []))),
             "rtpengine_sock": " ".join(f"udp:{cfg_ip(h.lan_ip, f'{h.name}.omni_ip_lan')}:{RTPENGINE_PORT}"
                                        for h in voices),
-            "usrloc_db_url": f"redis://{self._redis_credentials(ctx)}{cfg_address(f.redis_host, 'redis_host')}"
-                             f":6379/{REDIS_USRLOC_DB}",
+            "usrloc_db_url": self._usrloc_db_url(ctx),
             "secret": APP_SIP_SECRET,
             "sip_port": SIP_PORT,
             "wss_port": WSS_PORT,
@@ -157,10 +156,13 @@ class Kamailio(Component):
         }
 
     @staticmethod
-    def _redis_credentials(ctx: Ctx) -> str:
-        """`user:password@` for db_redis, which sends AUTH with the URL's password (the user is not
-        used by Redis without ACLs; the password is hex, so it needs no URL encoding)."""
-        return f"default:{redis_auth.password(ctx)}@" if redis_auth.enabled(ctx) else ""
+    def _usrloc_db_url(ctx: Ctx) -> str:
+        """Redis db 1 through the Redis entry point; in the seed's HA with `user:password@`, from which
+        db_redis sends AUTH (Redis without ACLs ignores the user; the password is hex, so it needs no
+        URL encoding). The address is validated first: a hostile one stops the render."""
+        address = cfg_address(ctx.facts.redis_host, "redis_host")
+        credentials = f"default:{redis_auth.password(ctx)}@" if redis_auth.enabled(ctx) else ""
+        return f"redis://{credentials}{address}:6379/{REDIS_USRLOC_DB}"
 
     def configs(self, ctx: Ctx) -> list[ConfigFile]:
         if not _ha_cfg(ctx):

@@ -90,3 +90,18 @@ def test_layouts_without_a_published_redis_render_no_password(make_tenant: MakeT
         for f in hb.files:
             assert f.path != "/etc/omnileads/redis/auth.conf"
             assert b"REDIS_PASSWORD=" not in f.content, (hb.host, f.path)
+
+
+def test_each_sentinel_calls_the_master_down_after_its_own_delay(make_tenant: MakeTenant) -> None:
+    """Staggered `down-after-milliseconds` (components/sentinel): a clean stop of the master closes every
+    Sentinel's link at once, and one shared value split the leader vote (18-22 s outages in e2e)."""
+    bundle = render_tenant(make_tenant("ha"))
+    delays = {}
+    for host in ("voice_1", "voice_2", "app_2", "haproxy_1"):
+        conf = bundle.host(host).file("/etc/omnileads/sentinel.conf").content.decode()
+        m = re.search(r"^sentinel down-after-milliseconds master (\d+)$", conf, re.M)
+        assert m, host
+        delays[host] = int(m.group(1))
+        assert f"SENTINEL_DOWN_AFTER={m.group(1)}".encode() in bundle.host(host).file(
+            "/etc/default/sentinel.env").content.splitlines()
+    assert sorted(delays.values()) == [3000, 3400, 3800, 4200], delays

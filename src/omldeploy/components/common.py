@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from omldeploy import __version__
 from omldeploy.catalog.releases import find_release
+from omldeploy.components import redis_auth
 
 if TYPE_CHECKING:
     from omldeploy.components.context import Ctx
@@ -122,6 +123,7 @@ def omlapp(ctx: Ctx, role: str) -> Env:
         ("OMNILEADS_HOSTNAME", f.application_host if ha else ctx.lan),
         *pg_client(ctx),
         ("REDIS_HOSTNAME", f.redis_host),
+        *redis_auth.client_env(ctx),
         ("SESSION_COOKIE_AGE", str(s.num("SCA"))),
         ("WEBSOCKET_HOST", ctx.lan),
         ("WEBSOCKET_PORT", "8000"),

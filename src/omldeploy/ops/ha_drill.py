@@ -29,12 +29,14 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
+from omldeploy.components import redis_auth
 from omldeploy.components.postgresql import oml_pgwire
 from omldeploy.inventory.model import Host, Tenant
 from omldeploy.ops import ha
 from omldeploy.ops.converge import Reporter, redactor
 from omldeploy.ops.ha_facts import Pair, ha_hosts
 from omldeploy.placement import place
+from omldeploy.render import material
 from omldeploy.state import ledger
 from omldeploy.state.lock import tenant_lock
 from omldeploy.state.runlog import RunLog
@@ -111,26 +113,42 @@ def _resp(*parts: str) -> bytes:
     return out
 
 
-def redis_call(address: str, *commands: tuple[str, ...], timeout: float = 1.0) -> list[bytes]:
-    """Pipelined commands with one-line replies (integers, status): the replies' first lines."""
+def _auth(password: str) -> tuple[tuple[str, ...], ...]:
+    """The AUTH command to send first when Redis requires a password (components/redis_auth.py)."""
+    return (("AUTH", password),) if password else ()
+
+
+def redis_call(address: str, *commands: tuple[str, ...], timeout: float = 1.0, password: str = "") -> list[bytes]:
+    """Pipelined commands with one-line replies (integers, status): the replies' first lines (after
+    AUTH's, which is not returned: a refused AUTH shows in the next reply as NOAUTH)."""
+    sent = (*_auth(password), *commands)
     with socket.create_connection((address, 6379), timeout) as s:
         s.settimeout(timeout)
-        s.sendall(b"".join(_resp(*c) for c in commands))
+        s.sendall(b"".join(_resp(*c) for c in sent))
         data = b""
-        while data.count(b"\r\n") < len(commands):
+        while data.count(b"\r\n") < len(sent):
             chunk = s.recv(65536)
             if not chunk:
                 break
             data += chunk
-        return data.split(b"\r\n")[:len(commands)]
+        return data.split(b"\r\n")[len(sent) - len(commands):len(sent)]
 
 
-def redis_list(address: str, key: str, timeout: float = 5.0, port: int = 6379) -> list[bytes]:
+def redis_list(address: str, key: str, timeout: float = 5.0, port: int = 6379, password: str = "") -> list[bytes]:
     """LRANGE key 0 -1: the whole array reply, read up to the length its header announces."""
     with socket.create_connection((address, port), timeout) as s:
         s.settimeout(timeout)
-        s.sendall(_resp("LRANGE", key, "0", "-1"))
+        s.sendall(b"".join(_resp(*c) for c in _auth(password)) + _resp("LRANGE", key, "0", "-1"))
         data = b""
+        if password:  # AUTH's one-line reply comes first
+            while b"\r\n" not in data:
+                chunk = s.recv(4096)
+                if not chunk:
+                    raise OSError("AUTH: connection closed")
+                data += chunk
+            line, data = data.split(b"\r\n", 1)
+            if not line.startswith(b"+OK"):
+                raise OSError(f"AUTH refused: {line[:60].decode(errors='replace')}")
         while True:
             lines = data.split(b"\r\n")
             if len(lines) > 1 and lines[0].startswith(b"*"):
@@ -195,21 +213,29 @@ class Drill:
         have = {int(r[0] or 0) for r in self._pg_query(f"SELECT n FROM omldeploy_drill_{self.tag}")}
         return len(set(acked) - have)
 
+    def _redis_password(self) -> str:
+        """The tenant's Redis password where Redis requires one (the seed's HA; the drill has no Redis
+        pair elsewhere), from its generated secrets on this controller."""
+        return material.tenant_secrets(self.tenant.folder).get(redis_auth.SECRET_KEY, "")
+
     def _redis(self) -> Callable[[int], bool]:
         address = self.tenant.settings.text("application_host")
+        password = self._redis_password()
 
         def attempt(n: int) -> bool:
             # acknowledged = the master's reply. Not WAIT for a replica: after the failover the new master
             # has none until the old one returns, and clients do not wait either. A stopped Redis hands
             # its replica everything before it exits; a power cut may lose the last writes, and the
             # report then says how many
-            return redis_call(address, ("RPUSH", f"omldeploy:drill:{self.tag}", str(n)))[0].startswith(b":")
+            return redis_call(address, ("RPUSH", f"omldeploy:drill:{self.tag}", str(n)),
+                              password=password)[0].startswith(b":")
 
         return attempt
 
     def _redis_kept(self, acked: list[int]) -> int:
         have = {int(x) for x in redis_list(self.tenant.settings.text("application_host"),
-                                           f"omldeploy:drill:{self.tag}") if x.isdigit()}
+                                           f"omldeploy:drill:{self.tag}", password=self._redis_password())
+                if x.isdigit()}
         return len(set(acked) - have)
 
     def _ami(self) -> Callable[[int], bool]:
@@ -248,7 +274,8 @@ class Drill:
             if self.target.probe == "pg":
                 self._pg_query(f"DROP TABLE IF EXISTS omldeploy_drill_{self.tag}")
             elif self.target.probe == "redis":
-                redis_call(s.text("application_host"), ("DEL", f"omldeploy:drill:{self.tag}"))
+                redis_call(s.text("application_host"), ("DEL", f"omldeploy:drill:{self.tag}"),
+                           password=self._redis_password())
         except (OSError, oml_pgwire.PgError) as exc:
             self.reporter.warn(f"the drill's probe data was not removed: {exc}")
 

@@ -1,5 +1,5 @@
 """Per-tenant material generated once and kept in the tenant folder: TLS (CA + server certificate)
-and secrets the inventory does not carry (keepalived VRRP password, repmgr password).
+and secrets the inventory does not carry (keepalived VRRP password, repmgr and Redis passwords).
 
 Generated on first use and then read back, so rendering stays deterministic (same files in → same
 bytes out) while no two tenants ever share a key. Everything lands under `<tenant>/.omldeploy/`
@@ -40,6 +40,9 @@ GENERATED_SECRETS: dict[str, Callable[[], str]] = {
     "keepalived_auth_pass": lambda: pysecrets.token_hex(4),  # VRRP PASS auth uses 8 characters
     # HA: password of the `repmgr` role (replication + repmgr metadata); hex, so it fits .pgpass as is
     "repmgr_password": lambda: pysecrets.token_hex(16),
+    # HA: Redis `requirepass`/`masterauth` and Sentinel auth (components/redis_auth.py); hex, so it goes
+    # into redis.conf, an HAProxy check and a redis:// URL without quoting or encoding
+    "redis_password": lambda: pysecrets.token_hex(24),
 }
 
 

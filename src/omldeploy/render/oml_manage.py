@@ -56,7 +56,11 @@ COMMANDS = (
     Command("--psql", "psql on the tenant database", "omnileads",
             _exec("oml-django-server", "psql", tty=True)),
     Command("--redis_cli", "redis-cli on the tenant Redis", "redis",
-            _exec("oml-redis-server", "redis-cli", tty=True)),
+            # on the address Redis binds (BIND_IP, the container's env); in the seed's HA with the password
+            # of the included auth.conf, through the environment (components/redis_auth.py)
+            _exec("oml-redis-server", "sh -c '[ -r /data/auth.conf ] && export REDISCLI_AUTH=\"$(sed -n "
+                  "\"s/^requirepass //p\" /data/auth.conf)\"; exec redis-cli -h \"${BIND_IP:-localhost}\"'",
+                  tty=True)),
     Command("--rtpengine_conf", "show the RTPengine configuration", "rtpengine",
             _exec("oml-rtpengine-server", "cat /etc/rtpengine.conf")),
     Command("--nginx_t", "show the nginx configuration", "nginx",

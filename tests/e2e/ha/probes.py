@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 
 from omldeploy.inventory import Tenant
+from omldeploy.render import material
 from omldeploy.sandbox import Sandbox
 
 from .common import vips
@@ -82,8 +83,14 @@ def _resp(*parts: str) -> bytes:
     return out
 
 
-def redis_call(host: str, port: int, *cmds: tuple[str, ...], timeout: float = 1.0) -> list[bytes]:
-    """Send commands on one connection; return each reply's first line (enough for +OK / :n / $n)."""
+def redis_call(host: str, port: int, *cmds: tuple[str, ...], timeout: float = 1.0, password: str = "") -> list[bytes]:
+    """Send commands on one connection; return each reply's first line (enough for +OK / :n / $n).
+    With a password, AUTH goes first and its reply is checked, not returned."""
+    if password:
+        auth, *rest = redis_call(host, port, ("AUTH", password), *cmds, timeout=timeout)
+        if auth != b"+OK":
+            raise ConnectionError(f"redis refused AUTH: {auth[:60]!r}")
+        return rest
     with socket.create_connection((host, port), timeout) as conn:
         conn.settimeout(timeout)
         conn.sendall(b"".join(_resp(*c) for c in cmds))
@@ -118,6 +125,7 @@ class Probes:
         self.redis = Series("redis")
         self.redis_key = redis_key
         self.redis_wait = redis_wait
+        self.redis_password = material.tenant_secrets(tenant.folder).get("redis_password", "")
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         loops: list[tuple[Series, Callable[[int], bool]]] = []
@@ -168,7 +176,7 @@ class Probes:
         cmds: list[tuple[str, ...]] = [("SET", f"{self.redis_key}:{n}", str(n))]
         if self.redis_wait:
             cmds.append(("WAIT", "1", "500"))
-        replies = redis_call(self.v["web"], 6379, *cmds)
+        replies = redis_call(self.v["web"], 6379, *cmds, password=self.redis_password)
         if replies[0] != b"+OK":
             raise ConnectionError(replies[0].decode(errors="replace"))
         if self.redis_wait and (waited := replies[1]) != b":1":

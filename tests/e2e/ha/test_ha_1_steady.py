@@ -21,11 +21,17 @@ from typing import Any
 
 from tenants import passwords
 
+from omldeploy.components.redis.redis_role import ask
 from omldeploy.inventory import Tenant
+from omldeploy.render import material
 from omldeploy.sandbox import Sandbox
 from omldeploy.state import ledger
 
 from .common import app_sql, cli, holders, psql, until, vips
+
+#: shell prefix that exports REDISCLI_AUTH from a rendered config's `requirepass` (for `podman exec -e
+#: REDISCLI_AUTH ... redis-cli`): the password reaches redis-cli without being on any command line
+AUTH_FROM = "REDISCLI_AUTH=$(sed -n 's/^requirepass //p' {conf}); export REDISCLI_AUTH;"
 
 
 def test_install_takes_the_ha_inventory_to_a_running_cluster(ha: tuple[Tenant, float, str]) -> None:
@@ -74,7 +80,8 @@ def test_sentinel_sees_one_master_one_replica_and_every_sentinel(ha: tuple[Tenan
     app1 = sb.host("h5").ip
 
     def master() -> dict[str, str] | None:
-        out = sb.run("h3", f"podman exec oml-sentinel-server redis-cli -h {sb.host('h3').ip} -p 26379 "
+        out = sb.run("h3", f"{AUTH_FROM.format(conf='/etc/omnileads/sentinel.conf')} podman exec -e REDISCLI_AUTH "
+                           f"oml-sentinel-server redis-cli -h {sb.host('h3').ip} -p 26379 "
                            "sentinel master master").stdout.split()
         info = dict(zip(out[::2], out[1::2], strict=False))
         ok = info.get("ip") == app1 and info.get("num-slaves") == "1" and info.get("num-other-sentinels") == "3"
@@ -82,8 +89,35 @@ def test_sentinel_sees_one_master_one_replica_and_every_sentinel(ha: tuple[Tenan
 
     info = until("sentinel view", master, 60, 2)
     assert info["flags"] == "master"
-    role = sb.run("h6", f"podman exec oml-redis-server redis-cli -h {sb.host('h6').ip} role").stdout.split()
+    role = sb.run("h6", f"{AUTH_FROM.format(conf='/etc/omnileads/redis/auth.conf')} podman exec -e REDISCLI_AUTH "
+                        f"oml-redis-server redis-cli -h {sb.host('h6').ip} role").stdout.split()
     assert role[:2] == ["slave", app1]
+
+
+def test_redis_and_sentinel_require_the_tenant_password(ha: tuple[Tenant, float, str], ha_sandbox: Sandbox) -> None:
+    """Issue 12, M8: from another machine (this controller), Redis through the HAProxy VIP, Redis on an
+    app node and a Sentinel all refuse a client without the password, and answer with it; HAProxy
+    listens for Redis on its LAN address and the VIP only (not 0.0.0.0); the password is on no process's
+    command line (`ps` shows those to every user) and its files are 0600."""
+    sb = ha_sandbox
+    pw = material.tenant_secrets(ha[0].folder)["redis_password"]
+    targets = {"HAProxy VIP": (vips(sb)["web"], 6379), "h5 Redis": (sb.host("h5").ip, 6379),
+               "h3 Sentinel": (sb.host("h3").ip, 26379)}
+    for what, (ip, port) in targets.items():
+        assert str(ask(ip, port, 5.0, ("PING",))[0]).startswith("NOAUTH"), what
+        assert ask(ip, port, 5.0, ("PING",), password="wrong-password")[0] != b"PONG", what
+        assert ask(ip, port, 5.0, ("PING",), password=pw) == [b"PONG"], what
+    for h in ("h7", "h8"):
+        listen = sb.run(h, "ss -Hltn 'sport = :6379'").stdout.split()
+        assert "0.0.0.0:6379" not in listen and "*:6379" not in listen, (h, listen)
+        assert f"{sb.host(h).ip}:6379" in listen and f"{vips(sb)['web']}:6379" in listen, (h, listen)
+    files = {"h5": "/etc/omnileads/redis/auth.conf /etc/default/django.env",
+             "h3": "/etc/omnileads/sentinel.conf", "h7": "/etc/default/haproxy.env"}
+    for h, paths in files.items():
+        modes = sb.run(h, f"stat -c '%a %n' {paths}").stdout.split("\n")
+        assert all(m.startswith("600 ") for m in modes if m), (h, modes)
+        argvs = sb.run(h, "for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' < $f; echo; done 2>/dev/null").stdout
+        assert pw not in argvs, f"the Redis password is on a command line on {h}"
 
 
 def test_https_through_the_haproxy_vip_is_verified_against_the_tenant_ca(ha: tuple[Tenant, float, str],

@@ -29,6 +29,7 @@ import pytest
 
 from omldeploy.components.redis.redis_role import ask
 from omldeploy.inventory import Tenant
+from omldeploy.render import material
 from omldeploy.sandbox import Sandbox
 from omldeploy.state import ledger
 
@@ -54,10 +55,17 @@ class Round:
 
 
 RESULTS: list[Round] = []
+#: the tenant's Redis/Sentinel password (components/redis_auth.py), read once from its generated secrets
+PASSWORD: dict[str, str] = {}
+
+
+@pytest.fixture(autouse=True)
+def _redis_password(ha: tuple[Tenant, float, str]) -> None:
+    PASSWORD.setdefault("value", material.tenant_secrets(ha[0].folder)["redis_password"])
 
 
 def redis(sb: Sandbox, host: str, *cmd: str, port: int = 6379, timeout: float = 2.0) -> object:
-    return ask(sb.host(host).ip, port, timeout, cmd)[0]
+    return ask(sb.host(host).ip, port, timeout, cmd, password=PASSWORD["value"])[0]
 
 
 def words(reply: object) -> list[str]:
@@ -105,7 +113,8 @@ def missing(sb: Sandbox, host: str, prefix: str, acked: list[int]) -> list[int]:
     lost: list[int] = []
     for i in range(0, len(acked), 200):
         batch = acked[i:i + 200]
-        replies = ask(sb.host(host).ip, 6379, 5.0, *(("EXISTS", f"{prefix}:{n}") for n in batch))
+        replies = ask(sb.host(host).ip, 6379, 5.0, *(("EXISTS", f"{prefix}:{n}") for n in batch),
+                      password=PASSWORD["value"])
         lost += [n for n, r in zip(batch, replies, strict=True) if r != 1]
     return lost
 

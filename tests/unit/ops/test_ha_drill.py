@@ -82,18 +82,23 @@ def test_a_probe_error_is_a_failure_not_a_crash() -> None:
     assert probe.failed == probe.attempts >= 2 and probe.down
 
 
-def test_a_redis_list_reply_is_read_to_its_announced_length_even_in_pieces() -> None:
+@pytest.mark.parametrize("password", ["", "0123abcd"])
+def test_a_redis_list_reply_is_read_to_its_announced_length_even_in_pieces(password: str) -> None:
+    """...also after AUTH's reply when Redis requires a password (issue 12 M8: the HA Redis does)."""
     import socket
     import threading
 
     reply = b"*3\r\n$1\r\n1\r\n$2\r\n22\r\n$3\r\n333\r\n"
+    if password:
+        reply = b"+OK\r\n" + reply
     srv = socket.create_server(("127.0.0.1", 0))
     port = srv.getsockname()[1]
+    got: list[bytes] = []
 
     def serve() -> None:
         conn, _ = srv.accept()
         with conn:
-            conn.recv(1024)
+            got.append(conn.recv(1024))
             for i in range(0, len(reply), 5):  # a reply split across reads must not end the read early
                 conn.sendall(reply[i:i + 5])
                 time.sleep(0.01)
@@ -102,7 +107,8 @@ def test_a_redis_list_reply_is_read_to_its_announced_length_even_in_pieces() -> 
     t = threading.Thread(target=serve, daemon=True)
     t.start()
     try:
-        assert ha_drill.redis_list("127.0.0.1", "k", timeout=5, port=port) == [b"1", b"22", b"333"]
+        assert ha_drill.redis_list("127.0.0.1", "k", timeout=5, port=port, password=password) == [b"1", b"22", b"333"]
+        assert got[0].startswith(b"*2\r\n$4\r\nAUTH\r\n$8\r\n0123abcd\r\n" if password else b"*4\r\n$6\r\nLRANGE")
     finally:
         srv.close()
 

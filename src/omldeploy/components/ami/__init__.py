@@ -7,6 +7,7 @@ so it is placed on the main app node only; it reaches Asterisk through the voice
 
 from __future__ import annotations
 
+from omldeploy.components import redis_auth
 from omldeploy.components.base import Component, Health
 from omldeploy.components.context import Ctx
 
@@ -39,6 +40,7 @@ class Ami(Component):
             ("AMI_PASSWORD", s.text("ami_password")),
             ("ASTERISK_HOSTNAME", f.asterisk_host),  # the voice VIP in HA
             ("REDIS_HOSTNAME", f.redis_host),
+            *redis_auth.client_env(ctx),
         ]
 
     def health(self, ctx: Ctx) -> Health:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from omldeploy.components import common
+from omldeploy.components import common, redis_auth
 from omldeploy.components.base import Component, ConfigFile, Health, Port, Volume
 from omldeploy.components.context import Ctx
 
@@ -40,6 +40,7 @@ class Asterisk(Component):
             ("AMI_PASSWORD", s.text("ami_password")),
             ("OMNILEADS_HOSTNAME", f.nginx_host),
             ("REDIS_HOSTNAME", f.redis_host),
+            *redis_auth.client_env(ctx),
             *common.pg_client(ctx),
             ("PGSSL", "true" if s.flag("postgres_ssl") else "false"),
             # HEP only when a Homer exists (the seed sent it to its own host where nothing listened).

@@ -8,7 +8,7 @@ through `FASTAGI` (components/common.py).
 
 from __future__ import annotations
 
-from omldeploy.components import common
+from omldeploy.components import common, redis_auth
 from omldeploy.components.base import Component, Health, Port
 from omldeploy.components.context import Ctx
 
@@ -48,6 +48,7 @@ class FastAgi(Component):
             *common.pg_client(ctx),
             ("REDIS_HOSTNAME", f.redis_host),
             ("REDIS_PORT", "6379"),
+            *redis_auth.client_env(ctx),
             *common.s3(ctx, browser=False),
         ]
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from omldeploy.components import redis_auth
 from omldeploy.components.base import Component, ConfigFile, Health, Port, Volume
 from omldeploy.components.context import Ctx
 from omldeploy.inventory.model import Host
@@ -93,6 +94,7 @@ class Kamailio(Component):
             ("KAMAILIO_HOSTNAME", ctx.kamailio_host),
             ("KAMAILIO_CERTS_LOCATION", "/etc/omnileads/certs"),
             ("REDIS_HOSTNAME", f.redis_host),
+            *redis_auth.client_env(ctx),
             ("SHM_SIZE", str(s.num("shm_size"))),
             ("PKG_SIZE", str(s.num("pkg_size"))),
         ]
@@ -145,13 +147,22 @@ class Kamailio(Component):
                 + ([cfg_ip(f.voice_host, "voice_host")] if _is_ip(f.voice_host) else []))),
             "rtpengine_sock": " ".join(f"udp:{cfg_ip(h.lan_ip, f'{h.name}.omni_ip_lan')}:{RTPENGINE_PORT}"
                                        for h in voices),
-            "usrloc_db_url": f"redis://{cfg_address(f.redis_host, 'redis_host')}:6379/{REDIS_USRLOC_DB}",
+            "usrloc_db_url": self._usrloc_db_url(ctx),
             "secret": APP_SIP_SECRET,
             "sip_port": SIP_PORT,
             "wss_port": WSS_PORT,
             "asterisk_port": ASTERISK_PORT,
             "certs": "/etc/omnileads/certs",
         }
+
+    @staticmethod
+    def _usrloc_db_url(ctx: Ctx) -> str:
+        """Redis db 1 through the Redis entry point; in the seed's HA with `user:password@`, from which
+        db_redis sends AUTH (Redis without ACLs ignores the user; the password is hex, so it needs no
+        URL encoding). The address is validated first: a hostile one stops the render."""
+        address = cfg_address(ctx.facts.redis_host, "redis_host")
+        credentials = f"default:{redis_auth.password(ctx)}@" if redis_auth.enabled(ctx) else ""
+        return f"redis://{credentials}{address}:6379/{REDIS_USRLOC_DB}"
 
     def configs(self, ctx: Ctx) -> list[ConfigFile]:
         if not _ha_cfg(ctx):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from omldeploy.components import redis_auth
 from omldeploy.components.base import Component, Health, Port
 from omldeploy.components.context import Ctx
 from omldeploy.components.redis import COMPONENT as REDIS
@@ -23,7 +24,7 @@ class RedisExporter(Component):
 
     def env(self, ctx: Ctx) -> list[tuple[str, str]]:
         return [("REDIS_ADDR", f"{bind_address(ctx)}:6379"),
-                ("REDIS_EXPORTER_WEB_LISTEN_ADDRESS", f"{ctx.lan}:9121")]
+                ("REDIS_EXPORTER_WEB_LISTEN_ADDRESS", f"{ctx.lan}:9121"), *redis_auth.client_env(ctx)]
 
     def ports(self, ctx: Ctx) -> list[Port]:
         return [Port(9121, purpose="metrics", reach="monitoring")]

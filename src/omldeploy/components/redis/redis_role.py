@@ -24,7 +24,10 @@ Every question has a timeout and the whole decision has a deadline; the script n
 for lack of answers, only when it cannot write its file.
 
     redis_role.py --out FILE --self IP --default-main IP [--peer IP]... [--sentinel IP:PORT]...
-                  [--name master] [--timeout 1] [--settle 12]
+                  [--name master] [--timeout 1] [--settle 12] [--auth-file FILE]
+
+With `--auth-file` (the node's rendered auth.conf, 0600), every question to a Sentinel or a peer Redis
+starts with AUTH and the `requirepass` read from that file: never a password on the command line.
 """
 
 from __future__ import annotations
@@ -93,13 +96,27 @@ class _Reader:
         raise ValueError(f"unexpected reply {line[:40]!r}")
 
 
-def ask(host: str, port: int, timeout: float, *cmds: tuple[str, ...]) -> list[object]:
-    """Send commands on one connection and return their replies (errors as exception objects)."""
+def read_password(path: str) -> str:
+    """`requirepass` from a redis.conf-style file ('' when the file names none)."""
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            key, _, value = line.strip().partition(" ")
+            if key.lower() == "requirepass":
+                return value.strip()
+    return ""
+
+
+def ask(host: str, port: int, timeout: float, *cmds: tuple[str, ...], password: str = "") -> list[object]:
+    """Send commands on one connection and return their replies (errors as exception objects).
+    With a password, AUTH goes first and its reply is not returned (a refused AUTH makes every
+    following reply a NOAUTH error, which callers treat as no answer)."""
+    sent = ((("AUTH", password),) if password else ()) + cmds
     with socket.create_connection((host, port), timeout) as sock:
         sock.settimeout(timeout)
-        sock.sendall(b"".join(_command(*c) for c in cmds))
+        sock.sendall(b"".join(_command(*c) for c in sent))
         reader = _Reader(sock)
-        return [reader.reply() for _ in cmds]
+        replies = [reader.reply() for _ in sent]
+        return replies[len(sent) - len(cmds):]
 
 
 @dataclass(frozen=True)
@@ -114,11 +131,11 @@ class View:
     replicas: int
 
 
-def sentinel_view(addr: str, name: str, timeout: float) -> View | None:
+def sentinel_view(addr: str, name: str, timeout: float, password: str = "") -> View | None:
     host, _, port = addr.rpartition(":")
     try:
         got, info = ask(host, int(port), timeout, ("SENTINEL", "get-master-addr-by-name", name),
-                        ("SENTINEL", "master", name))
+                        ("SENTINEL", "master", name), password=password)
     except (OSError, ValueError):
         return None
     if not isinstance(got, list) or len(got) != 2 or not isinstance(got[0], bytes):
@@ -137,12 +154,12 @@ def sentinel_view(addr: str, name: str, timeout: float) -> View | None:
                 frozenset(fields.get("flags", "").split(",")) - {""}, number("num-slaves"))
 
 
-def ask_sentinels(sentinels: list[str], name: str, timeout: float) -> list[View]:
+def ask_sentinels(sentinels: list[str], name: str, timeout: float, password: str = "") -> list[View]:
     """Every Sentinel at once (a powered-off one costs one timeout, not one per Sentinel)."""
     views: list[View | None] = [None] * len(sentinels)
 
     def one(i: int, addr: str) -> None:
-        views[i] = sentinel_view(addr, name, timeout)
+        views[i] = sentinel_view(addr, name, timeout, password)
 
     threads = [threading.Thread(target=one, args=(i, a), daemon=True) for i, a in enumerate(sentinels)]
     for t in threads:
@@ -162,11 +179,11 @@ def consensus(views: list[View]) -> tuple[str, list[View]] | None:
     return master, [v for v in newest if v.master == master]
 
 
-def peer_master(peers: list[str], port: int, timeout: float) -> str | None:
+def peer_master(peers: list[str], port: int, timeout: float, password: str = "") -> str | None:
     """A peer whose own Redis says it is a master, if any."""
     for peer in peers:
         try:
-            (role,) = ask(peer, port, timeout, ("ROLE",))
+            (role,) = ask(peer, port, timeout, ("ROLE",), password=password)
         except (OSError, ValueError):
             continue
         if isinstance(role, list) and role and role[0] == b"master":
@@ -179,7 +196,7 @@ def decide(args: argparse.Namespace, log: list[str]) -> str:
     me: str = args.self
     deadline = time.monotonic() + args.settle
     while True:
-        views = ask_sentinels(args.sentinel, args.name, args.timeout)
+        views = ask_sentinels(args.sentinel, args.name, args.timeout, args.password)
         found = consensus(views)
         if found is None:
             break
@@ -199,7 +216,7 @@ def decide(args: argparse.Namespace, log: list[str]) -> str:
             return me
         # a failover of this node may be under way: ask again shortly (bounded by the deadline)
         time.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
-    peer = peer_master(args.peer, args.port, args.timeout)
+    peer = peer_master(args.peer, args.port, args.timeout, args.password)
     if peer is not None:
         log.append(f"no Sentinel answered; peer {peer} says it is master")
         return peer
@@ -230,7 +247,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--port", type=int, default=6379)
     p.add_argument("--timeout", type=float, default=1.0)
     p.add_argument("--settle", type=float, default=12.0)
+    p.add_argument("--auth-file", default="")
     args = p.parse_args(argv)
+    args.password = read_password(args.auth_file) if args.auth_file else ""
     log: list[str] = []
     master = decide(args, log)
     role = "main" if master == args.self else "replica"

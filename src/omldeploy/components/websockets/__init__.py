@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from omldeploy.components import redis_auth
 from omldeploy.components.base import Component, Health, Port
 from omldeploy.components.context import Ctx
 
@@ -30,6 +31,7 @@ class Websockets(Component):
             ("DEBUG_EVENT_LOOP", "off"),
             ("BIND_ADDRESS", f"{ctx.lan}:8000"),
             ("REDIS_HOST", redis),
+            *redis_auth.client_env(ctx),  # for the Sentinels and the master they name
         ]
 
     def ports(self, ctx: Ctx) -> list[Port]:

@@ -89,10 +89,15 @@ def redis_ping(host: str, port: int) -> Result:
 
 
 def sentinel_master(hosts: list[str], name: str) -> tuple[str, int] | None:
+    """The master the first answering Sentinel names; with REDIS_PASSWORD it AUTHs first, as the app
+    does with Sentinels that require a password."""
+    password = os.environ.get("REDIS_PASSWORD", "")
     for h in hosts:
         host, _, port = h.partition(":")
         try:
             with socket.create_connection((host, int(port or 26379)), timeout=3) as sock:
+                if password and password != "null" and not _resp(sock, "AUTH", password).startswith("+OK"):
+                    continue
                 reply = _resp(sock, "SENTINEL", "get-master-addr-by-name", name)
         except OSError:
             continue

@@ -115,8 +115,36 @@ def pg_facts(p: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+#: the rendered files that hold each server's password in the seed's HA (components/redis_auth.py): read
+#: here, on the host, so the password is neither a module argument nor on a command line
+AUTH_FILES = {REDIS: "/etc/omnileads/redis/auth.conf", SENTINEL: "/etc/omnileads/sentinel.conf"}
+
+
+def requirepass(path: str) -> str:
+    """`requirepass` of a rendered Redis/Sentinel config ('' when absent: that server has no password)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return ""
+    for line in lines:
+        key, _, value = line.strip().partition(" ")
+        if key.lower() == "requirepass":
+            return value.strip()
+    return ""
+
+
 def redis_cli(container: str, address: str, port: int, *args: str) -> str:
-    proc = run(["podman", "exec", container, "redis-cli", "-h", address, "-p", str(port), *args], timeout=10)
+    """redis-cli in the server's own container; with a password, handed over as REDISCLI_AUTH through
+    the environment (`--env NAME` copies it from this process), never on an argv."""
+    env = dict(os.environ)
+    auth: list[str] = []
+    password = requirepass(AUTH_FILES.get(container, ""))
+    if password:
+        env["REDISCLI_AUTH"] = password
+        auth = ["--env", "REDISCLI_AUTH"]
+    proc = subprocess.run(["podman", "exec", *auth, container, "redis-cli", "-h", address, "-p", str(port), *args],
+                          capture_output=True, text=True, timeout=10, env=env, check=False)
     if proc.returncode != 0:
         raise RuntimeError((proc.stderr or proc.stdout).strip()[-200:])
     return str(proc.stdout)

@@ -4,7 +4,6 @@ clock (issue 12 M4 renewal tests, unit and e2e). Issued by the tenant's own CA w
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import json
 from pathlib import Path
 
@@ -12,6 +11,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from omldeploy.render.material import subject_alt_names
 
 
 def expiring_server_cert(tenant_folder: Path, days: int) -> bytes:
@@ -21,12 +22,7 @@ def expiring_server_cert(tenant_folder: Path, days: int) -> bytes:
     assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
     ca = x509.load_pem_x509_certificate((pki / "ca.pem").read_bytes())
     names = json.loads((pki / "server.sans.json").read_text())
-    alt: list[x509.GeneralName] = []
-    for n in names:
-        try:
-            alt.append(x509.IPAddress(ipaddress.ip_address(n)))
-        except ValueError:
-            alt.append(x509.DNSName(n))
+    alt = subject_alt_names(names)
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
     cert = (x509.CertificateBuilder()

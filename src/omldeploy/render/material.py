@@ -336,6 +336,19 @@ def _check_ca(key_path: Path, cert_path: Path) -> tuple[bytes, bytes]:
     return key_pem, cert_pem
 
 
+def subject_alt_names(names: Iterable[str]) -> list[Any]:
+    """x509 subjectAltName entries for names: an IP address entry for what parses as one, else a DNS name."""
+    from cryptography import x509
+
+    alt: list[Any] = []
+    for name in names:
+        try:
+            alt.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            alt.append(x509.DNSName(name))
+    return alt
+
+
 def _issue(ca_key_pem: bytes, ca_cert_pem: bytes, tenant: str, sans: tuple[str, ...]) -> tuple[bytes, bytes]:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -346,12 +359,7 @@ def _issue(ca_key_pem: bytes, ca_cert_pem: bytes, tenant: str, sans: tuple[str, 
     assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
     ca_cert = x509.load_pem_x509_certificate(ca_cert_pem)
     key = ec.generate_private_key(ec.SECP256R1())
-    alt: list[x509.GeneralName] = []
-    for san in sans:
-        try:
-            alt.append(x509.IPAddress(ipaddress.ip_address(san)))
-        except ValueError:
-            alt.append(x509.DNSName(san))
+    alt = subject_alt_names(sans)
     now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from cryptography.x509.oid import NameOID
 
 from omldeploy.cli.main import main
 from omldeploy.inventory.certcheck import check_custom, covers
+from omldeploy.render.material import subject_alt_names
 from tests.unit.conftest import MakeTenant
 
 NOW = dt.datetime.now(dt.UTC)
@@ -30,12 +30,7 @@ def _name(cn: str) -> x509.Name:
 def issue(key: Any, *, names: tuple[str, ...] = (FQDN,), start: dt.datetime | None = None,
           days: int = 90, issuer: tuple[Any, x509.Name] | None = None) -> x509.Certificate:
     start = start or NOW - dt.timedelta(days=1)
-    alt: list[x509.GeneralName] = []
-    for n in names:
-        try:
-            alt.append(x509.IPAddress(ipaddress.ip_address(n)))
-        except ValueError:
-            alt.append(x509.DNSName(n))
+    alt = subject_alt_names(names)
     sign_key, issuer_name = issuer or (key, _name(names[0] if names else "x"))
     b = (x509.CertificateBuilder().subject_name(_name(names[0] if names else "x")).issuer_name(issuer_name)
          .public_key(key.public_key()).serial_number(x509.random_serial_number())

@@ -42,6 +42,10 @@ class GlobalOption:
 GLOBAL_OPTIONS = (
     GlobalOption(("--instances",), "instances",
                  "folder holding <tenant>/inventory.yml (default: $OMLDEPLOY_INSTANCES or ./instances)", "DIR"),
+    GlobalOption(("--vault-password-file",), "vault_password_file",
+                 "file holding the Ansible Vault password for encrypted inventory values or vault.yml "
+                 "(default: $ANSIBLE_VAULT_PASSWORD_FILE)", "PATH"),
+    GlobalOption(("--ask-vault-pass",), "ask_vault_pass", "ask for the Ansible Vault password on the terminal"),
     GlobalOption(("-v", "--verbose"), "verbose", "stream Ansible's own output (verbs that run Ansible)"),
     GlobalOption(("--json",), "json",
                  "machine-readable output on stdout (read verbs: validate, plan, status, logs, releases, tenant list, "
@@ -72,7 +76,8 @@ def build_parser() -> Parser:
     from omldeploy.cli import actions, certs, completion, ha, inspect, logs, tenants
 
     parser = Parser(prog="omldeploy", description="Deploy and operate OMniLeads tenants.",
-                    usage="omldeploy [-h] [--version] [--instances DIR] [-v] [--json] VERB [options]",
+                    usage="omldeploy [-h] [--version] [--instances DIR] [--vault-password-file PATH] "
+                          "[--ask-vault-pass] [-v] [--json] VERB [options]",
                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"omldeploy {__version__}")
     top = parser.add_argument_group("global options (also accepted after the verb; given twice, that one wins)")

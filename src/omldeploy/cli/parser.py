@@ -64,6 +64,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
                                         "asterisk", "kamailio", "rtpengine", "nginx", "websockets", "cron"),
     "maintenance": ("restart", "restart_core", "restart_django", "restart_asterisk", "recycle", "certs"),
     "backups": ("backup", "restore", "backups"),
+    "secrets": ("secrets",),
     "HA": ("ha", "haproxy", "keepalived", "sentinel", "pgsql_node_recovery_main", "pgsql_node_takeover_main",
            "redis_node_takeover_main", "pgsql_node_recovery_backup"),
     "sandbox (local test hosts)": ("sandbox",),
@@ -73,7 +74,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
 
 def build_parser() -> Parser:
     """The whole verb tree, with global options spread onto every sub-parser and the help grouped."""
-    from omldeploy.cli import actions, certs, completion, ha, inspect, logs, tenants
+    from omldeploy.cli import actions, certs, completion, ha, inspect, logs, secrets, tenants
 
     parser = Parser(prog="omldeploy", description="Deploy and operate OMniLeads tenants.",
                     usage="omldeploy [-h] [--version] [--instances DIR] [--vault-password-file PATH] "
@@ -94,6 +95,7 @@ def build_parser() -> Parser:
     ha.add_parsers(sub)
     logs.add_parsers(sub)
     certs.add_parsers(sub)
+    secrets.add_parsers(sub)
     backups = actions._backups()
     if backups is not None:
         backups.add_parsers(sub)  # `omldeploy backups list|verify|prune`

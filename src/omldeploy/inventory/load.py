@@ -73,7 +73,10 @@ def load_text(text: str, path: Path, folder: Path, name: str, problems: Problems
         problems.add(exc.key, str(exc), line=exc.line)
         raise InventoryError(problems.items) from None
     _vaulted_keys(doc, problems)
+    before = len(problems.errors)
     merge_vault_file(doc, folder / VAULT_FILE, problems)
+    if len(problems.errors) > before:  # the inventory would only add "missing password" noise
+        raise InventoryError(problems.items)
     for parent, dup in doc.duplicates:
         key = ".".join((*parent, dup.key))
         if dup.same_value:

@@ -100,9 +100,10 @@ def merge_vault_file(doc: Any, path: Path, problems: Problems) -> None:
     except UnicodeDecodeError:
         own.add("(file)", "is not UTF-8 text (nor an Ansible Vault file)")
         return fail()
-    except YamlSyntaxError:
+    except YamlSyntaxError as exc:
         # the parser's message may quote the plaintext: only the line is given
-        own.add("(yaml)", "the decrypted vault file is not valid YAML (not shown: it holds secrets)")
+        own.add("(yaml)", "the decrypted vault file is not valid YAML, or holds more than an inventory may (the "
+                "parser's message is not shown: it may quote secrets)", line=exc.line)
         return fail()
     if data.data is None:
         return

@@ -132,7 +132,7 @@ def test_alias_bomb_inside_the_vault_file_stays_bounded(tmp_path: Path) -> None:
     folder = _tenant_dir(tmp_path, _aio(), encrypt(bomb, PASSWORD))
     vaultsource.configure(file=str(_password_file(tmp_path)))
     text = _errors(folder)
-    assert "vault.yml: error: (yaml): the decrypted vault file is not valid YAML, or holds more than" in text
+    assert "vault.yml:1: error: (yaml): the decrypted vault file is not valid YAML, or holds more than" in text
 
 
 def test_cli_option_before_or_after_the_verb(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -377,9 +377,10 @@ def _verify(tenant: Tenant, p: Plan, new: str, old: str, reporter: Reporter) -> 
             op = "ami_login"
         else:
             return
-        if not _call(tenant, host, op, new, **args).get("accepted"):
+        seen = _call(tenant, host, op, new, old_password=old, **args)
+        if not seen.get("accepted"):
             raise VerifyFailed(f"{name}: the new {what} password is refused")
-        if _call(tenant, host, op, old, **args).get("accepted"):
+        if seen.get("old_accepted", True):
             raise VerifyFailed(f"{name}: the old {what} password is still accepted")
         reporter.line(f"verified on {name}: the new {what} password is accepted, the old one refused")
 

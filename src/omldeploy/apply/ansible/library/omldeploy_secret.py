@@ -4,9 +4,10 @@ password the service accepts (`omldeploy secrets rotate`). Operations:
   pg_password  set the PostgreSQL role's password (ALTER ROLE over the container's local socket, which
                trusts the bootstrap user); the statement goes on psql's stdin, never on a command line,
                and statement logging is switched off for it.
-  pg_login     log in over TCP (127.0.0.1, SCRAM as pg_hba.conf asks) with `password`: accepted or not.
-  ami_login    log in to Asterisk's AMI at `address`:`port` with `user`/`password`: accepted or not.
-The password argument is no_log: Ansible masks it, and no report carries it. Only the Python standard
+  pg_login     log in over TCP (127.0.0.1, SCRAM as pg_hba.conf asks) with `password`, and with `old_password`
+               when given: whether each is accepted (one call proves both sides of a rotation).
+  ami_login    the same with Asterisk's AMI at `address`:`port` as `user`.
+The password arguments are no_log: Ansible masks them, and no report carries them. Only the Python standard
 library is used on the host.
 """
 
@@ -54,33 +55,46 @@ def pg_password(p: dict[str, Any]) -> dict[str, Any]:
     return {"changed": True}
 
 
+def _both(p: dict[str, Any], accepted: Callable[[str], bool]) -> dict[str, Any]:
+    out = {"accepted": accepted(p["password"])}
+    if p["old_password"]:
+        out["old_accepted"] = accepted(p["old_password"])
+    return out
+
+
 def pg_login(p: dict[str, Any]) -> dict[str, Any]:
-    proc = _psql(p, "SELECT 1;\n", tcp=True, env={"PGPASSWORD": p["password"]})
-    if proc.returncode == 0:
-        return {"accepted": True}
-    text = proc.stderr or proc.stdout
-    if REFUSED.search(text):
-        return {"accepted": False}
-    raise RuntimeError("psql could not log in for another reason: " + _clean(text, p["password"]))
+    def accepted(password: str) -> bool:
+        proc = _psql(p, "SELECT 1;\n", tcp=True, env={"PGPASSWORD": password})
+        if proc.returncode == 0:
+            return True
+        text = proc.stderr or proc.stdout
+        if REFUSED.search(text):
+            return False
+        raise RuntimeError("psql could not log in for another reason: " + _clean(text, password))
+
+    return _both(p, accepted)
 
 
 def ami_login(p: dict[str, Any]) -> dict[str, Any]:
-    deadline = time.monotonic() + p["timeout"]
-    last = ""
-    while time.monotonic() < deadline:  # Asterisk may still be starting after its restart
-        try:
-            return {"accepted": _ami(p)}
-        except OSError as exc:
-            last = str(exc)
-            time.sleep(0.5)
-    raise RuntimeError(f"AMI at {p['address']}:{p['port']} did not answer: {last}")
+    def accepted(password: str) -> bool:
+        deadline = time.monotonic() + p["timeout"]
+        last = ""
+        while time.monotonic() < deadline:  # Asterisk may still be starting after its restart
+            try:
+                return _ami(p, password)
+            except OSError as exc:
+                last = str(exc)
+                time.sleep(0.5)
+        raise RuntimeError(f"AMI at {p['address']}:{p['port']} did not answer: {last}")
+
+    return _both(p, accepted)
 
 
-def _ami(p: dict[str, Any]) -> bool:
+def _ami(p: dict[str, Any], password: str) -> bool:
     with socket.create_connection((p["address"], p["port"]), timeout=5) as sock:
         fh = sock.makefile("rb")
         fh.readline()  # banner: "Asterisk Call Manager/x.y"
-        sock.sendall(f"Action: Login\r\nUsername: {p['user']}\r\nSecret: {p['password']}\r\n\r\n".encode())
+        sock.sendall(f"Action: Login\r\nUsername: {p['user']}\r\nSecret: {password}\r\n\r\n".encode())
         lines = []
         while True:
             line = fh.readline()
@@ -111,6 +125,7 @@ def main() -> None:
             "tenant": {"type": "str", "required": True},
             "op": {"type": "str", "required": True, "choices": sorted(OPS)},
             "password": {"type": "str", "required": True, "no_log": True},
+            "old_password": {"type": "str", "default": "", "no_log": True},
             "pg_user": {"type": "str", "default": "postgres"},
             "pg_db": {"type": "str", "default": "postgres"},
             "user": {"type": "str", "default": ""},
@@ -122,12 +137,12 @@ def main() -> None:
     )
     p = module.params
     if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z", p["tenant"]) or any(
-            c in str(p[k]) for k in ("user", "password") for c in "\r\n\0"):
+            c in str(p[k]) for k in ("user", "password", "old_password") for c in "\r\n\0"):
         module.fail_json(msg="bad tenant name, or a line break in the user or password")
     try:
         report = OPS[p["op"]](p)
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
-        detail = _clean(str(exc), p["password"])
+        detail = _clean(_clean(str(exc), p["password"]), p["old_password"])
         module.fail_json(msg=detail, report={"failed": True, "error": detail})
     module.exit_json(changed=bool(report.get("changed")), report=report)
 

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
 VAULT_FILE = "vault.yml"
 HEADER = b"$ANSIBLE_VAULT;"
+#: the hex-armoured ciphertext of yamlsource.MAX_BYTES of plaintext, with room to spare
+MAX_VAULT_BYTES = 3_000_000
 
 
 class VaultError(Exception):
@@ -48,8 +50,11 @@ def decrypt(ciphertext: bytes | str, key: str, line: int | None = None) -> str:
         secret = vaultsource.password()
     except vaultsource.NoVaultPassword as exc:
         raise VaultError(key, f"is encrypted with Ansible Vault and {exc}", line) from None
-    from ansible.errors import AnsibleError  # type: ignore[import-untyped,unused-ignore]
-
+    try:
+        from ansible.errors import AnsibleError  # type: ignore[import-untyped,unused-ignore]
+    except ImportError:
+        raise VaultError(key, "is encrypted with Ansible Vault, and decrypting needs ansible-core, which this "
+                         "Python cannot import (install omldeploy with its dependencies)", line) from None
     raw = ciphertext.encode("utf-8") if isinstance(ciphertext, str) else ciphertext
     try:
         plain = _lib(secret).decrypt(raw.strip())
@@ -87,6 +92,9 @@ def merge_vault_file(doc: Any, path: Path, problems: Problems) -> None:
         problems.items.extend(own.items)
 
     try:
+        if path.stat().st_size > MAX_VAULT_BYTES:  # bounded before decrypting, as the inventory is
+            own.add("(file)", f"is larger than {MAX_VAULT_BYTES} bytes (a vault of passwords is a few KB)")
+            return fail()
         raw = path.read_bytes()
     except OSError as exc:
         own.add("(file)", f"cannot read the vault file: {exc.strerror}")

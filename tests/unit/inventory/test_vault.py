@@ -3,6 +3,9 @@ with the password from --vault-password-file, --ask-vault-pass or ANSIBLE_VAULT_
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -144,3 +147,25 @@ def test_cli_option_before_or_after_the_verb(tmp_path: Path, capsys: pytest.Capt
     assert main(["--instances", inst, "validate", "--tenant", "t1", "--vault-password-file", pw]) == 0
     out, err = capsys.readouterr()
     assert SECRET not in out + err
+
+
+def test_deploy_sh_passes_the_vault_password_file(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[3]
+    tool = tmp_path / "tool"
+    tool.mkdir()
+    (tool / "deploy.sh").write_text((root / "deploy.sh").read_text())
+    folder = tool / "instances" / "t1"
+    folder.mkdir(parents=True)
+    (folder / "inventory.yml").write_text(_with_inline(_aio(), "postgres_password", SECRET))
+    env = {k: v for k, v in os.environ.items() if k != vaultsource.ENV} | {
+        "PYTHONPATH": str(root / "src"), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+
+    def deploy(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["bash", str(tool / "deploy.sh"), "--action=validate", "--tenant=t1", *extra],
+                              capture_output=True, text=True, env=env)
+
+    missing = deploy()
+    assert missing.returncode == 2 and "no vault password given" in missing.stderr
+    given = deploy(f"--vault-password-file={_password_file(tmp_path)}")
+    assert given.returncode == 0, given.stderr
+    assert SECRET not in missing.stdout + missing.stderr + given.stdout + given.stderr

@@ -540,6 +540,7 @@ def test_secrets_init_then_rotate_postgres(aio12: Tenant, sandbox: Sandbox, inst
     try:
         rot = cli(instances, "secrets", "rotate", "--tenant", "aio12", "--what", "postgres")
         assert rot.returncode == 0, rot.stdout + rot.stderr
+        print(rot.stdout)
         fresh = load_tenant(aio12.folder, "aio12")
         new_pg = fresh.settings.text("postgres_password")
         assert new_pg != old_pg and pg_login(sandbox, fresh, new_pg) and not pg_login(sandbox, fresh, old_pg)
@@ -555,8 +556,6 @@ def test_secrets_init_then_rotate_postgres(aio12: Tenant, sandbox: Sandbox, inst
                                  old_password="not-" + old_ami, user=fresh.settings.text("ami_user"),
                                  address=ip, port=5038)
         assert seen == {"accepted": True, "old_accepted": False}
-        na = cli(instances, "secrets", "rotate", "--tenant", "aio12", "--what", "redis")
-        assert na.returncode == 3 and "not applicable" in na.stderr
     finally:
         os.environ.pop("ANSIBLE_VAULT_PASSWORD_FILE", None)
     texts = [init.stdout, init.stderr, bad.stdout, bad.stderr, rot.stdout, rot.stderr]

@@ -141,7 +141,6 @@ def test_an_interrupted_rotation_is_finished_with_the_saved_value(tmp_path: Path
 
     monkeypatch.setattr(ops, "_change_service", lambda t, p, new, r: told.append(new))
     monkeypatch.setattr("omldeploy.ops.converge.converge", applied)
-    monkeypatch.setattr("omldeploy.ops.converge.wait_until_healthy", lambda t, timeout: 0.1)
     monkeypatch.setattr(ops, "_verify", lambda t, p, new, old, r: None)
     assert ops.rotate(tenant, "postgres", _reporter(lines)) == 0
     assert told == [pending["new"], pending["new"]]  # the saved value, set on the service, then applied

@@ -540,7 +540,6 @@ def test_secrets_init_then_rotate_postgres(aio12: Tenant, sandbox: Sandbox, inst
     try:
         rot = cli(instances, "secrets", "rotate", "--tenant", "aio12", "--what", "postgres")
         assert rot.returncode == 0, rot.stdout + rot.stderr
-        print(rot.stdout)
         fresh = load_tenant(aio12.folder, "aio12")
         new_pg = fresh.settings.text("postgres_password")
         assert new_pg != old_pg and pg_login(sandbox, fresh, new_pg) and not pg_login(sandbox, fresh, old_pg)

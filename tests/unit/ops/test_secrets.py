@@ -150,3 +150,9 @@ def test_an_interrupted_rotation_is_finished_with_the_saved_value(tmp_path: Path
     assert [r.outcome for r in records if r.action == "secrets rotate"] == ["failed", "ok"]
     said = "\n".join(lines) + ledger.ledger_path(tenant.folder).read_text()
     assert old not in said and pending["new"] not in said and "finishing the unfinished rotation" in said
+
+
+def test_the_cli_offers_every_rotation() -> None:
+    from omldeploy.cli.secrets import WHAT
+
+    assert set(WHAT) == set(ops.ROTATIONS)

@@ -10,7 +10,6 @@ from omldeploy.cli.output import Console
 from omldeploy.cli.parser import EXIT_INPUT
 from omldeploy.ops.converge import Reporter
 
-
 #: ops.secrets.ROTATIONS' keys, written out so that building the parser (every command) does not import
 #: the rotation code; a unit test keeps the two equal
 WHAT = ("postgres", "ami", "keepalived", "redis", "bucket")

@@ -291,14 +291,19 @@ def _other(value: str) -> str:
 
 
 def _pending(folder: Path) -> dict[str, str] | None:
+    """The unfinished rotation, or None. Damage is a StateError naming the file, never its text."""
     path = folder / PENDING
     if not path.exists():
         return None
-    data = material.read_secrets_file(path)
-    if not {"what", "new", "old"} <= set(data):
-        raise StateError(path, "is damaged: an unfinished rotation without its values",
-                         "restore it from the tenants repository")
-    return data
+    fix = ("it holds the new value of an unfinished rotation: restore it from the tenants repository, or, if "
+           "the service still accepts the old value, delete it and run the rotation again")
+    try:
+        data = yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, yaml.YAMLError):
+        raise StateError(path, "is damaged: not valid YAML", fix) from None
+    if not isinstance(data, dict) or not all(isinstance(data.get(k), str) and data[k] for k in ("what", "new", "old")):
+        raise StateError(path, "is damaged: an unfinished rotation without its values", fix)
+    return {str(k): str(v) for k, v in data.items()}
 
 
 def _save_pending(folder: Path, data: dict[str, str]) -> None:

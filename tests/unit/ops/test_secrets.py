@@ -156,3 +156,13 @@ def test_the_cli_offers_every_rotation() -> None:
     from omldeploy.cli.secrets import WHAT
 
     assert set(WHAT) == set(ops.ROTATIONS)
+
+
+def test_a_damaged_rotation_state_is_named_without_its_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tenant = _tenant(tmp_path)
+    state = tenant.folder / ops.PENDING
+    state.parent.mkdir(exist_ok=True)
+    state.write_text("what: postgres\nnew: s3cret-half-writ")  # no old value: truncated
+    code = main(["--instances", str(tenant.folder.parent), "secrets", "rotate", "--tenant", "t1", "--what", "postgres"])
+    err = capsys.readouterr().err
+    assert code == 2 and "rotation.yml" in err and "damaged" in err and "s3cret-half-writ" not in err

@@ -14,9 +14,11 @@ fi
 
 usage() {
   cat <<'USAGE'
-Usage: ./deploy.sh --action=ACTION --tenant=TENANT
+Usage: ./deploy.sh --action=ACTION --tenant=TENANT [--vault-password-file=PATH | --ask-vault-pass]
 
 Runs ACTION on the tenant described by instances/TENANT/inventory.yml.
+Ansible Vault values (or instances/TENANT/vault.yml) are decrypted with the password from
+--vault-password-file, --ask-vault-pass or $ANSIBLE_VAULT_PASSWORD_FILE.
 
 Actions:
   install                     install a tenant on its hosts
@@ -37,11 +39,13 @@ grouped by purpose: omldeploy --help
 USAGE
 }
 
-action="" tenant=""
+action="" tenant="" vault=()
 for arg in "$@"; do
   case $arg in
     --action=*) action=${arg#*=} ;;
     --tenant=*) tenant=${arg#*=} ;;
+    --vault-password-file=*) vault+=("--vault-password-file" "${arg#*=}") ;;
+    --ask-vault-pass) vault+=("--ask-vault-pass") ;;
     -h|--help) usage; exit 0 ;;
     *) echo "deploy.sh: unknown argument '$arg'" >&2; usage >&2; exit 2 ;;
   esac
@@ -49,4 +53,4 @@ done
 [ -n "$action" ] && [ -n "$tenant" ] || { echo "deploy.sh: --action and --tenant are required" >&2; usage >&2; exit 2; }
 
 cd "$here"
-exec "${omldeploy[@]}" --instances "$here/instances" "$action" --tenant "$tenant"
+exec "${omldeploy[@]}" --instances "$here/instances" ${vault[@]+"${vault[@]}"} "$action" --tenant "$tenant"

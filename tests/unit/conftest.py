@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -28,6 +28,17 @@ def example(layout: str) -> dict:  # type: ignore[type-arg]
 
 
 MakeTenant = Callable[..., Tenant]
+
+
+@pytest.fixture(autouse=True)
+def _no_vault_source(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The vault password source is process-wide (the CLI sets it): every test starts without one."""
+    from omldeploy.inventory import vaultsource
+
+    monkeypatch.delenv(vaultsource.ENV, raising=False)
+    vaultsource.configure()
+    yield
+    vaultsource.configure()
 
 
 @pytest.fixture

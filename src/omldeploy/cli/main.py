@@ -30,6 +30,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_INPUT if args.verb is None else EXIT_OK
     console = Console()
+    from omldeploy.inventory import vaultsource
+
+    vaultsource.configure(getattr(args, "vault_password_file", None), bool(getattr(args, "ask_vault_pass", False)))
     if args.json and not getattr(args, "json_ok", False):
         console.error(f"--json is not available for `{args.verb_path}` (it is for: validate, plan, status, logs, "
                       "releases, tenant list, backups list, certs status, rollback --list); nothing was done")

@@ -42,6 +42,10 @@ class GlobalOption:
 GLOBAL_OPTIONS = (
     GlobalOption(("--instances",), "instances",
                  "folder holding <tenant>/inventory.yml (default: $OMLDEPLOY_INSTANCES or ./instances)", "DIR"),
+    GlobalOption(("--vault-password-file",), "vault_password_file",
+                 "file holding the Ansible Vault password for encrypted inventory values or vault.yml "
+                 "(default: $ANSIBLE_VAULT_PASSWORD_FILE)", "PATH"),
+    GlobalOption(("--ask-vault-pass",), "ask_vault_pass", "ask for the Ansible Vault password on the terminal"),
     GlobalOption(("-v", "--verbose"), "verbose", "stream Ansible's own output (verbs that run Ansible)"),
     GlobalOption(("--json",), "json",
                  "machine-readable output on stdout (read verbs: validate, plan, status, logs, releases, tenant list, "
@@ -60,6 +64,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
                                         "asterisk", "kamailio", "rtpengine", "nginx", "websockets", "cron"),
     "maintenance": ("restart", "restart_core", "restart_django", "restart_asterisk", "recycle", "certs"),
     "backups": ("backup", "restore", "backups"),
+    "secrets": ("secrets",),
     "HA": ("ha", "haproxy", "keepalived", "sentinel", "pgsql_node_recovery_main", "pgsql_node_takeover_main",
            "redis_node_takeover_main", "pgsql_node_recovery_backup"),
     "sandbox (local test hosts)": ("sandbox",),
@@ -69,10 +74,11 @@ GROUPS: dict[str, tuple[str, ...]] = {
 
 def build_parser() -> Parser:
     """The whole verb tree, with global options spread onto every sub-parser and the help grouped."""
-    from omldeploy.cli import actions, certs, completion, ha, inspect, logs, tenants
+    from omldeploy.cli import actions, certs, completion, ha, inspect, logs, secrets, tenants
 
     parser = Parser(prog="omldeploy", description="Deploy and operate OMniLeads tenants.",
-                    usage="omldeploy [-h] [--version] [--instances DIR] [-v] [--json] VERB [options]",
+                    usage="omldeploy [-h] [--version] [--instances DIR] [--vault-password-file PATH] "
+                          "[--ask-vault-pass] [-v] [--json] VERB [options]",
                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"omldeploy {__version__}")
     top = parser.add_argument_group("global options (also accepted after the verb; given twice, that one wins)")
@@ -89,6 +95,7 @@ def build_parser() -> Parser:
     ha.add_parsers(sub)
     logs.add_parsers(sub)
     certs.add_parsers(sub)
+    secrets.add_parsers(sub)
     backups = actions._backups()
     if backups is not None:
         backups.add_parsers(sub)  # `omldeploy backups list|verify|prune`

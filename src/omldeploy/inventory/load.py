@@ -15,6 +15,7 @@ from omldeploy.inventory.problems import InventoryError, Problems
 from omldeploy.inventory.schema import HOST, KEYS, MARKERS, TENANT, VERSION_KEYS, is_connection_key
 from omldeploy.inventory.templating import Resolver, TemplateError
 from omldeploy.inventory.values import BadValue, coerce
+from omldeploy.inventory.vault import VAULT_FILE, VaultError, merge_vault_file
 from omldeploy.inventory.yamlsource import Document, YamlSyntaxError, load
 
 HA_GROUP_ROLES = {
@@ -68,6 +69,14 @@ def load_text(text: str, path: Path, folder: Path, name: str, problems: Problems
     except YamlSyntaxError as exc:
         problems.add("(yaml)", f"not valid YAML: {exc}", line=exc.line)
         raise InventoryError(problems.items) from None
+    except VaultError as exc:
+        problems.add(exc.key, str(exc), line=exc.line)
+        raise InventoryError(problems.items) from None
+    _vaulted_keys(doc, problems)
+    before = len(problems.errors)
+    merge_vault_file(doc, folder / VAULT_FILE, problems)
+    if len(problems.errors) > before:  # the inventory would only add "missing password" noise
+        raise InventoryError(problems.items)
     for parent, dup in doc.duplicates:
         key = ".".join((*parent, dup.key))
         if dup.same_value:
@@ -80,6 +89,20 @@ def load_text(text: str, path: Path, folder: Path, name: str, problems: Problems
     if problems.errors or tenant is None:
         raise InventoryError(problems.items)
     return tenant
+
+
+def _vaulted_keys(doc: Document, problems: Problems) -> None:
+    """Only secrets may be `!vault` encrypted: a decrypted value must land where every secret does (the
+    redaction and the shadow render of render/taint.py know it by its key), never in a plain setting."""
+    from omldeploy.inventory.schema import SECRET_KEYS
+
+    for path in sorted(doc.vaulted):
+        key = path[-1] if path else ""
+        if key in SECRET_KEYS or (is_connection_key(key) and "pass" in key):
+            continue
+        problems.add(".".join(path), "is encrypted with Ansible Vault but is not a secret setting; only "
+                     "secrets may be vaulted", line=doc.key_lines.get(path),
+                     allowed="the password keys (postgres_password, ami_password, ...) or ansible_*pass*")
 
 
 def _suggest(key: str) -> str:

@@ -25,7 +25,7 @@ from omldeploy.inventory.state_errors import StateError
 
 #: Relative to the tenant folder: files that hold secrets (or what was derived from them).
 SECRET_FILES = ("inventory.yml", "inventory.yml.bak", "key.pem", "vault.yml", ".omldeploy/secrets.yml",
-                ".omldeploy/ledger.jsonl")
+                ".omldeploy/ledger.jsonl", ".omldeploy/rotation.yml")
 SECRET_GLOBS = (".omldeploy/pki/*.key", ".omldeploy/logs/*.log")
 PRIVATE_DIRS = (".omldeploy", ".omldeploy/pki", ".omldeploy/logs")
 

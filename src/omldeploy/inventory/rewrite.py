@@ -83,7 +83,7 @@ def set_tenant_keys(path: Path, wanted: Mapping[str, str | None], *, add: frozen
             changed.append(key)
             text = new
     if changed:
-        yaml.safe_load(text)  # never write a document that does not parse
+        yaml.compose(text)  # never write a document that does not parse (compose: `!vault` values stay tags)
         with writing(path, "the inventory"):
             _replace(path, text)
     return changed

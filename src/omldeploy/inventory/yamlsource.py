@@ -9,7 +9,7 @@ operator typed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -50,7 +50,7 @@ class YamlSyntaxError(Exception):
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that refuses Ansible's `!unsafe` and `!vault` with a clear message."""
+    """SafeLoader that refuses Ansible's `!unsafe` with a clear message (`!vault` is decrypted in _convert)."""
 
 
 def _unsafe(loader: yaml.SafeLoader, node: Node) -> Any:
@@ -72,6 +72,8 @@ class Document:
     scalars: dict[tuple[str, ...], Scalar]
     key_lines: dict[tuple[str, ...], int]
     duplicates: list[tuple[tuple[str, ...], Duplicate]]
+    #: paths of values that were `!vault` encrypted (secrets by construction)
+    vaulted: set[tuple[str, ...]] = field(default_factory=set)
 
 
 def load(text: str) -> Document:
@@ -148,12 +150,13 @@ def _convert(node: Node, path: tuple[str, ...], doc: Document, loader: _Loader, 
         return [_convert(item, (*path, str(i)), doc, loader, count) for i, item in enumerate(node.value)]
     assert isinstance(node, ScalarNode)
     if node.tag == "!vault":
-        raise yaml.constructor.ConstructorError(
-            None,
-            None,
-            "Ansible Vault values (!vault) are not supported; keep secrets in the tenant folder (0600)",
-            node.start_mark,
-        )
+        # decrypted with ansible-core (inventory/vault.py); a wrong or missing password names the key
+        from omldeploy.inventory.vault import decrypt
+
+        plain = decrypt(str(node.value), ".".join(path) or "(document)", node.start_mark.line + 1)
+        doc.scalars[path] = Scalar(plain, plain, node.start_mark.line + 1, False)
+        doc.vaulted.add(path)
+        return plain
     try:
         value = loader.construct_object(node, deep=True)
     except (ValueError, TypeError, AttributeError, KeyError, IndexError, OverflowError) as exc:

@@ -78,7 +78,8 @@ def test_bash_registers_and_completes(world: Path) -> None:
     assert c("backups", "") == ["list", "verify", "prune"]
     assert c("tenant", "") == ["new", "list"]
     assert c("sandbox", "st") == ["status"]
-    assert set(c("backups", "list", "--")) == {"--help", "--instances", "--json", "--tenant", "--verbose"}
+    assert set(c("backups", "list", "--")) == {"--help", "--instances", "--json", "--tenant", "--verbose",
+                                                "--vault-password-file", "--ask-vault-pass"}
     assert "--check" in c("install", "--c") and c("upgrade", "--rel") == ["--release"]
     assert c("tenant", "new", "x", "--layout", "") == ["aio", "ait", "cloud", "ha", "ha-aio"]
     assert c("completion", "") == ["bash", "zsh"]

@@ -69,8 +69,8 @@ class Probe:
             t = time.monotonic()
             try:
                 ok = self.attempt(n)
-            except (OSError, oml_pgwire.PgError, ValueError):
-                ok = False
+            except Exception:  # any error is a failed attempt: a probe that died would
+                ok = False  # read as an outage that never ends, and the drill would wait it out
             now = time.monotonic()
             self.attempts += 1
             if ok:
@@ -118,18 +118,21 @@ def _auth(password: str) -> tuple[tuple[str, ...], ...]:
     return (("AUTH", password),) if password else ()
 
 
-def redis_call(address: str, *commands: tuple[str, ...], timeout: float = 1.0, password: str = "") -> list[bytes]:
+def redis_call(address: str, *commands: tuple[str, ...], timeout: float = 1.0, password: str = "",
+               port: int = 6379) -> list[bytes]:
     """Pipelined commands with one-line replies (integers, status): the replies' first lines (after
-    AUTH's, which is not returned: a refused AUTH shows in the next reply as NOAUTH)."""
+    AUTH's, which is not returned: a refused AUTH shows in the next reply as NOAUTH). A connection closed
+    before every reply came (HAProxy with no Redis server behind it) is an OSError, as a refused one is."""
     sent = (*_auth(password), *commands)
-    with socket.create_connection((address, 6379), timeout) as s:
+    with socket.create_connection((address, port), timeout) as s:
         s.settimeout(timeout)
         s.sendall(b"".join(_resp(*c) for c in sent))
         data = b""
         while data.count(b"\r\n") < len(sent):
             chunk = s.recv(65536)
             if not chunk:
-                break
+                got = data.count(b"\r\n")
+                raise OSError(f"connection closed after {got} of {len(sent)} replies")
             data += chunk
         return data.split(b"\r\n")[len(sent) - len(commands):len(sent)]
 

@@ -113,6 +113,51 @@ def test_a_redis_list_reply_is_read_to_its_announced_length_even_in_pieces(passw
         srv.close()
 
 
+@pytest.mark.parametrize("password", ["", "0123abcd"])
+def test_a_redis_connection_closed_before_the_reply_is_a_failed_attempt(password: str) -> None:
+    """HAProxy with no Redis server behind it (mid-failover) accepts, then closes: with AUTH in front
+    that used to end the probe thread with an IndexError, and the drill waited 120 s for a recovery
+    it could no longer see."""
+    import socket
+    import threading
+
+    srv = socket.create_server(("127.0.0.1", 0))
+    port = srv.getsockname()[1]
+    replies = [b"", b"+OK\r\n" if password else b"", b"+OK\r\n:7\r\n" if password else b":7\r\n"]
+
+    def serve() -> None:
+        for reply in replies:
+            conn, _ = srv.accept()
+            with conn:
+                conn.recv(1024)
+                conn.sendall(reply)
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        for _ in range(2):
+            with pytest.raises(OSError, match="connection closed"):
+                ha_drill.redis_call("127.0.0.1", ("RPUSH", "k", "1"), password=password, port=port)
+        assert ha_drill.redis_call("127.0.0.1", ("RPUSH", "k", "1"), password=password, port=port) == [b":7"]
+    finally:
+        srv.close()
+
+    results = iter([True, IndexError("a bug in an attempt")] + [True] * 1000)
+
+    def attempt(n: int) -> bool:
+        r = next(results)
+        if isinstance(r, Exception):
+            raise r
+        return r
+
+    probe = ha_drill.Probe("x", attempt)
+    probe.start()
+    deadline = time.monotonic() + 5
+    while probe.attempts < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    probe.stop()
+    assert probe.attempts >= 4 and probe.failed == 1 and not probe.down
+
+
 def test_inventory_values_are_quoted_in_the_operators_power_command(ha8: tuple[Tenant, Placement]) -> None:
     import dataclasses
     import shlex

@@ -15,7 +15,7 @@ from omldeploy.inventory import Tenant
 from omldeploy.sandbox import Sandbox
 from omldeploy.state import ledger
 
-from .common import cli, holders, psql, until, vips
+from .common import ROUNDS, cli, holders, psql, until, vips
 
 
 def ha_status(instances: Path) -> tuple[int, dict[str, Any]]:
@@ -63,8 +63,15 @@ def test_a_drill_of_every_pair_passes_and_puts_the_cluster_back(ha: tuple[Tenant
     tenant = ha[0]
     power = f"{sys.executable} -m omldeploy sandbox power-%s --name {ha_sandbox.name} {{ip}}"
     figures = {}
-    for component, extra in (("postgres", ()), ("redis", ()), ("haproxy", ()),
-                             ("voice", ("--power-off", power % "off", "--power-on", power % "on"))):
+    drills: list[tuple[str, tuple[str, ...]]] = [
+        ("postgres", ()), ("redis", ()), ("haproxy", ()),
+        ("voice", ("--power-off", power % "off", "--power-on", power % "on"))]
+    if ROUNDS == 1:
+        # CI (one round, for its 60-minute budget): the Redis drill (the probe that needs AUTH) and the power
+        # cut through the operator's commands. The PostgreSQL and HAProxy failovers the other two drill are
+        # measured in test_ha_4 and test_ha_3; OMLDEPLOY_E2E_ROUNDS>=2 drills all four.
+        drills = [d for d in drills if d[0] in ("redis", "voice")]
+    for component, extra in drills:
         t0 = time.monotonic()
         proc = cli(instances, "ha", "drill", "--tenant", "ha", "--component", component, "--yes", *extra)
         assert proc.returncode == 0, (component, (proc.stdout + proc.stderr)[-5000:])

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ha.common import cli, holders, psql, start_unit, until, vips
+from ha.common import ROUNDS, cli, holders, psql, start_unit, until, vips
 from ha.probes import Probes, more_answers
 from tenants import set_versions, tags
 
@@ -366,7 +366,10 @@ def test_a_postgresql_upgrade_with_and_without_switchover(
     tenant, sb = pair[0], pair_sandbox
     v = vips(sb)
     figures = []
-    for which, extra, primary_after in (("B", ("--switchover",), BACKUP), ("A", (), BACKUP)):
+    runs: list[tuple[str, tuple[str, ...], str]] = [("B", ("--switchover",), BACKUP), ("A", (), BACKUP)]
+    if ROUNDS == 1:  # CI's budget: the default (in place: standby first, then the primary restarts)
+        runs = [("B", (), MAIN)]
+    for which, extra, primary_after in runs:
         set_versions(tenant, {"postgres_version": tags(which)["postgres_version"]})
         with Probes(tenant, sb, https=False, pg=True) as p:
             more_answers(p.pg)

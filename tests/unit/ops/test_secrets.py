@@ -97,7 +97,7 @@ def test_rotation_plans_where_the_secret_lives_and_what_restarts(tmp_path: Path)
 
 
 @pytest.mark.parametrize(("layout", "what", "words"), [
-    ("aio", "redis", "has no redis password"),
+    ("aio", "redis", "uses redis_password"),  # generated for every tenant (M8), used only by HA Redis
     ("aio", "keepalived", "no unit of tenant t1 uses keepalived_auth_pass"),
     ("cloud", "postgres", "managed outside omldeploy"),
     ("aio", "bucket", "not available in this version"),

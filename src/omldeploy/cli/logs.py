@@ -59,6 +59,6 @@ def cmd_logs(args: argparse.Namespace) -> int:
         outcome = logs.read(chosen, query, redactor(tenant), show)
     except KeyboardInterrupt:
         return 0  # --follow ends with ^C: that is its normal end
-    for host, why in (outcome.failed or {}).items():
+    for host, why in outcome.failed.items():
         console.error(f"{host}: the journal could not be read: {why}")
     return 1 if outcome.failed else 0

@@ -19,7 +19,7 @@ import shlex
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, Any
 
 from omldeploy.apply.ssh import become_prefix, needs_password, ssh_argv
@@ -189,18 +189,17 @@ def _records(host: str, stream: IO[str]) -> Iterator[Line]:
 @dataclass
 class Outcome:
     printed: int = 0
-    failed: dict[str, str] | None = None  # host -> why its journal could not be read
+    failed: dict[str, str] = field(default_factory=dict)  # host -> why its journal could not be read
 
 
-def read(targets_: list[Target], query: Query, redact: Redactor, out: Callable[[Line], None],
-         runner: Callable[..., subprocess.Popen[str]] = subprocess.Popen) -> Outcome:
+def read(targets_: list[Target], query: Query, redact: Redactor, out: Callable[[Line], None]) -> Outcome:
     """Read every target's journal concurrently. Without --follow, the lines of all hosts are merged in
     time order (each host's part is bounded by `query.lines`); with --follow they are printed as they
     arrive, until every stream ends or the operator interrupts."""
     keep = matcher(query.grep)
-    outcome = Outcome(failed={})
-    procs = {t.host: runner(list(t.argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace")
+    outcome = Outcome()
+    procs = {t.host: subprocess.Popen(list(t.argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace")
              for t in targets_}
     lock = threading.Lock()
     collected: dict[str, list[Line]] = {t.host: [] for t in targets_}
@@ -231,10 +230,8 @@ def read(targets_: list[Target], query: Query, redact: Redactor, out: Callable[[
     for host, proc in procs.items():
         rc = proc.wait()
         err = proc.stderr.read() if proc.stderr else ""
-        if rc not in (0, None) and not (query.follow and rc < 0):
-            why = redact(err.strip().splitlines()[-1] if err.strip() else f"exit {rc}")
-            assert outcome.failed is not None
-            outcome.failed[host] = why
+        if rc != 0 and not (query.follow and rc < 0):  # a follow ends with our terminate: not a failure
+            outcome.failed[host] = redact(err.strip().splitlines()[-1] if err.strip() else f"exit {rc}")
     if not query.follow:
         for line in heapq.merge(*collected.values(), key=lambda x: x.when):
             out(line)

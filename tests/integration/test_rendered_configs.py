@@ -30,6 +30,7 @@ and every server started is ours, on a temp dir, killed by its own pid at the en
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import pwd
@@ -782,6 +783,19 @@ def redis_server_argv(rendered: Rendered, host: str, server: str, lan: str, data
             *extra]
 
 
+def ha_module() -> Any:
+    """The HA host module, importable as Ansible ships it (its module_utils under `ansible.module_utils`)."""
+    library = Path(__file__).resolve().parents[2] / "src/omldeploy/apply/ansible"
+    for name, path in (("ansible.module_utils.omldeploy_units", library / "module_utils/omldeploy_units.py"),
+                       ("omldeploy_ha_it", library / "library/omldeploy_ha.py")):
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec and spec.loader
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        spec.loader.exec_module(mod)
+    return mod
+
+
 @pytest.mark.parametrize("rendered", cases("ha"), indirect=True)
 def test_redis_role_gate_against_real_sentinels(rendered: Rendered) -> None:
     """The Redis start gate, as each app node's rendered unit runs it, against real Redis servers (on
@@ -853,9 +867,20 @@ def test_redis_role_gate_against_real_sentinels(rendered: Rendered) -> None:
         # needs a leader elected by the Sentinels' votes (is-master-down-by-addr between Sentinels, which
         # requires their `requirepass`), and it must succeed at the first election. (The split vote that a
         # shared down-after caused in e2e depends on the hosts' timing; this netns did not reproduce it.)
+        # It starts once the pair reads settled as `status` reads it: until every Sentinel has polled the
+        # demoted node as a replica (INFO every 10 s), a promotion of it is turned back by a Sentinel
+        # (`+convert-to-slave`) and the failover is retried only after twice failover-timeout (17 s in CI)
+        ha = ha_module()
+
+        def settled() -> bool:
+            views = [ha.replica_views(run(ns.cmd([cli, "-h", b, "-p", "26379", "--raw", "SENTINEL", "REPLICAS",
+                                                   "master"]), env=env).stdout.splitlines()) for b in binds]
+            return all([(v.get("ip"), v.get("role-reported")) for v in vs] == [(lan[main], "slave")] for vs in views)
+
         assert wait_for(lambda: "master_link_status:up" in run(
             ns.cmd([cli, "-h", lan[main], "-p", "6379", "INFO", "replication"]), env=env).stdout
-            and all(master_view(b).get("num-slaves") == "1" for b in binds), 60, 0.2), logs.read_text()[-3000:]
+            and all(master_view(b).get("num-slaves") == "1" for b in binds) and settled(), 60, 0.2), \
+            logs.read_text()[-3000:]
         t0 = time.monotonic()
         stop(procs[apps.index(backup)])
         assert wait_for(lambda: all(master_view(b).get("ip") == main_ip for b in binds), 30, 0.1), \

@@ -199,6 +199,12 @@ def redis_pair(tenant: Tenant, facts: dict[str, dict[str, Any]], placement: Plac
                                 f"{v.get('others')} other sentinel(s), flags {v.get('flags')}, epoch {v.get('epoch')}")
             if v.get("others") != len(sentinels) - 1:
                 pair.problem(f"the sentinel on {s} sees {v.get('others')} other sentinels, not {len(sentinels) - 1}")
+            for rep in v.get("replica_views") or []:
+                flags = set(rep.get("flags", "").split(","))
+                if rep.get("role-reported") == "master" and not flags & {"s_down", "o_down", "disconnected"}:
+                    # omldeploy_ha.replica_views: a failover now would be turned back by this Sentinel
+                    pair.problem(f"settling: the sentinel on {s} has not yet seen {rep.get('ip')} as a replica "
+                                 "(its next poll is at most 10 s away)")
         else:
             pair.problem(f"the sentinel on {s} does not answer ({v.get('unit', 'unreachable')})")
     if len(masters) != 1:

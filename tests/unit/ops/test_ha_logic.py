@@ -61,8 +61,10 @@ def healthy(t: Tenant, placement: Placement, *, pg_primary: str = "main", redis_
         if "sentinel" in comps:
             n = sum(1 for o in t.hosts if "sentinel" in placement.components(o.name))
             master = next(o for o in t.hosts if "redis" in placement.components(o.name) and o.ha_role == redis_master)
+            replica = next(o for o in t.hosts if "redis" in placement.components(o.name) and o is not master)
             f["sentinel"] = {"unit": "active", "master": master.lan_ip, "replicas": 1, "others": n - 1,
-                             "flags": "master", "epoch": 0}
+                             "flags": "master", "epoch": 0,
+                             "replica_views": [{"ip": replica.lan_ip, "flags": "slave", "role-reported": "slave"}]}
         facts[h.name] = f
     return facts
 
@@ -144,6 +146,23 @@ def test_redis_cron_and_unreachable_hosts(ha8: tuple[Tenant, Placement]) -> None
     facts[voice] = {"error": "ssh: connect timed out", "unreachable": True}
     pairs = {p.name: p for p in summarize(t, facts, placement)}
     assert not pairs["voice"].ok and "unreachable" in pairs["voice"].problems[0]
+
+
+def test_redis_reads_settling_until_every_sentinel_has_polled_the_demoted_node(ha8: tuple[Tenant, Placement]) -> None:
+    """Right after a failover a Sentinel may still hold the demoted node's last reported role, `master`
+    (it polls replicas every 10 s): a failover then is turned back by that Sentinel and retried 12 s
+    later, so takeovers and drills wait until the pair reads settled (CI measured 17 s instead of 5)."""
+    t, placement = ha8
+    facts = healthy(t, placement)
+    sentinel = next(h.name for h in t.hosts if "sentinel" in placement.components(h.name))
+    view = facts[sentinel]["sentinel"]["replica_views"][0]
+    view["role-reported"] = "master"
+    redis = {p.name: p for p in summarize(t, facts, placement)}["redis"]
+    assert not redis.ok
+    assert redis.problems == [f"settling: the sentinel on {sentinel} has not yet seen {view['ip']} as a replica "
+                              "(its next poll is at most 10 s away)"]
+    view["flags"] = "s_down,slave,disconnected"  # a dead node's last role is no news; other checks name it
+    assert {p.name: p for p in summarize(t, facts, placement)}["redis"].ok
 
 
 def test_two_node_reads_one_web_voice_pair_and_no_redis_pair(make_tenant: MakeTenant) -> None:

@@ -178,7 +178,27 @@ def sentinel_facts(address: str) -> dict[str, Any]:
     out.update(master=kv.get("ip"), flags=kv.get("flags", ""), replicas=int(kv.get("num-slaves", 0) or 0),
                others=int(kv.get("num-other-sentinels", 0) or 0), quorum=int(kv.get("quorum", 0) or 0),
                epoch=int(kv.get("config-epoch", 0) or 0))
+    try:
+        words = redis_cli(SENTINEL, address, 26379, "SENTINEL", "replicas", "master").split("\n")
+    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+        return {**out, "error": str(exc)}
+    out["replica_views"] = replica_views(words)
     return out
+
+
+def replica_views(words: list[str]) -> list[dict[str, str]]:
+    """`SENTINEL REPLICAS` as redis-cli prints it (one word per line, records back to back, each opening
+    with `name`): per replica its address, Sentinel's flags and the role it last reported. A live
+    replica last seen reporting `master` means this Sentinel has not polled it since a failover (its
+    INFO period is 10 s); a promotion of it in that window is turned back by this Sentinel
+    (`+convert-to-slave`) and the failover times out, so the pair is not settled yet."""
+    views: list[dict[str, str]] = []
+    for key, value in zip(words[0::2], words[1::2], strict=False):
+        if key == "name":
+            views.append({})
+        if views and key in ("ip", "flags", "role-reported"):
+            views[-1][key] = value
+    return views
 
 
 def addresses() -> list[str]:

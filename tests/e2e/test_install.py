@@ -143,6 +143,28 @@ def test_aio_debian12_installs_with_classic_units(aio12: Tenant, sandbox: Sandbo
     assert aio12.settings.text("bucket_access_key") in app["reached"]["s3"]["detail"]  # the app's own key
     env_mode = sandbox.run("h3", "stat -c %a /etc/default/django.env /etc/omnileads/certs/key.pem").stdout.split()
     assert env_mode == ["600", "600"]
+    assert_time_accounted(instances, "aio12", {"omnileads_aio"}, 17)
+
+
+def assert_time_accounted(instances: Path, name: str, hosts: set[str], units: int) -> None:
+    """Issue 14, item 1: the first install's record says where its time went, per host and step:
+    image pulls with their bytes (the hosts start cold), each unit's start and health wait, and the
+    cost of reaching the host; the module's rows never exceed the step's wall time."""
+    out = cli(instances, "history", "--tenant", name, "--action", "install", "--json")
+    run = json.loads(out.stdout)["runs"][0]
+    steps = run["timings"]["steps"]
+    assert {s["host"] for s in steps} == hosts and {s["step"].split("-")[0] for s in steps} == {"stage", "activate"}
+    rows = [r | {"step": s["step"]} for s in steps for r in s["rows"]]
+    pulls = [r for r in rows if r["phase"] == "pull"]
+    assert pulls and all(r["bytes"] > 0 and r["seconds"] > 0 for r in pulls), pulls
+    assert len([r for r in rows if r["phase"] == "health"]) == units
+    assert len([r for r in rows if r["phase"] == "start"]) == units
+    assert all(len([r for r in s["rows"] if r["phase"] == "ssh+ansible"]) == 1 for s in steps)
+    for s in steps:
+        assert sum(r["seconds"] for r in s["rows"]) <= s["wall"] + 0.01, s
+    shown = cli(instances, "history", "--tenant", name, "--action", "install", "--last", "1")
+    print("\n" + shown.stdout)
+    assert shown.returncode == 0 and "pull" in shown.stdout and "health" in shown.stdout
 
 
 def test_aio_second_run_changes_nothing(aio12: Tenant, instances: Path) -> None:
@@ -602,6 +624,7 @@ def test_ait_installs_across_three_hosts(ait: Tenant, sandbox: Sandbox, instance
     assert health(voice.ip, 7088)["ok"]
     assert "postgresql" not in sandbox.run("h7", "ls /etc/systemd/system").stdout
     assert https_with_tenant_ca(ait, app.ip) == "omldeploy ait CA"
+    assert_time_accounted(instances, "ait", {"omnileads_data", "omnileads_voice", "omnileads_app"}, 21)
 
 
 def test_ait_changing_one_setting_restarts_only_what_uses_it(ait: Tenant, instances: Path) -> None:

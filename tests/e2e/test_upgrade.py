@@ -198,6 +198,63 @@ def test_restart_actions_restart_their_set_in_order_with_health(aio: Tenant, san
     running_images(instances, "upg")  # healthy afterwards
 
 
+def set_channels(sandbox: Sandbox, n: int | None) -> None:
+    """The Asterisk stand-in reports `n` channels up (AMI CoreShowChannels, res_prometheus)."""
+    d = sandbox.run(HOST, "podman volume inspect --format '{{.Mountpoint}}' asterisk_logs").stdout.strip()
+    assert d, "no asterisk_logs volume"
+    sandbox.run(HOST, f"rm -f {d}/sandbox-channels" if n is None else f"echo {n} > {d}/sandbox-channels")
+
+
+def test_voice_restarts_wait_for_the_calls_to_end(aio: Tenant, sandbox: Sandbox, instances: Path) -> None:
+    """Issue 14, item 6: `restart_asterisk` with calls up waits (progress shown) and restarts only once
+    they ended; at voice_drain_timeout it restarts anyway and says how many were up; --force skips it."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    inv = aio.inventory_path
+    original = inv.read_text()
+    try:
+        set_channels(sandbox, 2)
+        before = started_at(sandbox, "asterisk")
+        proc = subprocess.Popen([sys.executable, "-m", "omldeploy", "--instances", str(instances), "restart_asterisk",
+                                 "--tenant", "upg"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env=env)
+        assert proc.stdout is not None
+        seen: list[str] = []
+        for line in proc.stdout:  # waits on the tool's own progress, not on a sleep
+            seen.append(line)
+            if "2 channel(s) up" in line and "asked 2 time(s)" in line:
+                break
+        assert any("waiting" in ln and "asterisk" in ln for ln in seen), "".join(seen)
+        assert started_at(sandbox, "asterisk") == before  # the calls are still up: not restarted
+        set_channels(sandbox, 0)
+        out, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 0, "".join(seen) + out
+        assert "no call up; asterisk restart(s) now" in out, out
+        assert started_at(sandbox, "asterisk") != before
+        waited = ledger.read(aio.folder)[-1].extra["timings"]["steps"]
+        assert any(s["step"] == "calls" and s["wall"] >= 3 for s in waited), waited  # in `history` too
+
+        # the deadline: restarted anyway, the operator told how many calls were dropped
+        inv.write_text(re.sub(r"^(\s*)vars:\s*$", r"\g<0>\n\g<1>  voice_drain_timeout: 6", original, count=1,
+                              flags=re.M))
+        set_channels(sandbox, 1)
+        before = started_at(sandbox, "asterisk")
+        done = cli(instances, "restart_asterisk", "--tenant", "upg")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "1 channel(s) still up when voice_drain_timeout ran out: asterisk restarted anyway" in done.stderr
+        assert started_at(sandbox, "asterisk") != before
+
+        # --force: no wait at all
+        before = started_at(sandbox, "asterisk")
+        forced = cli(instances, "restart_asterisk", "--tenant", "upg", "--force")
+        assert forced.returncode == 0, forced.stdout + forced.stderr
+        assert "without waiting for calls" in forced.stdout and "channel(s)" not in forced.stdout + forced.stderr
+        assert started_at(sandbox, "asterisk") != before
+    finally:
+        inv.write_text(original)
+        set_channels(sandbox, None)
+    running_images(instances, "upg")
+
+
 def test_update_writes_and_pulls_but_restarts_nothing(aio: Tenant, sandbox: Sandbox, instances: Path) -> None:
     inv = aio.inventory_path
     text = inv.read_text()

@@ -46,6 +46,7 @@ class HostResult:
     unreachable: bool = False
     failed_step: str | None = None
     answered: bool = False  # Ansible reported at least one task result (ok, failed, skipped, unreachable)
+    walls: dict[str, float] = field(default_factory=dict)  # step name -> the module task's wall seconds
 
     @property
     def stage(self) -> dict[str, Any] | None:
@@ -73,6 +74,11 @@ class Step:
     args: dict[str, dict[str, Any]]
     secret: bool = False
     fatal: bool = True
+    #: ask again every `delay` seconds, at most `retries` times, until the module's report says `done`;
+    #: each answer reaches `progress` as "waiting". Running out of retries is no failure when the last
+    #: report says `waiting` (the caller decides what a deadline means)
+    retries: int = 0
+    delay: int = 0
 
 
 @dataclass
@@ -89,6 +95,8 @@ class RunResult:
         for part in (self, later):
             for n, h in part.hosts.items():
                 hosts[n].reports.update(h.reports)
+                for step, wall in h.walls.items():
+                    hosts[n].walls[step] = hosts[n].walls.get(step, 0.0) + wall
                 if h.error or h.unreachable:
                     hosts[n].error, hosts[n].unreachable, hosts[n].failed_step = h.error, h.unreachable, h.failed_step
         return RunResult(ok=self.ok and later.ok, check=self.check, duration=self.duration + later.duration,
@@ -228,6 +236,9 @@ def phase_steps(tenant: Tenant, bundle: Bundle, phases: list[str], check: bool =
         steps.append(Step("stage", "omldeploy_host", {hb.host: _stage_args(tenant, hb) for hb in bundle.hosts},
                           secret=True))
     if "activate" in phases and not check:
+        counted = {hb.host: hb for hb in bundle.hosts if hb.calls}
+        if counted:
+            steps.append(calls_step(tenant, counted))
         names = {hb.host for hb in bundle.hosts}
         for i, members in enumerate(tiers(tenant, first)):
             in_run = [m for m in members if m in names]
@@ -238,6 +249,22 @@ def phase_steps(tenant: Tenant, bundle: Bundle, phases: list[str], check: bool =
         steps.append(Step("status", "omldeploy_host",
                           {hb.host: _activate_args(tenant, hb, "status") for hb in bundle.hosts}, fatal=False))
     return steps
+
+
+#: how often the `calls` step asks Asterisk again while calls are up
+CALLS_POLL_SECONDS = 3
+
+
+def calls_step(tenant: Tenant, hosts: Mapping[str, HostBundle]) -> Step:
+    """Before any activate: on each voice host where a unit that drops calls will restart (a changed
+    setting, a pending or forced restart), wait until Asterisk reports no channel, asking every few
+    seconds up to the host's `voice_drain_timeout` (module_utils/omldeploy_calls.py). Hosts with nothing
+    to restart answer at once."""
+    timeout = max(int(hb.calls["timeout"]) for hb in hosts.values() if hb.calls)
+    return Step("calls", "omldeploy_host",
+                {h: {"tenant": tenant.name, "phase": "calls", "calls": hb.calls,
+                     "force_restart": list(hb.force_restart)} for h, hb in hosts.items()},
+                fatal=False, retries=max(1, -(-timeout // CALLS_POLL_SECONDS)), delay=CALLS_POLL_SECONDS)
 
 
 def _playbook(steps: list[Step]) -> list[dict[str, Any]]:
@@ -251,12 +278,19 @@ def _playbook(steps: list[Step]) -> list[dict[str, Any]]:
         reg = f"omldeploy_r{i}"
         args = "{{ lookup('file', omldeploy_dir + '/' + omldeploy_slot + '." + str(i) + ".json') | from_json }}"
         reach = [{"name": f"{step.name} reach", "ansible.builtin.ping": {}}] if step.secret else []
+        call: dict[str, Any] = {"name": step.name, step.module: args, "register": reg, "no_log": step.secret,
+                                "ignore_errors": True}
+        failed = f"{reg} is failed"
+        if step.retries:
+            call.update(retries=step.retries, delay=step.delay,
+                        until=f"{reg}.report is not defined or ({reg}.report.done | default(true))")
+            failed += f" and not ({reg}.report.waiting | default(false))"
         tasks = [
             *reach,
-            {"name": step.name, step.module: args, "register": reg, "no_log": step.secret, "ignore_errors": True},
+            call,
             {"name": f"{step.name} report", "ansible.builtin.debug": {"var": f"{reg}.report"}},
             {"name": f"{step.name} failed",
-             "ansible.builtin.fail": {"msg": "{{ " + reg + ".msg | default('failed') }}"}, "when": f"{reg} is failed"},
+             "ansible.builtin.fail": {"msg": "{{ " + reg + ".msg | default('failed') }}"}, "when": failed},
         ]
         play: dict[str, Any] = {"name": step.name, "hosts": ",".join(step.args), "gather_facts": False,
                                 "tasks": tasks}
@@ -421,8 +455,17 @@ class _EventHandler:
         label = step.split("-")[0]  # activate-1 -> activate
         if kind in ("runner_on_ok", "runner_on_failed", "runner_on_skipped", "runner_on_unreachable"):
             hr.answered = True
+            if task == step and isinstance(data.get("duration"), (int, float)):
+                # the module task itself (not its reach/report/failed companions): SSH + Ansible + module
+                hr.walls[step] = hr.walls.get(step, 0.0) + float(data["duration"])
         if kind == "runner_on_start" and " " not in task and self.progress:
             self.progress(host, label, "start", "")
+        elif kind == "runner_retry" and self.progress:
+            report = res.get("report")
+            if isinstance(report, dict) and report.get("waiting"):
+                self.progress(host, task.removeprefix("TASK: ").split(" ")[0], "waiting",
+                              f"{report.get('channels')} channel(s) up; {', '.join(report.get('restarting') or [])} "
+                              f"restart(s) when they end (asked {res.get('attempts', '?')} time(s))")
         elif kind == "runner_on_unreachable":
             hr.unreachable = True
             hr.failed_step = label
@@ -470,6 +513,15 @@ def summarize(step: str, report: dict[str, Any]) -> str:
         if report.get("stopped"):
             parts.append(f"removed {', '.join(report['stopped'])}")
         return "; ".join(parts)
+    if step == "calls":
+        if not report.get("needed"):
+            return "no unit on the voice path restarts"
+        units = ", ".join(report.get("restarting") or [])
+        if report.get("channels") is None:
+            return f"cannot count the calls ({report.get('error', '?')}); {units} restart(s) without waiting"
+        if report.get("channels"):
+            return f"{report['channels']} channel(s) still up at the deadline; {units} restart(s) anyway"
+        return f"no call up; {units} restart(s) now"
     if step == "recycle":
         return (f"{len(report.get('containers', []))} exited container(s), "
                 f"{len(report.get('images', []))} old image(s), {int(report.get('bytes', 0)) / 1e6:.0f} MB")

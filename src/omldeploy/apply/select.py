@@ -30,5 +30,7 @@ def select_units(bundle: Bundle, keep: Callable[[UnitPlan], bool]) -> Bundle:
                          [h for h in hb.host_units if any(f.path.endswith("/" + h) for f in files)],
                          hb.directories)
         sub.partial = True
+        if hb.calls and names & set(hb.calls["units"]):
+            sub.calls = hb.calls  # a unit on the voice path restarts: wait for the calls as a full run does
         out.hosts.append(sub)
     return out

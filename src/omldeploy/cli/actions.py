@@ -64,6 +64,10 @@ CONVERGING = ("install", "app", "voice", "observability", "postgres", "redis", "
               "restart", "restart_django", "restart_asterisk", "restart_core", "update", "recycle")
 
 
+FORCE_HELP = ("restart Asterisk, Kamailio and RTPengine without waiting for the calls to end "
+              "(default: wait up to voice_drain_timeout)")
+
+
 def add_parsers(sub: Any) -> None:
     for name, help_text in {**SEED_ACTIONS, **OWN_ACTIONS}.items():
         p = sub.add_parser(name, help=help_text)
@@ -75,6 +79,8 @@ def add_parsers(sub: Any) -> None:
             p.add_argument("--switchover", action="store_true",
                            help="HA: when the PostgreSQL primary or the Redis master must restart, hand its role "
                                 "to the restarted standby/replica first instead of restarting it in place")
+            if name != "recycle":
+                p.add_argument("--force", action="store_true", help=FORCE_HELP)
             p.set_defaults(func=_converge(name))
             if name == "observability":
                 dashboards_cli.add_subverb(p)
@@ -91,6 +97,7 @@ def add_parsers(sub: Any) -> None:
                            help="HA: hand the PostgreSQL primary / Redis master role to the upgraded standby/replica "
                                 "before the primary / master restarts")
             p.add_argument("--verbose", "-v", action="store_true", help="stream Ansible's own output")
+            p.add_argument("--force", action="store_true", help=FORCE_HELP)
             p.set_defaults(func=_upgrade)
         elif name == "rollback":
             p.add_argument("--to", type=int, metavar="N", help="history entry to return to (see --list; default 2)")
@@ -132,7 +139,7 @@ def _converge(action: str) -> Handler:
             return recycle_op.recycle(tenant, _reporter(args), check=bool(args.check))
         return converge(tenant, action, _reporter(args), check=bool(args.check),
                         restart=action.startswith("restart"), stage_only=action == "update",
-                        switchover=bool(args.switchover))
+                        switchover=bool(args.switchover), force=bool(args.force))
 
     return handler
 
@@ -140,7 +147,8 @@ def _converge(action: str) -> Handler:
 def _upgrade(args: argparse.Namespace) -> int:
     tenant = context.load_for_apply(args)
     return upgrade_op.upgrade(tenant, _reporter(args), release=args.release, backup=not args.no_backup,
-                              rollback=not args.no_rollback, switchover=bool(args.switchover))
+                              rollback=not args.no_rollback, switchover=bool(args.switchover),
+                              force=bool(args.force))
 
 
 def _rollback(args: argparse.Namespace) -> int:

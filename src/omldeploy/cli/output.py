@@ -26,13 +26,14 @@ class Console:
         return f"\033[{code}m{text}\033[0m" if self.color else text
 
     def say(self, text: str = "") -> None:
-        print(text, file=self.out)
+        # flushed: progress of long work (a drain, a pull) must show live through a pipe (tee, CI logs)
+        print(text, file=self.out, flush=True)
 
     def error(self, text: str) -> None:
         print(self._paint(f"omldeploy: {text}", "31"), file=self.err)
 
     def warn(self, text: str) -> None:
-        print(self._paint(f"warning: {text}", "33"), file=self.err)
+        print(self._paint(f"warning: {text}", "33"), file=self.err, flush=True)
 
     def problems(self, problems: Iterable[Problem]) -> None:
         items = list(problems)

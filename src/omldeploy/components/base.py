@@ -102,6 +102,16 @@ class Drain:
 
 
 @dataclass(frozen=True)
+class CallCounter:
+    """Where the host's active calls are counted: AMI `CoreShowChannels` at `address:port`, with the
+    account read on the host from `env_file` (AMI_USER, AMI_PASSWORD), never passed as an argument."""
+
+    env_file: str
+    address: str
+    port: int
+
+
+@dataclass(frozen=True)
 class HostUnit:
     """A plain systemd unit (not a container) a component needs, e.g. a path unit."""
 
@@ -128,6 +138,9 @@ class Component:
     capabilities: ClassVar[tuple[str, ...]] = ()
     start_order: ClassVar[int] = 50  # dependency-ordered start, lower first (seed matrix order)
     enabled_by_default: ClassVar[bool] = True
+    #: a restart drops the host's calls (the voice path: Asterisk, Kamailio, RTPengine): activate waits
+    #: for the calls to end first (CallCounter, `voice_drain_timeout`)
+    drops_calls: ClassVar[bool] = False
     _folder: ClassVar[Path]
 
     # --- placement
@@ -168,6 +181,11 @@ class Component:
 
     def drain(self, ctx: Ctx) -> Drain | None:
         """How this host leaves its load balancer while its units restart (None: it has none)."""
+        return None
+
+    def call_counter(self, ctx: Ctx) -> CallCounter | None:
+        """How the host's active calls are counted before a unit that `drops_calls` restarts (None: this
+        component does not count them)."""
         return None
 
     def host_directories(self, ctx: Ctx) -> list[tuple[str, int]]:

@@ -412,6 +412,17 @@ ROLLBACK_MIN, ROLLBACK_MAX = 15, 600
 FIREWALL_SOURCES = ("sip_allowed_sources", "monitoring_sources", "admin_sources")
 
 
+#: voice_drain_timeout: up to a working day's longest calls; 0 turns the wait off
+DRAIN_MAX = 86400
+
+
+def _voice_drain(t: Tenant, p: Problems, line: Lines) -> None:
+    seconds = t.settings.num("voice_drain_timeout")
+    if not 0 <= seconds <= DRAIN_MAX:
+        p.add("voice_drain_timeout", "is out of range", line=line("voice_drain_timeout"), found=seconds,
+              allowed=f"0 (do not wait) to {DRAIN_MAX} seconds")
+
+
 def _firewall(t: Tenant, p: Problems, line: Lines) -> None:
     s = t.settings
     kind = s.text("firewall")
@@ -435,7 +446,7 @@ def _firewall(t: Tenant, p: Problems, line: Lines) -> None:
 
 
 RULES: tuple[Rule, ...] = (_required, _postgres, _bucket, _certs, _acme, _addresses, _derived_hosts, _wan, _ha, _misc,
-                           _images, _weak_passwords, _identifiers, _bounds, _host_keys, _firewall)
+                           _images, _weak_passwords, _identifiers, _bounds, _host_keys, _firewall, _voice_drain)
 
 
 def check(tenant: Tenant, problems: Problems, doc: Document, all_path: tuple[str, ...]) -> None:

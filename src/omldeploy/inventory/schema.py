@@ -168,6 +168,9 @@ _KEYS: list[Key] = [
     Key("admin_sources", "sources", note="IPv4 addresses/CIDRs allowed to SSH and the admin consoles"),
     Key("firewall_rollback_seconds", "int", default=60,
         note="a new ruleset not confirmed over a new SSH connection within this time is undone on the host"),
+    Key("voice_drain_timeout", "int", default=300,
+        note="seconds to wait for a voice host's calls to end before Asterisk, Kamailio or RTPengine restarts "
+             "(0: do not wait; `--force` skips the wait once)"),
     # --- per host
     Key("omni_ip_lan", "ip", scope=HOST),
     *[Key(m, "marker", scope=HOST) for m in MARKERS],

@@ -13,6 +13,7 @@ from typing import Any
 
 from omldeploy.apply.engine import HostResult, RunResult, run_phases, tiers
 from omldeploy.apply.select import select, select_using
+from omldeploy.apply.timing import breakdown, describe
 from omldeploy.inventory.model import Tenant
 from omldeploy.ops.firewall import converge_firewall
 from omldeploy.render import material
@@ -107,9 +108,9 @@ def renew_if_due(tenant: Tenant, reporter: Reporter, *, check: bool) -> None:
 
 def converge(tenant: Tenant, action: str, reporter: Reporter, *, check: bool = False,
              extra: dict[str, Any] | None = None, restart: bool = False, stage_only: bool = False,
-             switchover: bool = False) -> int:
+             switchover: bool = False, force: bool = False) -> int:
     result = converge_result(tenant, action, reporter, check=check, extra=extra, restart=restart,
-                             stage_only=stage_only, switchover=switchover)
+                             stage_only=stage_only, switchover=switchover, force=force)
     if result is None:
         return 2
     return 0 if result.ok else 1
@@ -117,7 +118,7 @@ def converge(tenant: Tenant, action: str, reporter: Reporter, *, check: bool = F
 
 def converge_result(tenant: Tenant, action: str, reporter: Reporter, *, check: bool = False,
                     extra: dict[str, Any] | None = None, restart: bool = False,
-                    stage_only: bool = False, switchover: bool = False) -> RunResult | None:
+                    stage_only: bool = False, switchover: bool = False, force: bool = False) -> RunResult | None:
     """Make the hosts match the rendered tenant; None when nothing of `action` runs in this layout.
 
     restart: also restart every selected unit, changed or not (the seed's restart_* actions): per host in
@@ -126,6 +127,7 @@ def converge_result(tenant: Tenant, action: str, reporter: Reporter, *, check: b
     pending on the host until the next converging run (the seed's update).
     switchover: HA, when the PostgreSQL primary or the Redis master must restart: hand its role to the
     (already restarted) standby or replica first, instead of restarting it in place.
+    force: units on the voice path restart without waiting for the calls to end (voice_drain_timeout).
     """
     if action == "install":
         with tenant_lock(tenant.folder, tenant.name, action):  # a busy tenant: refused before any change
@@ -137,6 +139,9 @@ def converge_result(tenant: Tenant, action: str, reporter: Reporter, *, check: b
     if restart:
         for hb in bundle.hosts:
             hb.force_restart = [u.name for u in hb.units]
+    if force:
+        for hb in bundle.hosts:
+            hb.calls = None
     reporter.redact = redactor(tenant)
     started = ledger.now()
     with tenant_lock(tenant.folder, tenant.name, action):
@@ -159,6 +164,9 @@ def converge_result(tenant: Tenant, action: str, reporter: Reporter, *, check: b
                                            stdout=reporter.ansible)
                 if walled is not None:
                     result = result.then(walled)
+            if force and not check and any(hb.units for hb in bundle.hosts):
+                reporter.line("--force: units on the voice path restarted without waiting for calls to end")
+            _calls_outcome(result, reporter)
             report(tenant, bundle, result, reporter)
             if restart and check:
                 for hb in bundle.hosts:
@@ -171,19 +179,39 @@ def converge_result(tenant: Tenant, action: str, reporter: Reporter, *, check: b
                         reporter.line(f"{h}: waiting for a restart: {', '.join(names)}")
                 if any(waiting.values()):
                     reporter.line("nothing was restarted; `omldeploy install` restarts exactly these units")
+            timings = breakdown(result)
+            for text in describe(timings):
+                # every run's log has it; `-v` prints it; the ledger keeps it for `history`
+                if reporter.verbose:
+                    reporter.line(text)
+                elif reporter.log:
+                    reporter.log.write(text)
             outcome = "check" if check else ("ok" if result.ok else "failed")
             ledger.append(tenant.folder, ledger.Record(
                 action=action, outcome=outcome, started=started, duration=round(result.duration, 1),
                 versions=dict(tenant.versions), hosts=[h.host for h in bundle.hosts],
                 changed=result.changed_files(), restarted=result.restarted(),
                 detail=_failure_text(result) if not result.ok else "",
-                extra={"images": {h.host: h.images for h in bundle.hosts}, **(extra or {})},
+                extra={"images": {h.host: h.images for h in bundle.hosts}, "timings": timings, **(extra or {})},
             ), redact=reporter.redact)
             reporter.line(f"log: {reporter.log.path}")
             return result
         finally:
             reporter.log.close()
             reporter.log = None
+
+
+def _calls_outcome(result: RunResult, reporter: Reporter) -> None:
+    """Say what the wait for calls (engine.calls_step) ended in where it did not simply find none."""
+    for host, hr in result.hosts.items():
+        c = hr.reports.get("calls") or {}
+        units = ", ".join(c.get("restarting") or [])
+        if c.get("waiting"):
+            reporter.warn(f"{host}: {c.get('channels')} channel(s) still up when voice_drain_timeout ran out: "
+                          f"{units} restarted anyway, dropping them")
+        elif c.get("needed") and c.get("channels") is None:
+            reporter.warn(f"{host}: the calls could not be counted ({c.get('error')}); {units} restarted "
+                          "without waiting")
 
 
 def _ha_rolling(tenant: Tenant, bundle: Bundle, reporter: Reporter, restart: bool,

@@ -108,13 +108,13 @@ def _failed_before_changes(result: RunResult) -> bool:
 
 
 def upgrade(tenant: Tenant, reporter: Reporter, *, release: str | None = None, backup: bool = True,
-            rollback: bool = True, switchover: bool = False) -> int:
+            rollback: bool = True, switchover: bool = False, force: bool = False) -> int:
     t0 = time.monotonic()
     timings: dict[str, float] = {}
     with tenant_lock(tenant.folder, tenant.name, "upgrade"):
         try:
             return _upgrade(tenant, reporter, timings, release=release, backup=backup, rollback=rollback,
-                            switchover=switchover)
+                            switchover=switchover, force=force)
         finally:
             # the step lines count from the start of the command (backup included): so does this total
             parts = ", ".join(f"{k} {v:.1f}s" for k, v in timings.items())
@@ -122,7 +122,7 @@ def upgrade(tenant: Tenant, reporter: Reporter, *, release: str | None = None, b
 
 
 def _upgrade(tenant: Tenant, reporter: Reporter, timings: dict[str, float], *, release: str | None, backup: bool,
-             rollback: bool, switchover: bool = False) -> int:
+             rollback: bool, switchover: bool = False, force: bool = False) -> int:
     target = dict(tenant.versions)
     if release is not None:
         rel = find_release(release)
@@ -166,7 +166,7 @@ def _upgrade(tenant: Tenant, reporter: Reporter, timings: dict[str, float], *, r
     if release is not None:
         pin_versions(tenant, target)
     t_apply = time.monotonic()
-    result = converge_result(new_tenant, "upgrade", reporter, switchover=switchover, extra={
+    result = converge_result(new_tenant, "upgrade", reporter, switchover=switchover, force=force, extra={
         "backup": backup_id, "previous": previous,
         **({"backup_seconds": round(timings["backup"], 1)} if "backup" in timings else {})})
     timings["apply"] = time.monotonic() - t_apply
@@ -191,7 +191,7 @@ def _upgrade(tenant: Tenant, reporter: Reporter, timings: dict[str, float], *, r
     # next `install` would bring them back.
     pinned = pin_versions(tenant, previous)
     t_back = time.monotonic()
-    back = converge(_with_versions(tenant, previous), "rollback", reporter,
+    back = converge(_with_versions(tenant, previous), "rollback", reporter, force=force,
                     extra={"reason": "automatic after failed upgrade"})
     timings["rollback"] = time.monotonic() - t_back
     kept = (f" The inventory names the previous versions again ({', '.join(pinned)}; the failed ones are kept "

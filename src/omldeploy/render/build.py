@@ -102,6 +102,16 @@ def _render_host(ctx: Ctx, placement: Placement, tls: material.TLSMaterial | Non
                               component=comp.name))
             if hu.name not in hb.host_units:
                 hb.host_units.append(hu.name)
+    # a unit on the voice path restarts only after the tenant's calls ended (or voice_drain_timeout):
+    # counted by whichever component here knows the AMI account (Asterisk itself, or Django beside Kamailio).
+    # Not in HA: the rolling run restarts the passive node first and the voice VIP moves before the active
+    # one restarts, so waiting there would only hold every upgrade for the timeout on a busy cluster
+    droppers = [c.name for c in comps if c.drops_calls]
+    counter = next((c for c in (comp.call_counter(ctx) for comp in comps) if c is not None), None)
+    if droppers and counter is not None and t.settings.num("voice_drain_timeout") > 0 \
+            and t.layout.shape.value != "ha":
+        hb.calls = {"env_file": counter.env_file, "address": counter.address, "port": counter.port,
+                    "timeout": t.settings.num("voice_drain_timeout"), "units": droppers}
     if "asterisk" in names:
         hb.directories.append(("/etc/asterisk/custom", 0o755))
     # /run is empty after a reboot; bind-mount sources the components declare there must exist before

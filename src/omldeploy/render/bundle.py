@@ -61,6 +61,9 @@ class HostBundle:
     partial: bool = False  # only some components (per-component action): keep the others untouched
     force_restart: list[str] = field(default_factory=list)  # restarted even when nothing changed (restart_*)
     drain: dict[str, Any] | None = None  # how activate takes the host out of its balancer (components.base.Drain)
+    #: how the `calls` step counts the host's active calls before a unit that drops them restarts, and how
+    #: long it waits for them to end (components.base.CallCounter, voice_drain_timeout); None: no wait
+    calls: dict[str, Any] | None = None
     #: the nftables script of the host firewall (render/firewall.py); None with `firewall: none`. Not a
     #: staged file: the firewall module keeps its own copy once the controller confirmed the ruleset
     firewall: str | None = None

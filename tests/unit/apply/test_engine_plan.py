@@ -43,6 +43,8 @@ def host_module() -> ModuleType:
     units_module()
     safefs_module()
     _load("ansible.module_utils.omldeploy_drain", MODULE.parents[1] / "module_utils" / "omldeploy_drain.py")
+    _load("ansible.module_utils.omldeploy_timing", MODULE.parents[1] / "module_utils" / "omldeploy_timing.py")
+    _load("ansible.module_utils.omldeploy_calls", MODULE.parents[1] / "module_utils" / "omldeploy_calls.py")
     return _load("omldeploy_host", MODULE)
 
 
@@ -70,20 +72,49 @@ def test_stage_carries_files_and_is_hidden_from_ansible_output(make_tenant: Make
     tenant = make_tenant("aio", vars={"postgres_password": "stage-secret-123"})
     bundle = render_tenant(tenant)
     steps = phase_steps(tenant, bundle, ["stage", "activate"])
-    assert [s.name for s in steps] == ["stage", "activate-0"]
+    assert [s.name for s in steps] == ["stage", "calls", "activate-0"]
     stage = steps[0]
-    assert stage.secret and not steps[1].secret
+    assert stage.secret and not steps[2].secret
     files = {f["path"]: f for f in stage.args["omnileads_aio"]["files"]}
     assert b"stage-secret-123" in base64.b64decode(files["/etc/default/django.env"]["content"])
     assert files["/etc/default/django.env"]["mode"] == "0600"
-    assert "stage-secret-123" not in json.dumps(steps[1].args)  # activate args carry no secrets
+    assert "stage-secret-123" not in json.dumps(steps[2].args)  # activate args carry no secrets
     play = _playbook(steps)
     # a visible ping first: an unreachable host's reason (refused, host key changed) is not hidden by no_log
     assert play[0]["tasks"][0] == {"name": "stage reach", "ansible.builtin.ping": {}}
     assert play[0]["tasks"][1]["no_log"] is True and play[0]["any_errors_fatal"] is True
     assert play[0]["tasks"][2]["ansible.builtin.debug"] == {"var": "omldeploy_r0.report"}
     assert "omldeploy_slot" in play[0]["tasks"][1]["omldeploy_host"]  # no file name made of a host name
-    assert play[1]["tasks"][0]["name"] == "activate-0"  # nothing secret there: no extra round-trip
+    assert play[2]["tasks"][0]["name"] == "activate-0"  # nothing secret there: no extra round-trip
+
+
+def test_voice_hosts_wait_for_their_calls_before_any_activate(make_tenant: MakeTenant) -> None:
+    """Issue 14, item 6: one `calls` step before the first activate, on the voice host only, asking
+    every few seconds up to voice_drain_timeout; a deadline is no failure; 0 turns it off."""
+    tenant = make_tenant("ait", vars={"voice_drain_timeout": 30, "ami_password": "ami-Secret-8812"})
+    steps = phase_steps(tenant, render_tenant(tenant), ["stage", "activate"])
+    assert [s.name for s in steps] == ["stage", "calls", "activate-0", "activate-1", "activate-2"]
+    calls = steps[1]
+    assert sorted(calls.args) == ["omnileads_app", "omnileads_voice"] and not calls.fatal
+    voice, app = calls.args["omnileads_voice"]["calls"], calls.args["omnileads_app"]["calls"]
+    assert voice["env_file"] == "/etc/default/asterisk.env" and voice["port"] == 5038 and voice["timeout"] == 30
+    assert sorted(voice["units"]) == ["asterisk", "rtpengine"]
+    assert voice["address"] == tenant.host("omnileads_voice").lan_ip
+    # Kamailio on the app host: the calls are counted on the voice host's Asterisk, with Django's AMI account
+    assert app["units"] == ["kamailio"] and app["env_file"] == "/etc/default/django.env"
+    assert app["address"] == voice["address"]
+    assert "ami-Secret-8812" not in json.dumps(calls.args)  # read from the env file on the host
+    task = _playbook(steps)[1]["tasks"][0]
+    assert (task["retries"], task["delay"]) == (10, 3) and "report.done" in task["until"]
+    assert "report.waiting" in _playbook(steps)[1]["tasks"][2]["when"]  # the deadline passed: restart anyway
+    redis = phase_steps(tenant, select(render_tenant(tenant), "redis"), ["stage", "activate"])
+    assert "calls" not in [s.name for s in redis]  # nothing on the voice path in the selection
+    asterisk = phase_steps(tenant, select(render_tenant(tenant), "restart_asterisk"), ["stage", "activate"])
+    assert list(next(s for s in asterisk if s.name == "calls").args) == ["omnileads_voice"]
+    off = make_tenant("ait", vars={"voice_drain_timeout": 0}, name="t2")
+    assert "calls" not in [s.name for s in phase_steps(off, render_tenant(off), ["stage", "activate"])]
+    ha = make_tenant("ha", name="t3")  # the rolling run moves the voice VIP instead
+    assert all(hb.calls is None for hb in render_tenant(ha).hosts)
 
 
 def test_check_mode_never_activates(make_tenant: MakeTenant) -> None:

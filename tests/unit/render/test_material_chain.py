@@ -36,13 +36,15 @@ def _generate(folder: str, start: float) -> bytes:
 
 
 def test_concurrent_first_time_generation_always_gives_one_valid_chain(tmp_path: Path) -> None:
-    ctx = multiprocessing.get_context("fork")
+    # spawned, not forked: a fork of the test process copies locks other threads held at that instant
+    # (the suite runs threads), and a worker stuck on one hung the whole run; a bounded wait on each trial
+    ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(6) as pool:
         for trial in range(20):
             folder = tmp_path / f"t{trial}"
             folder.mkdir()
-            start = time.time() + 0.05
-            results = pool.starmap(_generate, [(str(folder), start)] * 6)
+            start = time.time() + (3.0 if trial == 0 else 0.05)  # the first trial also waits for the workers
+            results = pool.starmap_async(_generate, [(str(folder), start)] * 6).get(timeout=120)
             assert len(set(results)) == 1, f"trial {trial}: the processes saw different certificates"
             assert chain_ok(folder), f"trial {trial}"
             assert results[0] == material.tls_material(folder, "selfsigned", NAMES).cert_pem

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from omldeploy.components import common, redis_auth
-from omldeploy.components.base import Component, ConfigFile, Health, Port, Volume
+from omldeploy.components.base import CallCounter, Component, ConfigFile, Health, Port, Volume
 from omldeploy.components.context import Ctx
 
 CUSTOM_DIR = "/etc/asterisk/custom"
@@ -24,6 +24,7 @@ class Asterisk(Component):
     roles = ("aio", "voice")
     groups = ("voice", "asterisk", "restart", "restart_core", "restart_asterisk")
     start_order = 60
+    drops_calls = True
 
     def env(self, ctx: Ctx) -> list[tuple[str, str]]:
         s = ctx.tenant.settings
@@ -75,6 +76,9 @@ class Asterisk(Component):
 
     def health(self, ctx: Ctx) -> Health:
         return Health("tcp", host=ctx.lan, port=5038, timeout=120)
+
+    def call_counter(self, ctx: Ctx) -> CallCounter | None:
+        return CallCounter(self.env_file or "", ctx.lan, 5038)
 
     def configs(self, ctx: Ctx) -> list[ConfigFile]:
         header = self.template("custom.conf.j2", ctx)

@@ -78,6 +78,7 @@ def _pair(ctx: Ctx, role: str) -> list[Host]:
 
 class Kamailio(Component):
     name = "kamailio"
+    drops_calls = True  # a restart drops the host's calls (activate drains them first)
     description = "Kamailio SIP proxy"
     image = "kamailio"
     container = "oml-kamailio-server"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from omldeploy.components import common
-from omldeploy.components.base import Component, ConfigFile, Health, Port, Volume
+from omldeploy.components.base import CallCounter, Component, ConfigFile, Health, Port, Volume
 from omldeploy.components.context import Ctx
 
 
@@ -33,6 +33,10 @@ class Django(Component):
 
     def pre_start(self, ctx: Ctx) -> list[str]:
         return common.database_hooks(ctx, self.env_file or "")
+
+    def call_counter(self, ctx: Ctx) -> CallCounter | None:
+        """Beside Kamailio on an app host: the tenant's Asterisk, with the AMI account Django uses."""
+        return CallCounter(self.env_file or "", ctx.facts.asterisk_host, 5038)
 
     def hook_images(self, ctx: Ctx) -> list[str]:
         return [ctx.image("postgres")]

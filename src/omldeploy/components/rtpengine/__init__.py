@@ -8,6 +8,7 @@ from omldeploy.components.context import Ctx
 
 class RTPengine(Component):
     name = "rtpengine"
+    drops_calls = True  # a restart drops the host's calls (activate drains them first)
     description = "RTPengine media relay"
     image = "rtpengine"
     container = "oml-rtpengine-server"

@@ -214,13 +214,26 @@ def asterisk(args: list[str]) -> int:
         return 200, ("# sandbox asterisk stand-in\n# TYPE asterisk_core_uptime_seconds counter\n"
                      f"asterisk_core_uptime_seconds {up}\n# TYPE asterisk_core_last_reload_seconds gauge\n"
                      f"asterisk_core_last_reload_seconds {up}\n# TYPE asterisk_channels_count gauge\n"
-                     "asterisk_channels_count 0\n# TYPE asterisk_calls_count gauge\nasterisk_calls_count 0\n")
+                     f"asterisk_channels_count {_channels()}\n# TYPE asterisk_calls_count gauge\n"
+                     f"asterisk_calls_count {_channels() // 2}\n")
 
     def extra() -> dict[str, Any]:
         return {"custom_files": _custom_files(), "cli_commands": _tail(ASTERISK_CLI_LOG)}
 
     required = ("postgres", "s3") if os.environ.get("S3_ENDPOINT") else ("postgres",)
     return _run_service("asterisk", 7088, required, extra=extra, routes={"/metrics": metrics})
+
+
+#: how many channels the stand-in says are up (tests write it on the host, in the asterisk_logs volume);
+#: missing or unreadable: none
+CHANNELS_FILE = Path("/var/log/asterisk/sandbox-channels")
+
+
+def _channels() -> int:
+    try:
+        return max(0, int(CHANNELS_FILE.read_text().strip() or "0"))
+    except (OSError, ValueError):
+        return 0
 
 
 def _ami_server() -> None:
@@ -269,6 +282,16 @@ def _ami_session(conn: socket.socket) -> None:
                     conn.sendall(f"Response: Error\r\n{aid}Message: Permission denied\r\n\r\n".encode())
                 elif action == "ping":
                     conn.sendall(f"Response: Success\r\n{aid}Ping: Pong\r\n\r\n".encode())
+                elif action == "coreshowchannels":
+                    # as Asterisk answers: a list start, one event per channel, a completion with the count
+                    n = _channels()
+                    _append(ASTERISK_CLI_LOG, {"ami_action": action, "channels": n, "time": time.time()})
+                    out = f"Response: Success\r\n{aid}EventList: start\r\nMessage: Channels will follow\r\n\r\n"
+                    out += "".join(f"Event: CoreShowChannel\r\n{aid}Channel: PJSIP/sandbox-{i:08x}\r\n"
+                                   f"ChannelStateDesc: Up\r\n\r\n" for i in range(n))
+                    out += (f"Event: CoreShowChannelsComplete\r\n{aid}EventList: Complete\r\n"
+                            f"ListItems: {n}\r\n\r\n")
+                    conn.sendall(out.encode())
                 else:
                     _append(ASTERISK_CLI_LOG, {"ami_action": action, "fields": fields, "time": time.time()})
                     conn.sendall(f"Response: Success\r\n{aid}Message: recorded by stand-in\r\n\r\n".encode())

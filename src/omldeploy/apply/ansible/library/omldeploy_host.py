@@ -17,6 +17,7 @@ Only the Python standard library is used on the host.
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import contextlib
 import difflib
 import hashlib
@@ -29,6 +30,9 @@ import time
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule  # type: ignore[import-untyped,import-not-found,unused-ignore]
+from ansible.module_utils.omldeploy_calls import (  # type: ignore[import-untyped,import-not-found,unused-ignore]
+    count,
+)
 from ansible.module_utils.omldeploy_drain import (  # type: ignore[import-untyped,import-not-found,unused-ignore]
     READY,
     current,
@@ -42,6 +46,9 @@ from ansible.module_utils.omldeploy_safefs import (  # type: ignore[import-untyp
 )
 from ansible.module_utils.omldeploy_safefs import (  # type: ignore[import-untyped,import-not-found,unused-ignore]
     write_atomic as safe_write,
+)
+from ansible.module_utils.omldeploy_timing import (  # type: ignore[import-untyped,import-not-found,unused-ignore]
+    Clock,
 )
 from ansible.module_utils.omldeploy_units import (  # type: ignore[import-untyped,import-not-found,unused-ignore]
     HealthError,
@@ -153,15 +160,34 @@ def present_images() -> set[str]:
     return {line.strip() for line in proc.stdout.splitlines() if line.strip()}
 
 
-def pull(image: str, attempts: int = 3) -> None:
+def pull(image: str, attempts: int = 3) -> int:
+    """Pull `image`; its size in bytes (0 when Podman does not say)."""
     last = ""
     for i in range(attempts):
         proc = run(["podman", "pull", "--quiet", image], timeout=1800)
         if proc.returncode == 0:
-            return
+            size = run(["podman", "image", "inspect", "--format", "{{.Size}}", image], timeout=60).stdout.strip()
+            return int(size) if size.isdigit() else 0
         last = (proc.stderr or proc.stdout).strip()
         time.sleep(2 * (i + 1))
     raise RuntimeError(f"cannot pull {image}: {last[-500:]}")
+
+
+#: images pulled at once: one pull leaves the network or the disk idle while it decompresses or waits
+#: for the registry; more than a few only share the same link and cores
+PULL_PARALLEL = 4
+
+
+def pull_all(clock: Clock, images: list[str]) -> None:
+    """Pull `images`, PULL_PARALLEL at a time, each timed; the first failure is raised once all ended."""
+    def one(image: str) -> None:
+        with clock.timed("pull", image) as row:
+            row["bytes"] = pull(image)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=PULL_PARALLEL) as pool:
+        futures = [pool.submit(one, image) for image in images]
+    for future in futures:
+        future.result()
 
 
 # ----------------------------------------------------------------------------- files
@@ -233,33 +259,34 @@ def select_style(requested: str) -> tuple[str, str]:
 def stage(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
     check = module.check_mode
     tenant = p["tenant"]
+    clock = Clock()
     result: dict[str, Any] = {"changed_files": [], "diffs": {}, "pulled": [], "to_pull": [], "removed_units": [],
-                              "notes": []}
+                              "notes": [], "timings": clock.rows}
     if claim(tenant, check):
         result["changed_files"].append(OWNER_FILE)
     state = load_state(tenant)
-    installed, note = ensure_podman(check)
-    if note:
-        result["notes"].append(note)
-    if installed and check:
-        style, version = (p["unit_style"] if p["unit_style"] != "auto" else "unknown"), "missing"
-    else:
-        style, version = select_style(p["unit_style"])
+    with clock.timed("podman", "check"):
+        installed, note = ensure_podman(check)
+        if note:
+            result["notes"].append(note)
+        if installed and check:
+            style, version = (p["unit_style"] if p["unit_style"] != "auto" else "unknown"), "missing"
+        else:
+            style, version = select_style(p["unit_style"])
     result["style"], result["podman_version"] = style, version
     skip_kind = {"classic": "quadlet", "quadlet": "unit"}.get(style)
 
     # Pull first: a missing or unreachable image fails the run before any file on the host changes.
     units = p["units"]
     images = sorted({u["image"] for u in units} | set(p.get("extra_images", [])))
-    have = present_images() if shutil.which("podman") else set()
-    for image in images:
-        if image in have:
-            continue
-        if check:
-            result["to_pull"].append(image)
-        else:
-            pull(image)
-            result["pulled"].append(image)
+    with clock.timed("images", "present"):
+        have = present_images() if shutil.which("podman") else set()
+    missing = [image for image in images if image not in have]
+    if check:
+        result["to_pull"] = missing
+    elif missing:
+        pull_all(clock, missing)
+        result["pulled"] = missing
 
     for d in p["directories"]:
         if not os.path.isdir(d["path"]) or os.path.islink(d["path"]):
@@ -284,26 +311,27 @@ def stage(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
 
     wanted_files: list[str] = []
     reload_needed = False
-    for f in p["files"]:
-        if f["kind"] == skip_kind:
-            continue
-        path = f["path"]
-        wanted_files.append(path)
-        data = base64.b64decode(f["content"])
-        mode = int(f["mode"], 8)
-        current = read(path)
-        if current is not None and f.get("only_if_missing"):
-            continue
-        mode_ok = current is not None and file_mode(path) == mode
-        if current == data and mode_ok:
-            continue
-        result["changed_files"].append(path)
-        if f["kind"] in ("unit", "quadlet", "hostunit"):
-            reload_needed = True
-        if check:
-            result["diffs"][path] = masked_diff(path, current, data, bool(f.get("secret")))
-        else:
-            write_atomic(path, data, mode)
+    with clock.timed("files", f"{len(p['files'])} compared"):
+        for f in p["files"]:
+            if f["kind"] == skip_kind:
+                continue
+            path = f["path"]
+            wanted_files.append(path)
+            data = base64.b64decode(f["content"])
+            mode = int(f["mode"], 8)
+            current = read(path)
+            if current is not None and f.get("only_if_missing"):
+                continue
+            mode_ok = current is not None and file_mode(path) == mode
+            if current == data and mode_ok:
+                continue
+            result["changed_files"].append(path)
+            if f["kind"] in ("unit", "quadlet", "hostunit"):
+                reload_needed = True
+            if check:
+                result["diffs"][path] = masked_diff(path, current, data, bool(f.get("secret")))
+            else:
+                write_atomic(path, data, mode)
 
     names = [u["name"] for u in units]
     # Files of the other unit style for our units (style switched, or Podman upgraded): remove them.
@@ -347,6 +375,7 @@ def stage(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
         })
         save_state(tenant, state)
     result["changed"] = bool(result["changed_files"] or result["pulled"] or removed)
+    result["seconds"] = clock.total()
     return result
 
 
@@ -356,7 +385,9 @@ def activate(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
     state = load_state(tenant)
     units = sorted(p["units"], key=lambda u: (u["start_order"], u["name"]))
     style = state.get("style") or select_style(p["unit_style"])[0]
-    result: dict[str, Any] = {"restarted": [], "started": [], "stopped": [], "health": {}, "reloaded": False}
+    clock = Clock()
+    result: dict[str, Any] = {"restarted": [], "started": [], "stopped": [], "health": {}, "reloaded": False,
+                              "timings": clock.rows}
     for name in state.get("removed", []):
         if is_active(name):
             systemctl("stop", f"{name}.service", check=False)
@@ -368,7 +399,8 @@ def activate(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
                 os.unlink(path)
         state["reload"] = True
     if state.get("reload"):
-        systemctl("daemon-reload")
+        with clock.timed("daemon-reload"):
+            systemctl("daemon-reload")
         result["reloaded"] = True
         state["reload"] = False
     state["removed"] = []
@@ -393,13 +425,16 @@ def activate(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
     def out_of_balancer() -> None:
         """Before the first restart of a running unit: no balancer sends this node requests."""
         if drain and "drain" not in result:
-            result["drain"] = take_out(drain)
+            with clock.timed("drain", "out of the balancers"):
+                result["drain"] = take_out(drain)
 
     if batch:
         out_of_balancer()
         for u in batch:
-            run_hooks(u.get("pre_start", []))
-        start_or_fail(module, result, tenant, state, pending, [u["name"] for u in batch], "restart")
+            with clock.timed("hooks", u["name"]):
+                run_hooks(u.get("pre_start", []))
+        with clock.timed("restart", ", ".join(u["name"] for u in batch)):
+            start_or_fail(module, result, tenant, state, pending, [u["name"] for u in batch], "restart")
     batched = {u["name"] for u in batch}
     for u in units:
         name = u["name"]
@@ -424,9 +459,11 @@ def activate(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
         elif needs_restart or not active:
             if active:
                 out_of_balancer()
-            run_hooks(u.get("pre_start", []))
+            with clock.timed("hooks", name):
+                run_hooks(u.get("pre_start", []))
             # a start job that ran and failed is reported below, with the journal, by the health wait
-            start_or_fail(module, result, tenant, state, pending, [name], "restart" if active else "start")
+            with clock.timed("restart" if active else "start", name):
+                start_or_fail(module, result, tenant, state, pending, [name], "restart" if active else "start")
             (result["restarted"] if active else result["started"]).append(name)
         if name in batched or needs_restart or not active:
             try:
@@ -436,15 +473,20 @@ def activate(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
                 save_state(tenant, state)
                 result.update(failed=True, failed_unit=name, failure=exc.kind, journal=journal(name))
                 module.fail_json(msg=str(exc), report=result)
+            clock.add("health", name, seconds)
             result["health"][name] = {"seconds": round(seconds, 2), "detail": detail, "restarts": n_restarts(name)}
-            run_hooks(u.get("post_start", []))
+            if u.get("post_start"):
+                with clock.timed("hooks", name):
+                    run_hooks(u.get("post_start", []))
         pending = [x for x in pending if x != name]
         state["pending"] = pending
         save_state(tenant, state)
-    settle(module, units, result, tenant, state)
+    with clock.timed("settle", "crash-loop check"):
+        settle(module, units, result, tenant, state)
     if drain and ("drain" in result or current(drain) != READY):
         # healthy again (or a failed earlier run left it out): the balancers may send requests again
-        result["undrain"] = put_back(drain)
+        with clock.timed("drain", "back into the balancers"):
+            result["undrain"] = put_back(drain)
     if p.get("partial"):
         state["units"] = sorted(set(state.get("units", [])) | {u["name"] for u in units})
         state["files"] = sorted(set(state.get("files", [])) | set(p.get("files_index", [])))
@@ -455,7 +497,25 @@ def activate(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
     save_state(tenant, state)
     result["changed"] = bool(result["restarted"] or result["started"] or result["stopped"] or result["reloaded"]
                              or "undrain" in result)
+    result["seconds"] = clock.total()
     return result
+
+
+def calls(p: dict[str, Any]) -> dict[str, Any]:
+    """One answer of the `calls` step (engine.calls_step asks again until `done`): which running units
+    that drop calls will restart in the coming activate (stage left them pending, or a restart action
+    forces them) and how many channels Asterisk has up. Nothing restarting: done at once, AMI not asked."""
+    tenant = p["tenant"]
+    check_owner(tenant)
+    spec = p["calls"] or {}
+    restarts = set(load_state(tenant).get("pending", [])) | set(p.get("force_restart") or [])
+    restarting = [u for u in spec.get("units", []) if u in restarts and is_active(u)]
+    if not restarting:
+        return {"needed": False, "done": True, "changed": False}
+    answer = count(spec)
+    channels = answer["channels"]
+    return {"needed": True, "restarting": restarting, "channels": channels, "error": answer.get("error"),
+            "done": not channels, "waiting": bool(channels), "changed": False}
 
 
 def start_or_fail(module: AnsibleModule, result: dict[str, Any], tenant: str, state: dict[str, Any],
@@ -609,7 +669,8 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec={
             "tenant": {"type": "str", "required": True},
-            "phase": {"type": "str", "required": True, "choices": ["stage", "activate", "status", "recycle"]},
+            "phase": {"type": "str", "required": True,
+                      "choices": ["stage", "activate", "status", "recycle", "calls"]},
             "files": {"type": "list", "elements": "dict", "default": []},
             "files_index": {"type": "list", "elements": "str", "default": []},
             "directories": {"type": "list", "elements": "dict", "default": []},
@@ -621,6 +682,7 @@ def main() -> None:
             "partial": {"type": "bool", "default": False},
             "force_restart": {"type": "list", "elements": "str", "default": []},
             "drain": {"type": "dict", "default": None},
+            "calls": {"type": "dict", "default": None},
         },
         supports_check_mode=True,
     )
@@ -634,6 +696,8 @@ def main() -> None:
             report = {"skipped": True, "changed": False} if module.check_mode else activate(module, p)
         elif p["phase"] == "recycle":
             report = recycle(module, p)
+        elif p["phase"] == "calls":
+            report = calls(p)
         else:
             report = status(module, p)
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:

@@ -188,6 +188,9 @@ def wait_healthy(unit: dict[str, Any]) -> tuple[float, str]:
             ok, detail = probe(health, unit["container"])
             if ok:
                 return time.monotonic() - t0, detail
-        if time.monotonic() - t0 > timeout:
+        elapsed = time.monotonic() - t0
+        if elapsed > timeout:
             raise HealthError(name, "timeout", timeout, detail)
-        time.sleep(0.5)
+        # most units pass within a second or two: ask often at first (a fixed 0.5 s cost each of them
+        # 0.25 s on average, seconds per install), then back off to 0.5 s for slow starters
+        time.sleep(min(0.5, 0.05 + elapsed / 8))

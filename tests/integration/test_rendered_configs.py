@@ -30,7 +30,6 @@ and every server started is ours, on a temp dir, killed by its own pid at the en
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import pwd
@@ -59,6 +58,7 @@ from omldeploy.render import material
 from omldeploy.render.build import render_tenant
 from omldeploy.render.bundle import Bundle, BundleFile
 from omldeploy.render.write import write_bundle
+from tests import hostmodules
 from tests.unit.conftest import example
 
 PGBIN = Path("/usr/lib/postgresql/15/bin")
@@ -785,15 +785,8 @@ def redis_server_argv(rendered: Rendered, host: str, server: str, lan: str, data
 
 def ha_module() -> Any:
     """The HA host module, importable as Ansible ships it (its module_utils under `ansible.module_utils`)."""
-    library = Path(__file__).resolve().parents[2] / "src/omldeploy/apply/ansible"
-    for name, path in (("ansible.module_utils.omldeploy_units", library / "module_utils/omldeploy_units.py"),
-                       ("omldeploy_ha_it", library / "library/omldeploy_ha.py")):
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec and spec.loader
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return mod
+    hostmodules.module_utils("omldeploy_units")
+    return hostmodules.load("omldeploy_ha_it", hostmodules.ANSIBLE / "library" / "omldeploy_ha.py")
 
 
 @pytest.mark.parametrize("rendered", cases("ha"), indirect=True)

@@ -3,7 +3,6 @@ Ansible's events, the per-host breakdown, its text, and `omldeploy history` read
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import time
 from pathlib import Path
@@ -16,6 +15,7 @@ from omldeploy.apply.engine import HostResult, RunResult, _EventHandler
 from omldeploy.apply.timing import REACH, breakdown, describe, merged, phase_sums
 from omldeploy.cli.main import main
 from omldeploy.state import ledger
+from tests.hostmodules import load
 
 from ..conftest import MakeTenant
 
@@ -23,11 +23,7 @@ UTILS = Path(__file__).resolve().parents[3] / "src/omldeploy/apply/ansible/modul
 
 
 def clock_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("omldeploy_timing_unit", UTILS)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load("omldeploy_timing_unit", UTILS)
 
 
 def test_the_host_clock_times_blocks_even_when_they_fail() -> None:

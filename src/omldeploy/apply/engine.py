@@ -79,6 +79,8 @@ class Step:
     #: report says `waiting` (the caller decides what a deadline means)
     retries: int = 0
     delay: int = 0
+    #: Jinja condition (per host) for the module task; a host where it is false skips the step
+    when: str | None = None
 
 
 @dataclass
@@ -202,6 +204,8 @@ def _stage_args(tenant: Tenant, hb: HostBundle) -> dict[str, Any]:
         "units": unit_args(hb),
         "extra_images": sorted({i for u in hb.units for i in u.hook_images}),
         "partial": hb.partial,
+        "calls": hb.calls,
+        "force_restart": list(hb.force_restart),
     }
 
 
@@ -238,7 +242,8 @@ def phase_steps(tenant: Tenant, bundle: Bundle, phases: list[str], check: bool =
     if "activate" in phases and not check:
         counted = {hb.host: hb for hb in bundle.hosts if hb.calls}
         if counted:
-            steps.append(calls_step(tenant, counted))
+            # after a stage, only where the stage found calls up on a voice path about to restart
+            steps.append(calls_step(tenant, counted, after=0 if steps and steps[0].name == "stage" else None))
         names = {hb.host for hb in bundle.hosts}
         for i, members in enumerate(tiers(tenant, first)):
             in_run = [m for m in members if m in names]
@@ -255,16 +260,19 @@ def phase_steps(tenant: Tenant, bundle: Bundle, phases: list[str], check: bool =
 CALLS_POLL_SECONDS = 3
 
 
-def calls_step(tenant: Tenant, hosts: Mapping[str, HostBundle]) -> Step:
+def calls_step(tenant: Tenant, hosts: Mapping[str, HostBundle], after: int | None = None) -> Step:
     """Before any activate: on each voice host where a unit that drops calls will restart (a changed
     setting, a pending or forced restart), wait until Asterisk reports no channel, asking every few
     seconds up to the host's `voice_drain_timeout` (module_utils/omldeploy_calls.py). Hosts with nothing
-    to restart answer at once."""
+    to restart answer at once. `after`: the index of the stage step in the same run, whose report says
+    whether calls are up (`calls.waiting`): elsewhere the step is skipped, at no SSH cost."""
     timeout = max(int(hb.calls["timeout"]) for hb in hosts.values() if hb.calls)
     return Step("calls", "omldeploy_host",
                 {h: {"tenant": tenant.name, "phase": "calls", "calls": hb.calls,
                      "force_restart": list(hb.force_restart)} for h, hb in hosts.items()},
-                fatal=False, retries=max(1, -(-timeout // CALLS_POLL_SECONDS)), delay=CALLS_POLL_SECONDS)
+                fatal=False, retries=max(1, -(-timeout // CALLS_POLL_SECONDS)), delay=CALLS_POLL_SECONDS,
+                when=None if after is None else
+                f"((omldeploy_r{after}.report | default({{}})).calls | default({{}})).waiting | default(false)")
 
 
 def _playbook(steps: list[Step]) -> list[dict[str, Any]]:
@@ -281,6 +289,8 @@ def _playbook(steps: list[Step]) -> list[dict[str, Any]]:
         call: dict[str, Any] = {"name": step.name, step.module: args, "register": reg, "no_log": step.secret,
                                 "ignore_errors": True}
         failed = f"{reg} is failed"
+        if step.when:
+            call["when"] = step.when
         if step.retries:
             call.update(retries=step.retries, delay=step.delay,
                         until=f"{reg}.report is not defined or ({reg}.report.done | default(true))")
@@ -455,7 +465,8 @@ class _EventHandler:
         label = step.split("-")[0]  # activate-1 -> activate
         if kind in ("runner_on_ok", "runner_on_failed", "runner_on_skipped", "runner_on_unreachable"):
             hr.answered = True
-            if task == step and isinstance(data.get("duration"), (int, float)):
+            if task == step and kind in ("runner_on_ok", "runner_on_failed") \
+                    and isinstance(data.get("duration"), (int, float)):
                 # the module task itself (not its reach/report/failed companions): SSH + Ansible + module
                 hr.walls[step] = hr.walls.get(step, 0.0) + float(data["duration"])
         if kind == "runner_on_start" and " " not in task and self.progress:
@@ -495,6 +506,8 @@ def summarize(step: str, report: dict[str, Any]) -> str:
             parts.append(f"{len(report['to_pull'])} image(s) to pull")
         if report.get("restart"):
             parts.append(f"to (re)start: {', '.join(report['restart'])}")
+        if (report.get("calls") or {}).get("waiting"):
+            parts.append(f"{report['calls'].get('channels')} channel(s) up on the voice path")
         parts.append(f"{report.get('style', '?')} units, podman {report.get('podman_version', '?')}")
         return "; ".join(parts)
     if step == "status":

@@ -106,6 +106,9 @@ def test_voice_hosts_wait_for_their_calls_before_any_activate(make_tenant: MakeT
     assert "ami-Secret-8812" not in json.dumps(calls.args)  # read from the env file on the host
     task = _playbook(steps)[1]["tasks"][0]
     assert (task["retries"], task["delay"]) == (10, 3) and "report.done" in task["until"]
+    # run only where the stage found calls up (a no-op install pays no round trip for it)
+    assert task["when"] == "((omldeploy_r0.report | default({})).calls | default({})).waiting | default(false)"
+    assert steps[0].args["omnileads_voice"]["calls"] == calls.args["omnileads_voice"]["calls"]
     assert "report.waiting" in _playbook(steps)[1]["tasks"][2]["when"]  # the deadline passed: restart anyway
     redis = phase_steps(tenant, select(render_tenant(tenant), "redis"), ["stage", "activate"])
     assert "calls" not in [s.name for s in redis]  # nothing on the voice path in the selection

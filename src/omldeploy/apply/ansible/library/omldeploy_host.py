@@ -352,6 +352,10 @@ def stage(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
                 restart.add(u["name"])
                 grew = True
     result["restart"] = [n for n in names if n in restart]
+    if p.get("calls") and not check:
+        # whether the `calls` step must wait: it is skipped (no round trip) unless calls are up now
+        with clock.timed("calls", "counted"):
+            result["calls"] = calls(p, result["restart"])
 
 
     changed_host_units = sorted({os.path.basename(f["path"]) for f in p["files"]
@@ -492,14 +496,16 @@ def activate(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def calls(p: dict[str, Any]) -> dict[str, Any]:
+def calls(p: dict[str, Any], pending: list[str] | None = None) -> dict[str, Any]:
     """One answer of the `calls` step (engine.calls_step asks again until `done`): which running units
     that drop calls will restart in the coming activate (stage left them pending, or a restart action
-    forces them) and how many channels Asterisk has up. Nothing restarting: done at once, AMI not asked."""
+    forces them) and how many channels Asterisk has up. Nothing restarting: done at once, AMI not asked.
+    The stage asks once too (`pending`: its own restart list), so that the step runs only when calls are up."""
     tenant = p["tenant"]
     check_owner(tenant)
     spec = p["calls"] or {}
-    restarts = set(load_state(tenant).get("pending", [])) | set(p.get("force_restart") or [])
+    restarts = set(load_state(tenant).get("pending", []) if pending is None else pending)
+    restarts |= set(p.get("force_restart") or [])
     restarting = [u for u in spec.get("units", []) if u in restarts and is_active(u)]
     if not restarting:
         return {"needed": False, "done": True, "changed": False}

@@ -204,7 +204,8 @@ def converge_result(tenant: Tenant, action: str, reporter: Reporter, *, check: b
 def _calls_outcome(result: RunResult, reporter: Reporter) -> None:
     """Say what the wait for calls (engine.calls_step) ended in where it did not simply find none."""
     for host, hr in result.hosts.items():
-        c = hr.reports.get("calls") or {}
+        # the calls step's last answer, or the stage's own count where the step had nothing to wait for
+        c = hr.reports.get("calls") or (hr.stage or {}).get("calls") or {}
         units = ", ".join(c.get("restarting") or [])
         if c.get("waiting"):
             reporter.warn(f"{host}: {c.get('channels')} channel(s) still up when voice_drain_timeout ran out: "

@@ -241,9 +241,10 @@ def phase_steps(tenant: Tenant, bundle: Bundle, phases: list[str], check: bool =
                           secret=True))
     if "activate" in phases and not check:
         counted = {hb.host: hb for hb in bundle.hosts if hb.calls}
-        if counted:
-            # after a stage, only where the stage found calls up on a voice path about to restart
-            steps.append(calls_step(tenant, counted, after=0 if steps and steps[0].name == "stage" else None))
+        if counted and "stage" in phases:
+            # only where the stage found calls up on a voice path about to restart. An activate without
+            # a stage (restore, HA rolling) restarts what its caller stopped or moved away on purpose
+            steps.append(calls_step(tenant, counted, after=0))
         names = {hb.host for hb in bundle.hosts}
         for i, members in enumerate(tiers(tenant, first)):
             in_run = [m for m in members if m in names]
@@ -260,7 +261,7 @@ def phase_steps(tenant: Tenant, bundle: Bundle, phases: list[str], check: bool =
 CALLS_POLL_SECONDS = 3
 
 
-def calls_step(tenant: Tenant, hosts: Mapping[str, HostBundle], after: int | None = None) -> Step:
+def calls_step(tenant: Tenant, hosts: Mapping[str, HostBundle], after: int) -> Step:
     """Before any activate: on each voice host where a unit that drops calls will restart (a changed
     setting, a pending or forced restart), wait until Asterisk reports no channel, asking every few
     seconds up to the host's `voice_drain_timeout` (module_utils/omldeploy_calls.py). Hosts with nothing
@@ -271,8 +272,7 @@ def calls_step(tenant: Tenant, hosts: Mapping[str, HostBundle], after: int | Non
                 {h: {"tenant": tenant.name, "phase": "calls", "calls": hb.calls,
                      "force_restart": list(hb.force_restart)} for h, hb in hosts.items()},
                 fatal=False, retries=max(1, -(-timeout // CALLS_POLL_SECONDS)), delay=CALLS_POLL_SECONDS,
-                when=None if after is None else
-                f"((omldeploy_r{after}.report | default({{}})).calls | default({{}})).waiting | default(false)")
+                when=f"((omldeploy_r{after}.report | default({{}})).calls | default({{}})).waiting | default(false)")
 
 
 def _playbook(steps: list[Step]) -> list[dict[str, Any]]:

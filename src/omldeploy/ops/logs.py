@@ -192,46 +192,70 @@ class Outcome:
     failed: dict[str, str] = field(default_factory=dict)  # host -> why its journal could not be read
 
 
+#: ssh's own exit status when the connection failed (not the remote command's)
+SSH_FAILED = 255
+
+
 def read(targets_: list[Target], query: Query, redact: Redactor, out: Callable[[Line], None]) -> Outcome:
     """Read every target's journal concurrently. Without --follow, the lines of all hosts are merged in
     time order (each host's part is bounded by `query.lines`); with --follow they are printed as they
-    arrive, until every stream ends or the operator interrupts."""
+    arrive, until every stream ends or the operator interrupts.
+
+    Without --follow, a read whose SSH connection failed (exit 255: it was cut, or refused on a busy
+    sshd, possibly after some lines arrived) is done once more and only the second read counts: the
+    window read is the same, so nothing is printed twice. A second failure names the host."""
     keep = matcher(query.grep)
     outcome = Outcome()
-    procs = {t.host: subprocess.Popen(list(t.argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace")
-             for t in targets_}
     lock = threading.Lock()
+    procs: dict[str, subprocess.Popen[str]] = {}
     collected: dict[str, list[Line]] = {t.host: [] for t in targets_}
+    ended: dict[str, tuple[int, str]] = {}
 
-    def pump(host: str, proc: subprocess.Popen[str]) -> None:
-        assert proc.stdout is not None
-        for line in _records(host, proc.stdout):
-            line = cleaned(line, redact)
-            if not keep(line.text):
-                continue
-            if query.follow:
-                with lock:
-                    out(line)
-                    outcome.printed += 1
-            else:
-                collected[host].append(line)
+    def start(t: Target) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(list(t.argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace")
+        with lock:
+            procs[t.host] = proc
+        return proc
 
-    threads = [threading.Thread(target=pump, args=(h, p), daemon=True) for h, p in procs.items()]
-    for t in threads:
-        t.start()
+    def pump(t: Target, proc: subprocess.Popen[str]) -> None:
+        for attempt in (1, 2):
+            assert proc.stdout is not None and proc.stderr is not None
+            lines: list[Line] = []
+            for line in _records(t.host, proc.stdout):
+                line = cleaned(line, redact)
+                if not keep(line.text):
+                    continue
+                if query.follow:
+                    with lock:
+                        out(line)
+                        outcome.printed += 1
+                else:
+                    lines.append(line)
+            err = proc.stderr.read()
+            rc = proc.wait()
+            collected[t.host] = lines
+            ended[t.host] = (rc, err)
+            if query.follow or rc != SSH_FAILED or attempt == 2:
+                return
+            proc = start(t)
+
+    threads = [threading.Thread(target=pump, args=(t, start(t)), daemon=True) for t in targets_]
+    for th in threads:
+        th.start()
     try:
-        for t in threads:
-            t.join()
+        for th in threads:
+            th.join()
     finally:
-        for p in procs.values():
+        with lock:
+            running = list(procs.values())
+        for p in running:
             if p.poll() is None:
                 p.terminate()
-    for host, proc in procs.items():
-        rc = proc.wait()
-        err = proc.stderr.read() if proc.stderr else ""
+    for t in targets_:
+        rc, err = ended.get(t.host) or (procs[t.host].wait(), "")
         if rc != 0 and not (query.follow and rc < 0):  # a follow ends with our terminate: not a failure
-            outcome.failed[host] = redact(err.strip().splitlines()[-1] if err.strip() else f"exit {rc}")
+            outcome.failed[t.host] = redact(err.strip().splitlines()[-1] if err.strip() else f"exit {rc}")
     if not query.follow:
         for line in heapq.merge(*collected.values(), key=lambda x: x.when):
             out(line)

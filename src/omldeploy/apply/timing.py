@@ -32,16 +32,6 @@ def breakdown(result: RunResult) -> dict[str, Any]:
     return {"total": round(result.duration, 3), "steps": steps}
 
 
-def merged(*parts: dict[str, Any] | None) -> dict[str, Any]:
-    """Several runs of one operation (stage, then activate per tier) as one record."""
-    out: dict[str, Any] = {"total": 0.0, "steps": []}
-    for part in parts:
-        if part:
-            out["total"] = round(out["total"] + float(part.get("total") or 0.0), 3)
-            out["steps"] += list(part.get("steps") or [])
-    return out
-
-
 def phase_sums(rows: list[dict[str, Any]]) -> list[tuple[str, float, list[tuple[str, float]]]]:
     """Per phase: its total seconds and its items (largest first); phases largest first."""
     phases: dict[str, list[tuple[str, float]]] = {}

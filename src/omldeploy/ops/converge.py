@@ -139,8 +139,9 @@ def converge_result(tenant: Tenant, action: str, reporter: Reporter, *, check: b
     if restart:
         for hb in bundle.hosts:
             hb.force_restart = [u.name for u in hb.units]
-    if force:
-        for hb in bundle.hosts:
+    unwaited = [hb.host for hb in bundle.hosts if force and hb.calls]
+    for hb in bundle.hosts:
+        if hb.host in unwaited:
             hb.calls = None
     reporter.redact = redactor(tenant)
     started = ledger.now()
@@ -164,8 +165,9 @@ def converge_result(tenant: Tenant, action: str, reporter: Reporter, *, check: b
                                            stdout=reporter.ansible)
                 if walled is not None:
                     result = result.then(walled)
-            if force and not check and any(hb.units for hb in bundle.hosts):
-                reporter.line("--force: units on the voice path restarted without waiting for calls to end")
+            if unwaited and not check:
+                reporter.line("--force: units on the voice path restart without waiting for calls to end "
+                              f"({', '.join(unwaited)})")
             _calls_outcome(result, reporter)
             report(tenant, bundle, result, reporter)
             if restart and check:

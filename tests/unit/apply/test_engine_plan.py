@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -14,38 +13,29 @@ import pytest
 from omldeploy.apply.engine import _playbook, phase_steps, tiers
 from omldeploy.apply.select import select
 from omldeploy.render.build import render_tenant
+from tests.hostmodules import load, module_utils
 from tests.unit.conftest import MakeTenant
 
 MODULE = Path(__file__).resolve().parents[3] / "src/omldeploy/apply/ansible/library/omldeploy_host.py"
 UNITS = MODULE.parents[1] / "module_utils" / "omldeploy_units.py"
 
 
-def _load(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def units_module() -> ModuleType:
     """The module_utils file, importable as Ansible ships it (`ansible.module_utils.omldeploy_units`)."""
-    return _load("ansible.module_utils.omldeploy_units", UNITS)
+    return load("ansible.module_utils.omldeploy_units", UNITS, register=True)
 
 
 def safefs_module() -> ModuleType:
     """module_utils/omldeploy_safefs.py, importable as Ansible ships it."""
-    return _load("ansible.module_utils.omldeploy_safefs", MODULE.parents[1] / "module_utils" / "omldeploy_safefs.py")
+    module_utils("omldeploy_safefs")
+    return sys.modules["ansible.module_utils.omldeploy_safefs"]
 
 
 def host_module() -> ModuleType:
     units_module()
     safefs_module()
-    _load("ansible.module_utils.omldeploy_drain", MODULE.parents[1] / "module_utils" / "omldeploy_drain.py")
-    _load("ansible.module_utils.omldeploy_timing", MODULE.parents[1] / "module_utils" / "omldeploy_timing.py")
-    _load("ansible.module_utils.omldeploy_calls", MODULE.parents[1] / "module_utils" / "omldeploy_calls.py")
-    return _load("omldeploy_host", MODULE)
+    module_utils("omldeploy_drain", "omldeploy_timing", "omldeploy_calls")
+    return load("omldeploy_host", MODULE, register=True)
 
 
 def test_tiers_start_what_others_depend_on(make_tenant: MakeTenant) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from omldeploy.apply.engine import HostResult, RunResult, _EventHandler
-from omldeploy.apply.timing import REACH, breakdown, describe, merged, phase_sums
+from omldeploy.apply.timing import REACH, breakdown, describe, phase_sums
 from omldeploy.cli.main import main
 from omldeploy.state import ledger
 from tests.hostmodules import load
@@ -79,8 +79,6 @@ def test_phase_sums_and_text_name_the_largest_first() -> None:
     assert "aio" in lines[1] and "7.5 s" in lines[1]
     assert "health 5.0 (postgresql 4.0, redis 1.0); pull 2.0 (a 2.0, 30 MB); start 0.5 (redis 0.5)" in lines[1]
     assert describe(None) == ["no timing recorded for this run"]
-    both = merged({"total": 1.0, "steps": [{"host": "a"}]}, None, {"total": 2.5, "steps": [{"host": "b"}]})
-    assert both == {"total": 3.5, "steps": [{"host": "a"}, {"host": "b"}]}
 
 
 def _record(action: str, outcome: str, timings: dict[str, Any] | None) -> ledger.Record:

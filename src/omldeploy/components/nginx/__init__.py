@@ -47,9 +47,13 @@ class Nginx(Component):
 
     def env(self, ctx: Ctx) -> list[tuple[str, str]]:
         s3 = dict(common.s3(ctx, browser=False))
+        # 127.0.0.1, not the seed's `localhost`: nginx resolves `localhost` to two peers (127.0.0.1 and ::1,
+        # where uwsgi/daphne do not listen). When the app restarts, both fail and nginx then refuses every
+        # request for its fail_timeout (10 s) even once the app is back: measured, a 10 s web outage after
+        # a restore became one as long as the app's own restart. A single peer is never marked down.
         env = [
-            ("DJANGO_HOSTNAME", "localhost"),
-            ("DAPHNE_HOSTNAME", "localhost"),
+            ("DJANGO_HOSTNAME", "127.0.0.1"),
+            ("DAPHNE_HOSTNAME", "127.0.0.1"),
             ("KAMAILIO_HOSTNAME", ctx.kamailio_host),
             ("WEBSOCKETS_HOSTNAME", ctx.websockets_host),
             ("ENV", "prodenv"),

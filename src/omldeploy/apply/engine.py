@@ -13,6 +13,7 @@ logged also goes through the tenant's redactor.
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 import os
 import shutil
@@ -47,6 +48,10 @@ class HostResult:
     failed_step: str | None = None
     answered: bool = False  # Ansible reported at least one task result (ok, failed, skipped, unreachable)
     walls: dict[str, float] = field(default_factory=dict)  # step name -> the module task's wall seconds
+    #: step name -> (start, end) of the module task, epoch seconds on the controller's clock (the first
+    #: start, the last end when a step ran more than once): how long something was down, e.g. a restore's
+    #: outage from its stop step to its last activate
+    spans: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @property
     def stage(self) -> dict[str, Any] | None:
@@ -246,11 +251,18 @@ def phase_steps(tenant: Tenant, bundle: Bundle, phases: list[str], check: bool =
             # a stage (restore, HA rolling) restarts what its caller stopped or moved away on purpose
             steps.append(calls_step(tenant, counted, after=0))
         names = {hb.host for hb in bundle.hosts}
-        for i, members in enumerate(tiers(tenant, first)):
-            in_run = [m for m in members if m in names]
-            if in_run:
-                steps.append(Step(f"activate-{i}", "omldeploy_host",
-                                  {m: _activate_args(tenant, bundle.host(m)) for m in in_run}))
+        tiered = [[m for m in members if m in names] for members in tiers(tenant, first)]
+        tiered = [members for members in tiered if members]
+        # several tiers: each activate leaves its crash-loop check to one `settle` step at the end, where
+        # the early tiers' units have long been up (a 3 s wait per tier was 6 s of an AIT install)
+        later = len(tiered) > 1
+        for i, members in enumerate(tiered):
+            steps.append(Step(f"activate-{i}", "omldeploy_host",
+                              {m: {**_activate_args(tenant, bundle.host(m)), "settle_later": later}
+                               for m in members}))
+        if later:
+            steps.append(Step("settle", "omldeploy_host",
+                              {hb.host: {"tenant": tenant.name, "phase": "settle"} for hb in bundle.hosts}))
     if "status" in phases:
         steps.append(Step("status", "omldeploy_host",
                           {hb.host: _activate_args(tenant, hb, "status") for hb in bundle.hosts}, fatal=False))
@@ -282,10 +294,15 @@ def _playbook(steps: list[Step]) -> list[dict[str, Any]]:
     A secret step hides its result with `no_log`, which would also hide why a host is unreachable
     (connection refused, host key changed); a `ping` first surfaces that reason, visibly."""
     plays: list[dict[str, Any]] = []
+    reached: set[str] = set()
     for i, step in enumerate(steps):
         reg = f"omldeploy_r{i}"
         args = "{{ lookup('file', omldeploy_dir + '/' + omldeploy_slot + '." + str(i) + ".json') | from_json }}"
-        reach = [{"name": f"{step.name} reach", "ansible.builtin.ping": {}}] if step.secret else []
+        # a host an earlier step of this run already reached needs no ping (a restore's outage run has six
+        # steps: each ping was a round trip while the web app was down)
+        ping = step.secret and not set(step.args) <= reached
+        reached |= set(step.args)
+        reach = [{"name": f"{step.name} reach", "ansible.builtin.ping": {}}] if ping else []
         call: dict[str, Any] = {"name": step.name, step.module: args, "register": reg, "no_log": step.secret,
                                 "ignore_errors": True}
         failed = f"{reg} is failed"
@@ -469,6 +486,10 @@ class _EventHandler:
                     and isinstance(data.get("duration"), (int, float)):
                 # the module task itself (not its reach/report/failed companions): SSH + Ansible + module
                 hr.walls[step] = hr.walls.get(step, 0.0) + float(data["duration"])
+                span = _span(data)
+                if span is not None:
+                    was = hr.spans.get(step)
+                    hr.spans[step] = span if was is None else (min(was[0], span[0]), max(was[1], span[1]))
         if kind == "runner_on_start" and " " not in task and self.progress:
             self.progress(host, label, "start", "")
         elif kind == "runner_retry" and self.progress:
@@ -495,6 +516,16 @@ class _EventHandler:
             if self.progress:
                 self.progress(host, label, "failed", hr.error)
         return True
+
+
+def _span(data: dict[str, Any]) -> tuple[float, float] | None:
+    """A task result's start and end (ansible-runner gives local ISO times) as epoch seconds."""
+    try:
+        start = datetime.datetime.fromisoformat(str(data["start"])).timestamp()
+        end = datetime.datetime.fromisoformat(str(data["end"])).timestamp()
+    except (KeyError, TypeError, ValueError):
+        return None
+    return start, end
 
 
 def summarize(step: str, report: dict[str, Any]) -> str:

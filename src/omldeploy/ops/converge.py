@@ -366,7 +366,7 @@ def _failure_text(result: RunResult) -> str:
                          f"{_safety(h)}")
         elif h.error:
             lines.append(f"FAILED: host {h.host}, step {h.failed_step}: {h.error}")
-            act = h.activate or {}
+            act = h.activate or h.reports.get("settle") or {}
             if act.get("journal"):
                 lines.append(f"  last journal lines of {act.get('failed_unit')}.service:")
                 lines += [f"    {x}" for x in str(act["journal"]).splitlines()[-15:]]

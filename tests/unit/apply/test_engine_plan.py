@@ -83,7 +83,7 @@ def test_voice_hosts_wait_for_their_calls_before_any_activate(make_tenant: MakeT
     every few seconds up to voice_drain_timeout; a deadline is no failure; 0 turns it off."""
     tenant = make_tenant("ait", vars={"voice_drain_timeout": 30, "ami_password": "ami-Secret-8812"})
     steps = phase_steps(tenant, render_tenant(tenant), ["stage", "activate"])
-    assert [s.name for s in steps] == ["stage", "calls", "activate-0", "activate-1", "activate-2"]
+    assert [s.name for s in steps] == ["stage", "calls", "activate-0", "activate-1", "activate-2", "settle"]
     calls = steps[1]
     assert sorted(calls.args) == ["omnileads_app", "omnileads_voice"] and not calls.fatal
     voice, app = calls.args["omnileads_voice"]["calls"], calls.args["omnileads_app"]["calls"]
@@ -194,3 +194,18 @@ def test_forced_restarts_reach_the_activate_call(make_tenant: MakeTenant) -> Non
 ])
 def test_recycle_groups_images_by_repository_not_by_registry_port(ref: str, repo: str) -> None:
     assert host_module()._repository(ref) == repo
+
+
+def test_one_crash_loop_check_per_run_when_there_are_tiers(make_tenant: MakeTenant) -> None:
+    """AIT: each tier's activate leaves the crash-loop check to one `settle` step on every host at the end
+    (one 3 s wait per run, not one per tier). AIO has one tier: its activate checks at once, no extra step."""
+    ait = make_tenant("ait")
+    steps = phase_steps(ait, render_tenant(ait), ["stage", "activate"])
+    activates = [s for s in steps if s.name.startswith("activate")]
+    assert len(activates) == 3 and all(a["settle_later"] for s in activates for a in s.args.values())
+    assert steps[-1].name == "settle" and sorted(steps[-1].args) == sorted(h.name for h in ait.hosts)
+    assert all(a == {"tenant": ait.name, "phase": "settle"} for a in steps[-1].args.values())
+    aio = make_tenant("aio")
+    steps = phase_steps(aio, render_tenant(aio), ["stage", "activate"])
+    assert [s.name for s in steps if s.name != "calls"] == ["stage", "activate-0"]
+    assert steps[-1].args["omnileads_aio"]["settle_later"] is False

@@ -104,3 +104,48 @@ def test_a_slow_health_check_says_so(fake_systemctl: Path) -> None:
         mod.wait_healthy(unit)
     assert exc.value.kind == "timeout"
     assert "did not become healthy within 0s" in str(exc.value) and "health check did not pass" in str(exc.value)
+
+
+class Failed(Exception):
+    pass
+
+
+class FakeModule:
+    def fail_json(self, **kw: object) -> None:
+        raise Failed(kw)
+
+
+def test_the_run_end_settle_checks_every_watched_unit_once(fake_systemctl: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Phase `settle` (several tiers): units up long enough are checked without a wait; the newest is
+    given SETTLE_SECONDS; a unit that stopped or restarted since its health check fails the run, named,
+    and stays pending for the next run."""
+    import time
+
+    from tests.unit.apply.test_engine_plan import host_module
+
+    mod = host_module()
+    state: dict[str, object] = {}
+    monkeypatch.setattr(mod, "check_owner", lambda _t: None)
+    monkeypatch.setattr(mod, "load_state", lambda _t: state)
+    monkeypatch.setattr(mod, "save_state", lambda _t, s: state.update(s))
+    monkeypatch.setattr(mod, "SETTLE_SECONDS", 0.4)
+    restarts = mod.n_restarts("omnileads")
+    state["settle_watch"] = {"postgresql": {"restarts": restarts, "healthy_at": time.time() - 60}}
+    t0 = time.monotonic()
+    out = mod.settle_watched(FakeModule(), {"tenant": "t1"})
+    assert out["checked"] == ["postgresql"] and time.monotonic() - t0 < 0.3  # up for a minute: no wait
+    assert state["settle_watch"] == {}
+
+    state["settle_watch"] = {"omnileads": {"restarts": restarts, "healthy_at": time.time()}}
+    t0 = time.monotonic()
+    mod.settle_watched(FakeModule(), {"tenant": "t1"})
+    assert time.monotonic() - t0 >= 0.35  # just healthy: waited
+
+    state["settle_watch"] = {"nginx": {"restarts": restarts, "healthy_at": time.time() - 60}}
+    (fake_systemctl / "crash").touch()
+    with pytest.raises(Failed) as exc:
+        mod.settle_watched(FakeModule(), {"tenant": "t1"})
+    assert "nginx.service became healthy, then stopped or restarted (crash loop)" in str(exc.value)
+    assert state["pending"] == ["nginx"] and state["settle_watch"] == {}
+    assert mod.settle_watched(FakeModule(), {"tenant": "t1"})["checked"] == []  # nothing left to watch

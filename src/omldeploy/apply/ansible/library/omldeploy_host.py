@@ -9,6 +9,8 @@ One call per phase keeps SSH round-trips per host to a minimum:
   activate -- daemon-reload if units changed, remove units no longer placed here, (re)start exactly
               the units whose files changed (and their same-host dependents), in start order, waiting
               for each health check; runs the declared hooks (e.g. database creation).
+  settle   -- after the last activate of a run with several tiers: the crash-loop check of every unit
+              they (re)started, once each has been up a few seconds (one wait per run, not per tier).
   status   -- unit state, running image and health of every unit, changing nothing.
 In check mode `stage` reports what would change (diffs with secret values masked) and writes nothing.
 Only the Python standard library is used on the host.
@@ -476,8 +478,16 @@ def activate(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
         pending = [x for x in pending if x != name]
         state["pending"] = pending
         save_state(tenant, state)
-    with clock.timed("settle", "crash-loop check"):
-        settle(module, units, result, tenant, state)
+    if p.get("settle_later") and not drain:
+        # the run's last step (phase `settle`) checks these once for every tier: one wait per run, not
+        # one per tier (a balanced node is never deferred: it goes back into HAProxy only once checked)
+        watch = dict(state.get("settle_watch") or {})
+        for name, h in result["health"].items():
+            watch[name] = {"restarts": h["restarts"], "healthy_at": time.time()}
+        state["settle_watch"] = watch
+    else:
+        with clock.timed("settle", "crash-loop check"):
+            settle(module, units, result, tenant, state)
     if drain and ("drain" in result or current(drain) != READY):
         # healthy again (or a failed earlier run left it out): the balancers may send requests again
         with clock.timed("drain", "back into the balancers"):
@@ -555,6 +565,36 @@ def retire_host_units(state: dict[str, Any], p: dict[str, Any]) -> None:
             shutil.rmtree(top, ignore_errors=True)
 
 
+#: how long a unit that passed its health check must stay up before a run calls it a success
+SETTLE_SECONDS = 3.0
+
+
+def settle_watched(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
+    """Phase `settle`: the crash-loop check of the units the run's activates left to watch, once they
+    have each been up SETTLE_SECONDS (units of an early tier usually already have: no wait at all)."""
+    tenant = p["tenant"]
+    check_owner(tenant)
+    state = load_state(tenant)
+    watch: dict[str, Any] = state.get("settle_watch") or {}
+    clock = Clock()
+    result: dict[str, Any] = {"checked": sorted(watch), "timings": clock.rows, "changed": False}
+    if watch:
+        wait = max(float(w["healthy_at"]) for w in watch.values()) + SETTLE_SECONDS - time.time()
+        with clock.timed("settle", "crash-loop check"):
+            time.sleep(max(0.0, min(wait, SETTLE_SECONDS)))
+            state["settle_watch"] = {}
+            save_state(tenant, state)
+            for name, w in sorted(watch.items()):
+                if not is_active(name) or n_restarts(name) != w["restarts"]:
+                    state["pending"] = sorted(set(state.get("pending", [])) | {name})
+                    save_state(tenant, state)
+                    result.update(failed=True, failed_unit=name, journal=journal(name))
+                    module.fail_json(msg=f"{name}.service became healthy, then stopped or restarted (crash loop)",
+                                     report=result)
+    result["seconds"] = clock.total()
+    return result
+
+
 def settle(module: AnsibleModule, units: list[dict[str, Any]], result: dict[str, Any], tenant: str,
            state: dict[str, Any]) -> None:
     """A component that passed its health check must still be up a moment later: catches crash loops
@@ -562,7 +602,7 @@ def settle(module: AnsibleModule, units: list[dict[str, Any]], result: dict[str,
     touched = [u for u in units if u["name"] in result["health"]]
     if not touched:
         return
-    time.sleep(3)
+    time.sleep(SETTLE_SECONDS)
     for u in touched:
         name = u["name"]
         if not is_active(name) or n_restarts(name) != result["health"][name]["restarts"]:
@@ -667,7 +707,8 @@ def main() -> None:
         argument_spec={
             "tenant": {"type": "str", "required": True},
             "phase": {"type": "str", "required": True,
-                      "choices": ["stage", "activate", "status", "recycle", "calls"]},
+                      "choices": ["stage", "activate", "status", "recycle", "calls", "settle"]},
+            "settle_later": {"type": "bool", "default": False},
             "files": {"type": "list", "elements": "dict", "default": []},
             "files_index": {"type": "list", "elements": "str", "default": []},
             "directories": {"type": "list", "elements": "dict", "default": []},
@@ -695,6 +736,8 @@ def main() -> None:
             report = recycle(module, p)
         elif p["phase"] == "calls":
             report = calls(p)
+        elif p["phase"] == "settle":
+            report = {"skipped": True, "changed": False} if module.check_mode else settle_watched(module, p)
         else:
             report = status(module, p)
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:

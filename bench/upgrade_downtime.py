@@ -72,6 +72,10 @@ class Probe:
 
     def report(self) -> str:
         failed = sum(1 for _, ok in self.results if not ok)
+        return f"{failed} failed of {len(self.results)} requests, longest outage {self.longest():.2f} s"
+
+    def longest(self) -> float:
+        """The longest run of failed requests, in seconds."""
         gap = longest = 0.0
         start = None
         for t, ok in self.results:
@@ -83,7 +87,7 @@ class Probe:
                 start = None
         if start is not None:
             longest = max(longest, self.results[-1][0] - start)
-        return f"{failed} failed of {len(self.results)} requests, longest outage {longest:.2f} s"
+        return longest
 
 
 def set_version(path: Path, key: str, tag: str) -> None:

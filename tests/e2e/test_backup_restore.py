@@ -20,6 +20,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 import secrets
 import threading
 from collections.abc import Iterator
@@ -198,10 +199,19 @@ def test_aio_backup_destroy_restore(bk_sandbox: Sandbox, tenants: dict[str, Tena
     s3.delete(media_key)
     assert fingerprint(sb, "h1") != before
 
+    untouched = {u: unit_pid(sb, "h1", u) for u in ("nginx", "redis", "postgresql", "kamailio", "rtpengine")}
     code, out = ops("restore", "--tenant", "bkaio", "--ts", bid, "--yes")
     assert code == 0, out
     assert "every component is up and healthy" in out
     assert "file(s) put back into media_root/" in out
+    # loaded in parallel from a spooled copy, which is gone; only the database's clients restarted, and
+    # the outage (stop to healthy) is said and kept
+    assert re.search(r"pg_restore -j [2-4] after a [0-9.]+s download", out), out
+    assert "omldeploy-" not in sb.run("h1", "podman exec oml-postgresql-server ls /tmp").stdout
+    assert {u: unit_pid(sb, "h1", u) for u in untouched} == untouched
+    rec = [r for r in ledger.read(tenants["aio"].folder) if r.action == "restore"][-1]
+    assert 0 < rec.extra["outage_seconds"] <= 10, rec.extra
+    assert f"outage {rec.extra['outage_seconds']:.1f}s" in out
     assert fingerprint(sb, "h1") == before
     assert hashlib.sha256(s3.get(media_key)).hexdigest() == hashlib.sha256(media).hexdigest()
     assert sb.run("h1", "md5sum /etc/asterisk/custom/oml_extensions_custom.conf").stdout.split()[0] == custom_before

@@ -100,7 +100,9 @@ def test_dump_upload_verify_then_one_corrupt_byte_is_named(mod: ModuleType, s3st
     assert all(r["ok"] for r in bad["results"] if r["key"] != dump["key"])
 
 
-def test_restore_goes_through_scratch_and_swaps(mod: ModuleType, s3store: Store, host_env: PG) -> None:
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_restore_goes_through_scratch_and_swaps(mod: ModuleType, s3store: Store, host_env: PG, jobs: int) -> None:
+    """jobs=1 streams the dump into pg_restore; jobs=2 spools it and runs `pg_restore -j 2`: same result."""
     pg = host_env
     seed_database(pg, "oml_b", rows=2000, blob_mb=1)
     before = fingerprint(pg, "oml_b")
@@ -113,8 +115,10 @@ def test_restore_goes_through_scratch_and_swaps(mod: ModuleType, s3store: Store,
     # the live database changes after the backup
     pg.psql("DELETE FROM calls; DROP TABLE blobs; INSERT INTO agents (name) VALUES ('late')", db="oml_b")
     r = mod.op_restore_db({"tenant": TENANT, "s3": s3store.cfg(bucket), "db": db_args("oml_b"), "object": dump,
-                           "scratch": "oml_b__restore"})
-    assert r["checked_sha"] and r["tables"] == 3
+                           "scratch": "oml_b__restore", "jobs": jobs})
+    assert r["checked_sha"] and r["tables"] == 3 and r["jobs"] == jobs
+    assert (r["download_seconds"] is not None) == (jobs > 1)
+    assert not list(Path("/var/tmp").glob("omldeploy-oml_b__restore*"))  # the spooled dump is gone
     # nothing live was touched yet
     assert pg.psql("SELECT count(*) FROM calls", db="oml_b") == "0"
     sw = mod.op_swap_db({"tenant": TENANT, "db": db_args("oml_b"), "scratch": "oml_b__restore",
@@ -124,7 +128,8 @@ def test_restore_goes_through_scratch_and_swaps(mod: ModuleType, s3store: Store,
     assert pg.psql("SELECT count(*) FROM calls", db="oml_b__previous") == "0"  # the replaced one, kept aside
 
 
-def test_corrupt_dump_never_reaches_live_database(mod: ModuleType, s3store: Store, host_env: PG) -> None:
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_corrupt_dump_never_reaches_live_database(mod: ModuleType, s3store: Store, host_env: PG, jobs: int) -> None:
     pg = host_env
     seed_database(pg, "oml_c", rows=500)
     bucket = "bk-" + secrets.token_hex(4)
@@ -139,11 +144,40 @@ def test_corrupt_dump_never_reaches_live_database(mod: ModuleType, s3store: Stor
     s3.put(dump["key"], bytes(data))
     with pytest.raises(mod.OpError) as exc:
         mod.op_restore_db({"tenant": TENANT, "s3": s3store.cfg(bucket), "db": db_args("oml_c"), "object": dump,
-                           "scratch": "oml_c__restore"})
+                           "scratch": "oml_c__restore", "jobs": jobs})
     # named, and called what it is (not a pg_restore error message)
     assert str(exc.value).startswith(f"{dump['key']}: the object is corrupted: its sha256 differs"), exc.value
     assert pg.psql("SELECT count(*) FROM pg_database WHERE datname = 'oml_c__restore'") == "0"
     assert fingerprint(pg, "oml_c") == live
+    assert not list(Path("/var/tmp").glob("omldeploy-oml_c__restore*"))
+
+
+def test_restore_streams_when_the_spool_has_no_room(mod: ModuleType, s3store: Store, host_env: PG,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """pg_restore -j needs the whole dump on disk: where that room is missing, the dump streams instead."""
+    pg = host_env
+    seed_database(pg, "oml_e", rows=300)
+    want = fingerprint(pg, "oml_e")
+    bucket = "bk-" + secrets.token_hex(4)
+    make_bucket(mod, s3store, bucket)
+    dump = mod.op_backup({"tenant": TENANT, "s3": s3store.cfg(bucket), "db": db_args("oml_e"),
+                          "dump_key": layout.dump_key(layout.new_id())})["objects"][0]
+    monkeypatch.setattr(mod, "SPOOL_MARGIN", 1 << 60)
+    r = mod.op_restore_db({"tenant": TENANT, "s3": s3store.cfg(bucket), "db": db_args("oml_e"), "object": dump,
+                           "scratch": "oml_e__restore", "jobs": 4})
+    assert r["jobs"] == 1 and r["download_seconds"] is None and r["checked_sha"]
+    assert fingerprint(pg, "oml_e__restore") == want
+
+
+def test_backup_refuses_an_id_that_exists_before_dumping(mod: ModuleType, s3store: Store, host_env: PG) -> None:
+    seed_database(host_env, "oml_f", rows=10)
+    bucket = "bk-" + secrets.token_hex(4)
+    s3 = make_bucket(mod, s3store, bucket)
+    s3.put("backup/pgsql-backup-77.sql", b"-- a seed dump of that id\n")
+    rep = mod.op_backup({"tenant": TENANT, "s3": s3store.cfg(bucket), "db": db_args("oml_f"), "ts": "77",
+                         "dump_key": layout.dump_key("77")})
+    assert rep == {"exists": ["backup/pgsql-backup-77.sql"], "objects": []}
+    assert s3.head(layout.dump_key("77")) is None  # nothing was dumped
 
 
 def test_seed_plain_sql_dump_uploaded_by_hand_restores(mod: ModuleType, s3store: Store, host_env: PG) -> None:

@@ -40,7 +40,8 @@ def run(cfg: dict[str, Any], host_ops: Any, now: float | None = None) -> str:
     fmt = cfg.get("format", "custom")
     say(f"backup {bid} of tenant {cfg['tenant']}: database '{cfg['db']['database']}', {fmt} format"
         + (f", Asterisk files from {CUSTOM_DIR}" if cfg.get("files") else ", no Asterisk files on this host"))
-    call: dict[str, Any] = {**base, "db": cfg["db"], "format": fmt, "dump_key": layout.dump_key(bid, fmt)}
+    call: dict[str, Any] = {**base, "db": cfg["db"], "format": fmt, "dump_key": layout.dump_key(bid, fmt),
+                            "compress": int(cfg.get("compress", 1))}
     if cfg.get("media", True):
         call["media"] = {"source": layout.MEDIA_SOURCE, "prefix": layout.media_prefix(bid)}
     if cfg.get("files"):

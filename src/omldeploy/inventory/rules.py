@@ -417,10 +417,15 @@ DRAIN_MAX = 86400
 
 
 def _voice_drain(t: Tenant, p: Problems, line: Lines) -> None:
+    """Bounds of the numeric operation settings (drain wait, dump compression)."""
     seconds = t.settings.num("voice_drain_timeout")
     if not 0 <= seconds <= DRAIN_MAX:
         p.add("voice_drain_timeout", "is out of range", line=line("voice_drain_timeout"), found=seconds,
               allowed=f"0 (do not wait) to {DRAIN_MAX} seconds")
+    level = t.settings.num("backup_compression")
+    if not 0 <= level <= 9:
+        p.add("backup_compression", "is out of range", line=line("backup_compression"), found=level,
+              allowed="0 (none) to 9 (smallest, slowest); 1 by default")
 
 
 def _firewall(t: Tenant, p: Problems, line: Lines) -> None:

@@ -69,20 +69,20 @@ def run_backup(tenant: Tenant, reporter: Reporter, *, fmt: str = "custom", verif
         reporter.line(f"  database '{t.db['database']}' from {t.db_host} ({_access(t)}), {fmt} format; "
                       f"Asterisk files from {t.files_host or '(no voice host)'}:{CUSTOM_DIR}")
         try:
-            existing = sess.step("inspect", {t.db_host: {"op": "inspect", "ts": bid}})[t.db_host]
-            if existing.get("manifest") or existing.get("dump"):
-                raise OpFailed(f"a backup with id {bid} already exists in the bucket", EXIT_INPUT)
             standby, why = dump_source(tenant)
             reporter.line(f"  dumped from {why}")
             db = {**t.db, "host": standby} if standby else t.db
+            # `ts`: the database host first makes sure no backup of this id exists (no extra round trip)
             calls: dict[str, dict[str, Any]] = {
                 t.db_host: {"op": "backup", "db": db, "format": fmt, "dump_key": layout.dump_key(bid, fmt),
+                            "ts": bid, "compress": tenant.settings.num("backup_compression"),
                             "media": {"source": layout.MEDIA_SOURCE, "prefix": layout.media_prefix(bid)}}}
             if t.files_host:
                 files = {"dir": CUSTOM_DIR, "prefix": layout.files_prefix(bid)}
-                calls.setdefault(t.files_host, {"op": "backup"})["files"] = files
+                calls.setdefault(t.files_host, {"op": "backup", "ts": bid})["files"] = files
             try:
                 reports = sess.step("backup", calls, progress_host=t.db_host)
+                _refuse_existing(bid, reports)
             except OpFailed as exc:
                 if not standby:
                     raise
@@ -90,6 +90,7 @@ def run_backup(tenant: Tenant, reporter: Reporter, *, fmt: str = "custom", verif
                 reporter.line(f"  the dump from the standby failed ({exc}); dumping from the primary instead")
                 calls[t.db_host]["db"] = t.db
                 reports = sess.step("backup", calls, progress_host=t.db_host)
+                _refuse_existing(bid, reports)
             objects = [o for h in calls for o in reports[h].get("objects", [])]
             dbr = reports[t.db_host]
             duration = time.time() - t0
@@ -122,6 +123,13 @@ def run_backup(tenant: Tenant, reporter: Reporter, *, fmt: str = "custom", verif
         if code == 0:
             code = _scheduled_retention(sess)
         return code, bid
+
+
+def _refuse_existing(bid: str, reports: dict[str, dict[str, Any]]) -> None:
+    """Every host writing under the id checked first that no backup holds it (and then wrote nothing)."""
+    taken = sorted({k for r in reports.values() for k in r.get("exists", [])})
+    if taken:
+        raise OpFailed(f"a backup with id {bid} already exists in the bucket ({', '.join(taken)})", EXIT_INPUT)
 
 
 def dump_source(tenant: Tenant) -> tuple[str | None, str]:

@@ -29,11 +29,13 @@ EXIT_OK, EXIT_FAILED, EXIT_INPUT = 0, 1, 2
 
 
 class OpFailed(Exception):
-    """A step failed on a host; the message is for the operator (secrets are redacted on output)."""
+    """A step failed on a host; the message is for the operator (secrets are redacted on output).
+    `step`: the step that failed, when a run held several (the steps after it did not run)."""
 
-    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
+    def __init__(self, message: str, code: int = EXIT_FAILED, step: str | None = None) -> None:
         super().__init__(message)
         self.code = code
+        self.step = step
 
 
 @dataclass
@@ -45,27 +47,39 @@ class Session:
     def step(self, name: str, calls: dict[str, dict[str, Any]], progress_host: str | None = None
              ) -> dict[str, dict[str, Any]]:
         """Run one module call per host (in parallel); raise OpFailed naming the host on any failure."""
+        return self.reports(name, self.run([self.call(name, calls)], progress_host))
+
+    def call(self, name: str, calls: dict[str, dict[str, Any]]) -> Step:
+        """A step of the backup module, each host's arguments with the bucket and its (hidden) secret key."""
         public = {k: v for k, v in self.target.s3.items() if k != "secret_key"}
         args = {h: {"tenant": self.tenant.name, "s3": public, "s3_secret_key": self.target.s3["secret_key"], **a}
                 for h, a in calls.items()}
+        return Step(name, MODULE, args, secret=True)
+
+    def run(self, steps: list[Step], progress_host: str | None = None) -> RunResult:
+        """Several steps in ONE Ansible run (one SSH connection per host, not one per step): they run in
+        order and a failing step ends the run. The caller reads each step's reports with `reports`."""
         with self._progress(progress_host) as bar:
-            result = run_steps(self.tenant, [Step(name, MODULE, args, secret=True)],
-                               stdout=self.reporter.ansible)
-        self._retries(name, result, progress_host, bar.shown if bar is not None else 0)
-        return self.reports(name, result)
+            result = run_steps(self.tenant, steps, stdout=self.reporter.ansible)
+        for st in steps:
+            self._retries(st.name, result, progress_host, bar.shown if bar is not None else 0)
+        return result
 
     def reports(self, name: str, result: RunResult) -> dict[str, dict[str, Any]]:
-        errors = []
+        """Step `name`'s report per host; OpFailed (naming the host and the step that failed) on any failure
+        in the run."""
+        errors, step = [], None
         for h in result.hosts.values():
             if h.unreachable:
                 errors.append(f"host {h.host} is unreachable over SSH: {h.error}")
             elif h.error:
                 errors.append(f"{h.host}: {h.error}")
+            step = step or h.failed_step
         if result.aborted and not errors:
             errors.append(result.aborted)
         if errors:
-            raise OpFailed("; ".join(errors))
-        return {h: r.reports.get(name, {}) for h, r in result.hosts.items()}
+            raise OpFailed("; ".join(errors), step=step)
+        return {h: r.reports[name] for h, r in result.hosts.items() if name in r.reports}
 
     def _retries(self, name: str, result: RunResult, progress_host: str | None, shown: int) -> None:
         for h, r in result.hosts.items():

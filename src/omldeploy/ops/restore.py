@@ -1,27 +1,34 @@
 """restore: put a backup back, proving it good before anything live is touched.
 
-Order (each step only runs if the previous one succeeded):
+Order (each step only runs if the previous one succeeded). Three SSH round trips in all: inspect;
+2-3 in one Ansible run; 4-8 in one more, so the outage pays no Ansible start-up between its steps.
   1. inspect    the backup exists (manifest, or the seed's layout for seed/migration dumps), every object
                 is present with its size, the dump is compatible with the server (major version)
   2. stage      Asterisk files downloaded next to /etc/asterisk/custom, sha256 checked; the backup's media
                 (the app's media_root/) re-read from the bucket and checked against the manifest
-  3. restore    the dump is streamed into a NEW scratch database, sha256 checked at the end; a plain-SQL
-                dump runs with ON_ERROR_STOP. The live database and every component keep running.
+  3. restore    the dump goes into a NEW scratch database: a custom-format dump is downloaded whole,
+                sha256-checked, then loaded with `pg_restore -j` (tables and indexes in parallel); where
+                that cannot be, it streams, sha256 checked at the end; a plain-SQL dump runs with
+                ON_ERROR_STOP. The live database and every component keep running.
   -- anything failing up to here: scratch and staging are removed, the live system is unchanged --
-  4. stop       the components that use the database (web app, cron, daphne, Asterisk, exporters...)
+  4. stop       the components that use the database (web app, cron, daphne, Asterisk, exporters...),
+                in one systemd transaction per host
   5. switch     in one transaction: live database -> <db>__previous, scratch -> live
   6. files      /etc/asterisk/custom -> /etc/asterisk/custom_<id> (kept, as the seed does), staged -> custom;
                 media copied back into the bucket's media_root/, where the app reads it (server-side copy)
-  7. start      every unit, in dependency order, waiting for health (the install engine's activate phase)
+  7. start      the units step 4 stopped (nothing else restarts), in dependency order, waiting for health
   8. reload     `asterisk -rx 'dialplan reload'` in the Asterisk container
+The outage (step 4 to the end of step 7) is reported and kept in the ledger (`outage_seconds`).
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
-from omldeploy.apply.engine import run_phases
+from omldeploy.apply.engine import RunResult, Step, phase_steps, run_phases
+from omldeploy.apply.select import select_units
 from omldeploy.backup import catalog, layout, manifest
 from omldeploy.inventory.model import Tenant
 from omldeploy.ops.backup_session import (
@@ -37,6 +44,7 @@ from omldeploy.ops.backup_session import (
 from omldeploy.ops.converge import Reporter, redactor
 from omldeploy.render.backup_target import CUSTOM_DIR, scratch_names
 from omldeploy.render.build import render_tenant
+from omldeploy.render.bundle import Bundle
 from omldeploy.state import ledger
 from omldeploy.state.lock import tenant_lock
 
@@ -116,88 +124,153 @@ def _restore(sess: Session, bid: str, state: dict[str, Any], drop_previous: bool
     say(f"  dump {dump['key']} ({catalog.human_size(int(dump.get('size') or 0))}"
         + (f", from PostgreSQL {source_major}" if source_major else "") + f"), {len(files)} Asterisk file(s); "
         f"target PostgreSQL {info.get('server_version')} via {t.db_host}")
-    if media:
-        say(f"  media: {len(media)} file(s) of {layout.MEDIA_SOURCE} in the backup; checking them before anything "
-            "is changed")
-        checked = sess.step("checkmedia", {t.db_host: {"op": "verify", "objects": media}},
-                            progress_host=t.db_host)[t.db_host]
-        damaged: list[dict[str, Any]] = [x for x in checked.get("results", []) if not x.get("ok")]
-        if damaged:
-            raise OpFailed("; ".join(f"{x['key']}: {x.get('error')}" for x in damaged))
-    elif info.get("media_root_objects"):
-        say(f"  media_root/: {info['media_root_objects']} object(s) in the bucket, none in this backup "
-            "(left as they are)")
 
-    # 2. stage Asterisk files -------------------------------------------------------------------------
+    # 2-3. stage Asterisk files, restore into scratch: one SSH round trip -------------------------------
     staging = f"{CUSTOM_DIR}.restore-{bid}"
     prefix = layout.files_prefix(bid)
     file_hosts = list(t.files_hosts) if files else []
     if files and not file_hosts:
         say("  warning: the backup has Asterisk files but no host of this tenant runs Asterisk; skipped")
+    prepare: list[Step] = []
+    if media:
+        say(f"  media: {len(media)} file(s) of {layout.MEDIA_SOURCE} in the backup; checking them before anything "
+            "is changed")
+        prepare.append(sess.call("checkmedia", {t.db_host: {"op": "verify", "objects": media}}))
+    elif info.get("media_root_objects"):
+        say(f"  media_root/: {info['media_root_objects']} object(s) in the bucket, none in this backup "
+            "(left as they are)")
     if file_hosts:
-        sess.step("stage", {h: {"op": "stage_files", "objects": files, "prefix": prefix, "staging": staging}
-                            for h in file_hosts})
-        say(f"  staged {len(files)} Asterisk file(s) on {', '.join(file_hosts)} (sha256 checked)")
-
-    # 3. restore into scratch ---------------------------------------------------------------------
+        prepare.append(sess.call("stage", {h: {"op": "stage_files", "objects": files, "prefix": prefix,
+                                               "staging": staging} for h in file_hosts}))
+    prepare.append(sess.call("restoredb", {t.db_host: {"op": "restore_db", "db": db, "object": dump,
+                                                       "scratch": scratch}}))
+    say(f"  restoring into scratch database {scratch} (the live database '{db['database']}' keeps serving)")
     try:
-        say(f"  restoring into scratch database {scratch} (the live database '{db['database']}' keeps serving)")
-        rep = sess.step("restoredb", {t.db_host: {"op": "restore_db", "db": db, "object": dump, "scratch": scratch}},
-                        progress_host=t.db_host)[t.db_host]
+        run = sess.run(prepare, progress_host=t.db_host)
+        rep = sess.reports("restoredb", run)[t.db_host]
+        damaged: list[dict[str, Any]] = [x for x in (sess.reports("checkmedia", run).get(t.db_host) or {})
+                                         .get("results", []) if not x.get("ok")]
+        if damaged:
+            _quiet(sess, "dropscratch", {t.db_host: {"op": "drop_scratch", "db": db, "scratch": scratch}})
+            raise OpFailed("; ".join(f"{x['key']}: {x.get('error')}" for x in damaged))
     except OpFailed:
         if file_hosts:
             _quiet(sess, "unstage", {h: {"op": "unstage", "staging": staging} for h in file_hosts})
         raise
+    if file_hosts:
+        say(f"  staged {len(files)} Asterisk file(s) on {', '.join(file_hosts)} (sha256 checked)")
     rate = rep["size"] / 1e6 / max(rep["seconds"], 0.001)
-    say(f"  restored {catalog.human_size(rep['size'])} ({rep['format']}) in {rep['seconds']}s ({rate:.1f} MB/s): "
-        f"{rep['tables']} table(s)" + (", sha256 matches the manifest" if rep.get("checked_sha") else ""))
+    how = f"pg_restore -j {rep['jobs']} after a {rep.get('download_seconds')}s download" \
+        if int(rep.get("jobs") or 1) > 1 else "streamed"
+    say(f"  restored {catalog.human_size(rep['size'])} ({rep['format']}, {how}) in {rep['seconds']}s "
+        f"({rate:.1f} MB/s): {rep['tables']} table(s)"
+        + (", sha256 matches the manifest" if rep.get("checked_sha") else ""))
     state["restore_seconds"] = rep["seconds"]
 
-    # 4-5. stop the database's clients, switch --------------------------------------------------------
+    # 4-8. the outage, in ONE SSH round trip: stop the database's clients, switch, files, media, start
+    # what was stopped (waiting for health), dialplan reload; nothing else restarts -----------------------
     stops = {h: {"op": "units", "stop": units} for h, units in t.db_clients.items() if units}
     say("  stopping " + "; ".join(f"{h}: {', '.join(c['stop'])}" for h, c in stops.items()))
+    steps: list[Step] = [sess.call("stop", stops)] if stops else []
+    steps.append(sess.call("switch", {t.db_host: {"op": "swap_db", "db": db, "scratch": scratch,
+                                                  "previous": previous}}))
+    if file_hosts:
+        steps.append(sess.call("files", {h: {"op": "swap_files", "staging": staging, "target": CUSTOM_DIR,
+                                             "aside": f"{CUSTOM_DIR}_{bid}"} for h in file_hosts}))
+    if media:
+        steps.append(sess.call("media", {t.db_host: {"op": "restore_media", "objects": media,
+                                                     "prefix": layout.MEDIA_SOURCE}}))
+    restart = _stopped(sess, t.db_clients)
+    steps += phase_steps(sess.tenant, restart, ["activate"])
+    if file_hosts:
+        steps.append(sess.call("reload", {h: {"op": "units", "dialplan_reload": [t.asterisk_container]}
+                                          for h in file_hosts}))
+    if drop_previous:
+        steps.append(sess.call("dropprevious", {t.db_host: {"op": "drop_scratch", "db": db, "scratch": previous}}))
     state["live_touched"] = True  # from here on components are down for a moment
+    run = sess.run(steps)
+    outage = _outage(run, set(stops) | {t.db_host})
+    if outage is not None:
+        state["outage_seconds"] = outage
     try:
-        if stops:
-            sess.step("stop", stops)
-        sw = sess.step("switch", {t.db_host: {"op": "swap_db", "db": db, "scratch": scratch,
-                                              "previous": previous}})[t.db_host]
+        sess.reports("switch", run)  # raises for a failure in any step of the run, naming that step
     except OpFailed as exc:
-        say(f"  could not switch databases ({exc}); the live database was not replaced; restarting components")
-        _quiet(sess, "dropscratch", {t.db_host: {"op": "drop_scratch", "db": db, "scratch": scratch}})
-        if file_hosts:
-            _quiet(sess, "unstage", {h: {"op": "unstage", "staging": staging} for h in file_hosts})
-        _start(sess)
-        raise
+        if exc.step not in ("stop", "switch"):
+            state["database_replaced"] = True
+        return _outage_failed(sess, exc, bid, scratch, staging, file_hosts)
+    sw = sess.reports("switch", run)[t.db_host]
     state["database_replaced"] = True
     if sw.get("previous"):
         say(f"  live database switched; the one it replaced is kept as '{previous}'")
-
-    # 6. Asterisk files --------------------------------------------------------------------------------
-    if file_hosts:
-        rep = sess.step("files", {h: {"op": "swap_files", "staging": staging, "target": CUSTOM_DIR,
-                                      "aside": f"{CUSTOM_DIR}_{bid}"} for h in file_hosts})
-        for h, r in rep.items():
-            say(f"  {h}: {len(r.get('restored', []))} file(s) in {CUSTOM_DIR}"
-                + (f", previous ones kept in {r['previous_kept_in']}" if r.get("previous_kept_in") else ""))
-
-    if media:
-        put = sess.step("media", {t.db_host: {"op": "restore_media", "objects": media,
-                                              "prefix": layout.MEDIA_SOURCE}})[t.db_host]
+    for h, r in sess.reports("files", run).items():
+        say(f"  {h}: {len(r.get('restored', []))} file(s) in {CUSTOM_DIR}"
+            + (f", previous ones kept in {r['previous_kept_in']}" if r.get("previous_kept_in") else ""))
+    for put in sess.reports("media", run).values():
         say(f"  media: {len(put.get('copied', []))} file(s) put back into {layout.MEDIA_SOURCE}, "
             f"{put.get('unchanged', 0)} already identical")
-
-    # 7-8. start, health, dialplan ----------------------------------------------------------------------
-    if not _start(sess):
-        return EXIT_FAILED
+    for h, act in sess.reports("activate", run).items():
+        say(f"  {h}: started {', '.join(act.get('started', []) + act.get('restarted', [])) or 'nothing'} (healthy)")
     if file_hosts:
-        sess.step("reload", {h: {"op": "units", "dialplan_reload": [t.asterisk_container]} for h in file_hosts})
         say(f"  dialplan reloaded on {', '.join(file_hosts)}")
     if drop_previous and sw.get("previous"):
-        sess.step("dropprevious", {t.db_host: {"op": "drop_scratch", "db": db, "scratch": previous}})
         say(f"  dropped '{previous}' (--drop-previous)")
-    say(f"restore of {bid} done: every component is up and healthy")
+    say(f"restore of {bid} done: every component is up and healthy"
+        + (f"; outage {outage:.1f}s (from stopping the database's clients to all of them healthy)"
+           if outage is not None else ""))
     return EXIT_OK
+
+
+def _stopped(sess: Session, clients: dict[str, list[str]]) -> Bundle:
+    """The bundle narrowed to the units the restore stopped, host by host (what must start again).
+    Without their pre-start hooks: those create the tenant database (and plperl) when missing, and the
+    switch has just put the restored one in place (the seed's restore skips plperl too), so inside the
+    outage they would only cost a one-shot container each (~0.7 s)."""
+    bundle = render_tenant(sess.tenant)
+    chosen = {id(u) for hb in bundle.hosts for u in hb.units if u.name in clients.get(hb.host, [])}
+    out = select_units(bundle, lambda u: id(u) in chosen)
+    for hb in out.hosts:
+        hb.units = [replace(u, pre_start=()) for u in hb.units]
+    return out
+
+
+#: what an activate does after its last unit is healthy (the crash-loop check, the balancer): not outage
+AFTER_HEALTHY = ("settle", "drain")
+
+
+def _outage(run: RunResult, hosts: set[str]) -> float | None:
+    """Seconds from the first stop to the last unit healthy again: the stop step's start to the end of
+    the last activate, less what that activate did once every unit was healthy. Controller clock and
+    task boundaries, so an upper bound of the time a database client was down."""
+    starts = [h.spans["stop"][0] for n, h in run.hosts.items() if n in hosts and "stop" in h.spans]
+    ends = []
+    for h in run.hosts.values():
+        after = sum(float(row.get("seconds") or 0) for row in (h.reports.get("activate") or {}).get("timings", [])
+                    if row.get("phase") in AFTER_HEALTHY)
+        ends += [span[1] - after for step, span in h.spans.items() if step.startswith("activate")]
+    if not starts or not ends:
+        return None
+    return round(max(ends) - min(starts), 1)
+
+
+def _outage_failed(sess: Session, exc: OpFailed, bid: str, scratch: str, staging: str,
+                   file_hosts: list[str]) -> int:
+    """The outage run stopped at a failing step: bring back what it left down, say what is where."""
+    t, say = sess.target, sess.reporter.line
+    if exc.step in ("stop", "switch"):
+        say(f"  could not switch databases ({exc}); the live database was not replaced; restarting components")
+        _quiet(sess, "dropscratch", {t.db_host: {"op": "drop_scratch", "db": t.db, "scratch": scratch}})
+        if file_hosts:
+            _quiet(sess, "unstage", {h: {"op": "unstage", "staging": staging} for h in file_hosts})
+        _start(sess)
+        raise exc
+    say(f"FAILED: restore of {bid}: {exc}")
+    if exc.step in ("files", "media"):
+        say("  the restored database is live, but putting the backup's files back failed; starting the components")
+        _start(sess)
+    elif exc.step == "activate":
+        say("  the database was restored, but not every component came back healthy; fix the cause "
+            f"and run `omldeploy install --tenant {sess.tenant.name}`")
+    return EXIT_FAILED
 
 
 def _start(sess: Session) -> bool:

@@ -47,7 +47,8 @@ def add_schedule(tenant: Tenant, bundle: Bundle) -> None:
     config_path = f"{CONFIG_DIR}/{tenant.name}.json"
     config = {
         "tenant": tenant.name, "host": target.db_host, "schedule": spec, "layout": tenant.layout.name,
-        "s3": target.s3, "db": target.db, "format": "custom", "files": with_files,
+        "s3": target.s3, "db": target.db, "format": "custom",
+        "compress": tenant.settings.num("backup_compression"), "files": with_files,
         "files_elsewhere": None if with_files or not target.files_host else target.files_host,
         "keep": s.num("backup_keep") if s.has("backup_keep") else None,
         "keep_days": float(s.num("backup_keep_days")) if s.has("backup_keep_days") else None,

@@ -117,3 +117,23 @@ def test_status_with_no_units_where_units_belong_is_not_healthy(make_tenant: Mak
     assert code == 1 and data["healthy"] is False
     assert "no unit reported" in data["hosts"]["omnileads_aio"]["error"]
 
+
+
+def test_each_module_task_keeps_its_span_on_the_controller_clock(make_tenant: MakeTenant, fake: Any) -> None:
+    """A restore's outage is told from these spans: the first start and last end of a step per host."""
+    tenant = make_tenant("aio")
+    steps = phase_steps(tenant, render_tenant(tenant), ["stage"])
+
+    def timed(task: str, start: str, end: str, duration: float) -> dict[str, Any]:
+        e = ev("runner_on_ok", "omnileads_aio", task)
+        e["event_data"].update(start=start, end=end, duration=duration)
+        return e
+
+    fake([timed("stage", "2026-12-03T20:00:01.500000", "2026-12-03T20:00:03.000000", 1.5),
+          timed("stage", "2026-12-03T20:00:04.000000", "2026-12-03T20:00:04.250000", 0.25),  # asked again
+          timed("stage report", "2026-12-03T20:00:05", "2026-12-03T20:00:09", 4.0),  # a companion task: not it
+          ev("runner_on_ok", "omnileads_aio", "stage report", {"omldeploy_r0.report": {"changed_files": []}})])
+    host = run_steps(tenant, steps).hosts["omnileads_aio"]
+    start, end = host.spans["stage"]
+    assert end - start == pytest.approx(2.75)
+    assert host.walls["stage"] == pytest.approx(1.75)

@@ -170,7 +170,7 @@ def test_per_component_actions_touch_only_their_component(aio: Tenant, sandbox: 
     inv = aio.inventory_path
     inv.write_text(inv.read_text().replace("SCA: 3600", "SCA: 7200"))
     rec = deploy("app")
-    assert sorted(rec.restarted) == ["omnileads_aio:daphne", "omnileads_aio:nginx", "omnileads_aio:omlcron",
+    assert sorted(rec.restarted) == ["omnileads_aio:daphne", "omnileads_aio:omlcron",
                                      "omnileads_aio:omnileads"]
     assert deploy("install").restarted == []
 

@@ -141,6 +141,10 @@ class Component:
     #: a restart drops the host's calls (the voice path: Asterisk, Kamailio, RTPengine): activate waits
     #: for the calls to end first (CallCounter, `voice_drain_timeout`)
     drops_calls: ClassVar[bool] = False
+    #: restarts when a same-host component it depends on restarts (the default: a client may hold state,
+    #: a connection or a resolved address that only a restart renews). False for a proxy that opens a new
+    #: connection per request: its own restart would only add an outage of its own
+    follows_restarts: ClassVar[bool] = True
     _folder: ClassVar[Path]
 
     # --- placement

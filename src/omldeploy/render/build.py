@@ -179,7 +179,7 @@ def _render_component(comp: Component, ctx: Ctx, hb: HostBundle, names: list[str
         image=spec.image,
         enabled=comp.enabled(ctx),
         start_order=comp.order(ctx),
-        after=after,
+        after=after if comp.follows_restarts else (),  # the restart cascade on the host (units.py orders)
         health=asdict(comp.health(ctx)),
         env_file=comp.env_file,
         files=tuple(files),

@@ -36,7 +36,7 @@ class UnitPlan:
     image: str
     enabled: bool
     start_order: int
-    after: tuple[str, ...]
+    after: tuple[str, ...]  # same-host units whose restart restarts this one too (Component.follows_restarts)
     health: dict[str, Any]
     env_file: str | None
     files: tuple[str, ...]  # paths of files whose change requires a restart of this unit

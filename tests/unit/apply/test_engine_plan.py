@@ -209,3 +209,14 @@ def test_one_crash_loop_check_per_run_when_there_are_tiers(make_tenant: MakeTena
     steps = phase_steps(aio, render_tenant(aio), ["stage", "activate"])
     assert [s.name for s in steps if s.name != "calls"] == ["stage", "activate-0"]
     assert steps[-1].args["omnileads_aio"]["settle_later"] is False
+
+
+def test_nginx_does_not_restart_because_the_app_behind_it_did(make_tenant: MakeTenant) -> None:
+    """The restart cascade (a unit restarts with what it depends on) skips the entry point: it reaches the
+    app at 127.0.0.1 with a new connection per request, so its own restart would be a second outage."""
+    tenant = make_tenant("aio")
+    plans = {u.name: u for u in render_tenant(tenant).hosts[0].units}
+    assert plans["nginx"].after == ()
+    assert "postgresql" in plans["omnileads"].after  # clients of the database still follow it
+    env = render_tenant(tenant).hosts[0].file("/etc/default/nginx.env").content.decode()
+    assert "DJANGO_HOSTNAME=127.0.0.1" in env and "DAPHNE_HOSTNAME=127.0.0.1" in env

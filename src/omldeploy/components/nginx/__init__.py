@@ -44,6 +44,9 @@ class Nginx(Component):
     depends_on = ("omnileads", "daphne", "websockets", "kamailio")
     groups = ("app", "nginx", "restart", "restart_core", "restart_django")
     start_order = 90
+    # a new connection to the app per request, at a fixed address (127.0.0.1, see env): an app upgrade
+    # restarts the app only, not the entry point in front of it as well (that was a second web outage)
+    follows_restarts = False
 
     def env(self, ctx: Ctx) -> list[tuple[str, str]]:
         s3 = dict(common.s3(ctx, browser=False))

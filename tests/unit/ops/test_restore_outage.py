@@ -41,3 +41,47 @@ def test_a_failed_step_is_named_and_later_steps_have_no_report() -> None:
         "omnileads_aio": HostResult("omnileads_aio", reports={"stop": {"stopped": ["omnileads"]}})})
     assert sess.reports("stop", ok) == {"omnileads_aio": {"stopped": ["omnileads"]}}
     assert sess.reports("files", ok) == {}
+
+
+class Said:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def line(self, text: str) -> None:
+        self.lines.append(text)
+
+
+@pytest.mark.parametrize(("step", "restarts", "raises"), [
+    ("stop", True, True), ("switch", True, True), ("files", True, False), ("media", True, False),
+    ("activate", False, False)])
+def test_a_failure_inside_the_outage_brings_back_what_it_stopped(monkeypatch: pytest.MonkeyPatch, step: str,
+                                                                  restarts: bool, raises: bool) -> None:
+    """Before the switch: the scratch database and the staging go, the live system starts again as it
+    was. After it: the restored database stays live and what was stopped is started; a failed start is
+    said with the command that finishes it."""
+    from omldeploy.ops import restore as r
+
+    done: list[str] = []
+    monkeypatch.setattr(r, "_quiet", lambda _s, name, _c: done.append(name))
+    def start(_s: Session) -> bool:
+        done.append("start")
+        return True
+
+    monkeypatch.setattr(r, "_start", start)
+    sess = Session.__new__(Session)
+    sess.reporter = Said()  # type: ignore[assignment]
+    sess.target = type("T", (), {"db_host": "omnileads_aio", "db": {}})()
+    sess.tenant = type("Tn", (), {"name": "t1"})()
+    exc = OpFailed("omnileads_aio: boom", step=step)
+    if raises:
+        with pytest.raises(OpFailed):
+            r._outage_failed(sess, exc, "17", "db__restore", "/etc/asterisk/custom.restore-17", ["omnileads_aio"])
+        assert done == ["dropscratch", "unstage", "start"]
+        assert "the live database was not replaced" in sess.reporter.lines[0]  # type: ignore[attr-defined]
+        return
+    assert r._outage_failed(sess, exc, "17", "db__restore", "/x", ["omnileads_aio"]) == 1
+    assert done == (["start"] if restarts else [])
+    said = "\n".join(sess.reporter.lines)  # type: ignore[attr-defined]
+    assert "FAILED: restore of 17: omnileads_aio: boom" in said
+    if step == "activate":
+        assert "omldeploy install --tenant t1" in said

@@ -626,39 +626,50 @@ def op_restore_db(p: dict[str, Any]) -> dict[str, Any]:
             "warnings": got["warnings"][-1500:]}
 
 
+class Hashed:
+    """The dump's bytes as they go by a consumer: sha256, size and the progress file."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.sha = hashlib.sha256()
+        self.size = 0
+        self.progress = progress
+
+    def __call__(self, chunk: bytes) -> None:
+        self.sha.update(chunk)
+        self.size += len(chunk)
+        self.progress.update(self.size)
+
+
+def fed(first: bytes, chunks: Iterator[bytes], proc: subprocess.Popen[bytes], seen: Hashed) -> bool:
+    """Every chunk (the peeked first one, then the rest) into proc's stdin; see feed()."""
+    def all_chunks() -> Iterator[bytes]:
+        yield first
+        yield from chunks
+
+    try:
+        return feed(all_chunks(), proc, seen)  # reads the object to its end even if the tool quits
+    except BaseException:
+        proc.kill()
+        raise
+
+
 def _spooled(db: dict[str, Any], p: dict[str, Any], obj: dict[str, Any], first: bytes, chunks: Iterator[bytes],
              spool: Spool, scratch: str, jobs: int) -> dict[str, Any]:
     """Download whole, prove the sha256, then `pg_restore -j`: a damaged dump restores nothing at all."""
     key = obj["key"]
-    sha = hashlib.sha256()
-    size = 0
     t0 = time.monotonic()
     progress = Progress(p["tenant"], "download", int(obj.get("size") or 0))
+    seen = Hashed(progress)
     try:
         proc = spool.writer()
         err = Tail(proc.stderr)
-
-        def count(c: bytes) -> None:
-            nonlocal size
-            sha.update(c)
-            size += len(c)
-            progress.update(size)
-
-        def all_chunks() -> Iterator[bytes]:
-            yield first
-            yield from chunks
-
-        try:
-            complete = feed(all_chunks(), proc, count)
-        except BaseException:
-            proc.kill()
-            raise
+        complete = fed(first, chunks, proc, seen)
         if proc.wait() != 0 or not complete:
             raise OpError(f"could not write {key} to {spool.path} for pg_restore -j: {err.text()}")
     finally:
         progress.done()
     download = time.monotonic() - t0
-    damage = corruption(obj, size, sha.hexdigest())
+    damage = corruption(obj, seen.size, seen.sha.hexdigest())
     if damage:
         raise OpError(f"{key}: {damage}; nothing was restored")
     progress = Progress(p["tenant"], f"pg_restore -j {jobs}", 0)
@@ -671,7 +682,7 @@ def _spooled(db: dict[str, Any], p: dict[str, Any], obj: dict[str, Any], first: 
         progress.done()
     if proc2.returncode != 0:
         raise OpError(f"pg_restore failed restoring {key} ({proc2.returncode}): {clean(proc2.stderr)}")
-    return {"size": size, "sha256": sha.hexdigest(), "download_seconds": round(download, 2),
+    return {"size": seen.size, "sha256": seen.sha.hexdigest(), "download_seconds": round(download, 2),
             "warnings": clean(proc2.stderr)}
 
 
@@ -679,9 +690,8 @@ def _streamed(db: dict[str, Any], p: dict[str, Any], obj: dict[str, Any], first:
               fmt: str, scratch: str) -> dict[str, Any]:
     """The dump flows from the bucket into pg_restore/psql as it downloads (sha256 checked at the end)."""
     key = obj["key"]
-    sha = hashlib.sha256()
-    size = 0
     progress = Progress(p["tenant"], "restore", int(obj.get("size") or 0))
+    seen = Hashed(progress)
     try:
         if fmt == "custom":
             argv = pg_argv(db, "pg_restore", ["--no-owner", "--no-acl", "--exit-on-error", "-d", scratch])
@@ -689,36 +699,21 @@ def _streamed(db: dict[str, Any], p: dict[str, Any], obj: dict[str, Any], first:
             argv = pg_argv(db, "psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", scratch, "-f", "-"])
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         out, err = Tail(proc.stdout), Tail(proc.stderr)
-
-        def count(c: bytes) -> None:
-            nonlocal size
-            sha.update(c)
-            size += len(c)
-            progress.update(size)
-
-        def all_chunks() -> Iterator[bytes]:
-            yield first
-            yield from chunks
-
-        try:
-            complete = feed(all_chunks(), proc, count)  # reads the object to its end even if the tool quits
-        except BaseException:
-            proc.kill()
-            raise
+        complete = fed(first, chunks, proc, seen)
         rc = proc.wait()
         out.text()
     finally:
         progress.done()
     what = "pg_restore" if fmt == "custom" else "psql"
     # checksum first: a damaged dump also makes the tool fail, but its error hides the cause
-    damage = corruption(obj, size, sha.hexdigest())
+    damage = corruption(obj, seen.size, seen.sha.hexdigest())
     if damage:
         raise OpError(f"{key}: {damage}; nothing was restored" + (f" ({what} also failed on it)" if rc != 0 else ""))
     if rc != 0:
         raise OpError(f"{what} failed restoring {key} ({rc}): {err.text()}")
     if not complete:
         raise OpError(f"the restore stopped reading {key} before its end")
-    return {"size": size, "sha256": sha.hexdigest(), "warnings": err.text()}
+    return {"size": seen.size, "sha256": seen.sha.hexdigest(), "warnings": err.text()}
 
 
 def op_swap_db(p: dict[str, Any]) -> dict[str, Any]:

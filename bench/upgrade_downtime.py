@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark: web-endpoint unavailability during an AIO app upgrade, omldeploy vs the naive order.
 
-Usage (root): PYTHONPATH=src python bench/upgrade_downtime.py [--keep]
+Usage (root): PYTHONPATH=src python bench/upgrade_downtime.py [--keep] [--baseline REV]
 
 A probe thread sends HTTPS GETs to nginx every 50 ms (bounded: it stops with the measurement) and
 records failures (connection errors or HTTP >= 500). Compared in one run on the same host:
@@ -13,8 +13,10 @@ records failures (connection errors or HTTP >= 500). Compared in one run on the 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import ssl
+import subprocess
 import sys
 import tempfile
 import threading
@@ -94,10 +96,56 @@ def set_version(path: Path, key: str, tag: str) -> None:
     path.write_text(re.sub(rf"^(\s+){key}:.*$", rf"\g<1>{key}: '{tag}'", path.read_text(), flags=re.M))
 
 
+def cli(src: Path, inst: Path, *args: str) -> None:
+    """One omldeploy command with the code under `src`, as an operator runs it."""
+    proc = subprocess.run([sys.executable, "-m", "omldeploy", "--instances", str(inst), *args], capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(src)}, timeout=1800)
+    if proc.returncode != 0:
+        sys.exit(f"{src}: {' '.join(args)} failed:\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}")
+
+
+def side_by_side(rev: str) -> int:
+    """`omldeploy upgrade` of the app with REV's code and with this checkout's, on the same host: each
+    installs at one omnileads_version with its own code (its own rendering), then upgrades to the other."""
+    worktree = Path(tempfile.mkdtemp(prefix="omldeploy-baseline-")) / "wt"
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(worktree), rev], check=True,
+                   capture_output=True)
+    st = up(UpRequest(name="bench-upgrade", hosts=1, oses=("debian12",), registry=True, s3=False))
+    try:
+        build_and_push(st, only=None)
+        sb = Sandbox(st)
+        inst = Path(tempfile.mkdtemp(prefix="omldeploy-bench-")) / "instances"
+        tenant = write_tenant(inst, "downtime", "aio", sb, [sb.host("h1")])
+        ref = images()["omlapp"]
+        url = f"https://{sb.host('h1').ip}/"
+        rows = []
+        for who, src, (a, b) in (("baseline " + rev, worktree / "src", (ref.default, ref.alt)),
+                                 ("this checkout", ROOT / "src", (ref.alt, ref.default))):
+            set_version(tenant.inventory_path, "omnileads_version", a)
+            cli(src, inst, "install", "--tenant", "downtime")
+            set_version(tenant.inventory_path, "omnileads_version", b)
+            with Probe(url) as probe:
+                t0 = time.monotonic()
+                cli(src, inst, "upgrade", "--tenant", "downtime", "--no-backup")
+                took = time.monotonic() - t0
+            rows.append((who, f"{a} -> {b}", took, probe))
+        print("\n| code | omlapp | upgrade | failed requests | longest web outage |\n|---|---|---|---|---|")
+        for who, what, took, probe in rows:
+            failed = sum(1 for _, ok in probe.results if not ok)
+            print(f"| {who} | {what} | {took:.1f} s | {failed} of {len(probe.results)} | {probe.longest():.2f} s |")
+    finally:
+        down("bench-upgrade")
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(worktree)], capture_output=True)
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--baseline", metavar="REV", help="the same app upgrade with REV's code, side by side")
     args = ap.parse_args()
+    if args.baseline:
+        return side_by_side(args.baseline)
     st = up(UpRequest(name="bench-upgrade", hosts=1, oses=("debian12",), registry=True, s3=False))
     try:
         build_and_push(st, only=None)

@@ -261,8 +261,13 @@ def phase_steps(tenant: Tenant, bundle: Bundle, phases: list[str], check: bool =
                               {m: {**_activate_args(tenant, bundle.host(m)), "settle_later": later}
                                for m in members}))
         if later:
+            # only where an activate of this run left units to watch: a no-op run pays no round trip for it
+            first_activate = len(steps) - len(tiered)
+            pending = " or ".join(f"((omldeploy_r{k} | default({{}})).report | default({{}})).settle_pending "
+                                  "| default(false)" for k in range(first_activate, len(steps)))
             steps.append(Step("settle", "omldeploy_host",
-                              {hb.host: {"tenant": tenant.name, "phase": "settle"} for hb in bundle.hosts}))
+                              {hb.host: {"tenant": tenant.name, "phase": "settle"} for hb in bundle.hosts},
+                              when=pending))
     if "status" in phases:
         steps.append(Step("status", "omldeploy_host",
                           {hb.host: _activate_args(tenant, hb, "status") for hb in bundle.hosts}, fatal=False))

@@ -485,6 +485,7 @@ def activate(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
         for name, h in result["health"].items():
             watch[name] = {"restarts": h["restarts"], "healthy_at": time.time()}
         state["settle_watch"] = watch
+        result["settle_pending"] = bool(watch)  # the settle step runs only where this is true
     else:
         with clock.timed("settle", "crash-loop check"):
             settle(module, units, result, tenant, state)

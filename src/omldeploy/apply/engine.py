@@ -86,6 +86,10 @@ class Step:
     delay: int = 0
     #: Jinja condition (per host) for the module task; a host where it is false skips the step
     when: str | None = None
+    #: (prefix, key): run on a host only where an earlier step of the run whose name starts with prefix
+    #: reported `key` true. Resolved to register names when the playbook is written, so the step can sit
+    #: anywhere in a longer run (a restore puts its activates after stop/switch steps)
+    when_reported: tuple[str, str] | None = None
 
 
 @dataclass
@@ -262,12 +266,9 @@ def phase_steps(tenant: Tenant, bundle: Bundle, phases: list[str], check: bool =
                                for m in members}))
         if later:
             # only where an activate of this run left units to watch: a no-op run pays no round trip for it
-            first_activate = len(steps) - len(tiered)
-            pending = " or ".join(f"((omldeploy_r{k} | default({{}})).report | default({{}})).settle_pending "
-                                  "| default(false)" for k in range(first_activate, len(steps)))
             steps.append(Step("settle", "omldeploy_host",
                               {hb.host: {"tenant": tenant.name, "phase": "settle"} for hb in bundle.hosts},
-                              when=pending))
+                              when_reported=("activate", "settle_pending")))
     if "status" in phases:
         steps.append(Step("status", "omldeploy_host",
                           {hb.host: _activate_args(tenant, hb, "status") for hb in bundle.hosts}, fatal=False))
@@ -313,6 +314,11 @@ def _playbook(steps: list[Step]) -> list[dict[str, Any]]:
         failed = f"{reg} is failed"
         if step.when:
             call["when"] = step.when
+        if step.when_reported:
+            prefix, key = step.when_reported
+            call["when"] = " or ".join(
+                f"((omldeploy_r{k} | default({{}})).report | default({{}})).{key} | default(false)"
+                for k, earlier in enumerate(steps[:i]) if earlier.name.startswith(prefix)) or "false"
         if step.retries:
             call.update(retries=step.retries, delay=step.delay,
                         until=f"{reg}.report is not defined or ({reg}.report.done | default(true))")

@@ -10,7 +10,7 @@ from types import ModuleType
 
 import pytest
 
-from omldeploy.apply.engine import _playbook, phase_steps, tiers
+from omldeploy.apply.engine import Step, _playbook, phase_steps, tiers
 from omldeploy.apply.select import select
 from omldeploy.render.build import render_tenant
 from tests.hostmodules import load, module_utils
@@ -205,11 +205,14 @@ def test_one_crash_loop_check_per_run_when_there_are_tiers(make_tenant: MakeTena
     assert len(activates) == 3 and all(a["settle_later"] for s in activates for a in s.args.values())
     assert steps[-1].name == "settle" and sorted(steps[-1].args) == sorted(h.name for h in ait.hosts)
     assert all(a == {"tenant": ait.name, "phase": "settle"} for a in steps[-1].args.values())
-    # only where an activate left units to watch (a no-op run pays no round trip): the activates' registers
-    first = steps.index(activates[0])
-    assert steps[-1].when == " or ".join(
-        f"((omldeploy_r{k} | default({{}})).report | default({{}})).settle_pending | default(false)"
-        for k in range(first, first + 3))
+    # only where an activate left units to watch (a no-op run pays no round trip), read from the activates'
+    # registers wherever they sit in the run (a restore puts stop/switch steps first)
+    for run in (steps, [Step("stop", "omldeploy_backup", {}), Step("switch", "omldeploy_backup", {}),
+                        *[s for s in steps if s.name != "stage" and s.name != "calls"]]):
+        first = next(i for i, s in enumerate(run) if s.name.startswith("activate"))
+        assert _playbook(run)[-1]["tasks"][0]["when"] == " or ".join(
+            f"((omldeploy_r{k} | default({{}})).report | default({{}})).settle_pending | default(false)"
+            for k in range(first, first + 3))
     aio = make_tenant("aio")
     steps = phase_steps(aio, render_tenant(aio), ["stage", "activate"])
     assert [s.name for s in steps if s.name != "calls"] == ["stage", "activate-0"]

@@ -89,8 +89,9 @@ def run_backup(tenant: Tenant, reporter: Reporter, *, fmt: str = "custom", verif
                 # e.g. the dump cancelled by a recovery conflict on the standby: the primary has none
                 reporter.line(f"  the dump from the standby failed ({exc}); dumping from the primary instead")
                 calls[t.db_host]["db"] = t.db
+                for call in calls.values():  # the id was free a moment ago: the first try's objects are ours
+                    call.pop("ts", None)
                 reports = sess.step("backup", calls, progress_host=t.db_host)
-                _refuse_existing(bid, reports)
             objects = [o for h in calls for o in reports[h].get("objects", [])]
             dbr = reports[t.db_host]
             duration = time.time() - t0

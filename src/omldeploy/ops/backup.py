@@ -82,7 +82,6 @@ def run_backup(tenant: Tenant, reporter: Reporter, *, fmt: str = "custom", verif
                 calls.setdefault(t.files_host, {"op": "backup", "ts": bid})["files"] = files
             try:
                 reports = sess.step("backup", calls, progress_host=t.db_host)
-                _refuse_existing(bid, reports)
             except OpFailed as exc:
                 if not standby:
                     raise
@@ -92,6 +91,7 @@ def run_backup(tenant: Tenant, reporter: Reporter, *, fmt: str = "custom", verif
                 for call in calls.values():  # the id was free a moment ago: the first try's objects are ours
                     call.pop("ts", None)
                 reports = sess.step("backup", calls, progress_host=t.db_host)
+            _refuse_existing(bid, reports)  # a taken id: every host said so and wrote nothing
             objects = [o for h in calls for o in reports[h].get("objects", [])]
             dbr = reports[t.db_host]
             duration = time.time() - t0

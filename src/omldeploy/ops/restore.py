@@ -14,10 +14,11 @@ Order (each step only runs if the previous one succeeded). Three SSH round trips
   4. stop       the components that use the database (web app, cron, daphne, Asterisk, exporters...),
                 in one systemd transaction per host
   5. switch     in one transaction: live database -> <db>__previous, scratch -> live
-  6. files      /etc/asterisk/custom -> /etc/asterisk/custom_<id> (kept, as the seed does), staged -> custom;
-                media copied back into the bucket's media_root/, where the app reads it (server-side copy)
+  6. files      /etc/asterisk/custom -> /etc/asterisk/custom_<id> (kept, as the seed does), staged -> custom
   7. start      the units step 4 stopped (nothing else restarts), in dependency order, waiting for health
-  8. reload     `asterisk -rx 'dialplan reload'` in the Asterisk container
+  8. media      copied back into the bucket's media_root/, where the app reads it (server-side copy; after
+                the start, so the outage does not grow with the number of media files)
+     reload     `asterisk -rx 'dialplan reload'` in the Asterisk container
 The outage (step 4 to the end of step 7) is reported and kept in the ledger (`outage_seconds`).
 """
 
@@ -167,8 +168,8 @@ def _restore(sess: Session, bid: str, state: dict[str, Any], drop_previous: bool
         + (", sha256 matches the manifest" if rep.get("checked_sha") else ""))
     state["restore_seconds"] = rep["seconds"]
 
-    # 4-8. the outage, in ONE SSH round trip: stop the database's clients, switch, files, media, start
-    # what was stopped (waiting for health), dialplan reload; nothing else restarts -----------------------
+    # 4-8. the outage, in ONE SSH round trip: stop the database's clients, switch, files, start what was
+    # stopped (waiting for health); then media and dialplan reload; nothing else restarts ------------------
     stops = {h: {"op": "units", "stop": units} for h, units in t.db_clients.items() if units}
     say("  stopping " + "; ".join(f"{h}: {', '.join(c['stop'])}" for h, c in stops.items()))
     steps: list[Step] = [sess.call("stop", stops)] if stops else []
@@ -177,11 +178,11 @@ def _restore(sess: Session, bid: str, state: dict[str, Any], drop_previous: bool
     if file_hosts:
         steps.append(sess.call("files", {h: {"op": "swap_files", "staging": staging, "target": CUSTOM_DIR,
                                              "aside": f"{CUSTOM_DIR}_{bid}"} for h in file_hosts}))
-    if media:
-        steps.append(sess.call("media", {t.db_host: {"op": "restore_media", "objects": media,
-                                                     "prefix": layout.MEDIA_SOURCE}}))
     restart = _stopped(sess, t.db_clients)
     steps += phase_steps(sess.tenant, restart, ["activate"])
+    if media:  # server-side copies, as many as the backup has files: after the start, not inside the outage
+        steps.append(sess.call("media", {t.db_host: {"op": "restore_media", "objects": media,
+                                                     "prefix": layout.MEDIA_SOURCE}}))
     if file_hosts:
         steps.append(sess.call("reload", {h: {"op": "units", "dialplan_reload": [t.asterisk_container]}
                                           for h in file_hosts}))

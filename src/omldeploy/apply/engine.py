@@ -361,10 +361,13 @@ def run_steps(
     progress: Progress | None = None,
     stdout: Callable[[str], None] | None = None,
     fresh_connection: bool = False,
+    timeout: int | None = None,
 ) -> RunResult:
     """Run module calls on the tenant's hosts through ansible-runner. Never raises for host-side
     failures: they are in the per-host results. `fresh_connection`: every host is reached over a new
-    SSH connection (no shared master), e.g. to prove that a new firewall still lets the controller in."""
+    SSH connection (no shared master), e.g. to prove that a new firewall still lets the controller in.
+    `timeout`: seconds after which the whole run is stopped (`aborted` says so); a fleet-wide read must
+    not wait on one tenant's hung host."""
     import ansible_runner  # type: ignore[import-untyped,unused-ignore]
 
     t0 = time.monotonic()
@@ -397,9 +400,13 @@ def run_steps(
             event_handler=handler,
             settings={"suppress_ansible_output": True},
             forks=max(5, len(names)),
+            **({"timeout": timeout} if timeout else {}),
         )
         failed = any(h.error or h.unreachable for h in result.hosts.values())
-        if runner.rc != 0 and not failed:
+        if getattr(runner, "status", None) == "timeout":
+            result.aborted = f"stopped after {timeout} s (the run's time limit); hosts that had not answered: " \
+                             + (", ".join(n for n, h in result.hosts.items() if not h.answered) or "none")
+        elif runner.rc != 0 and not failed:
             tail = (runner.stdout.read() if runner.stdout else "")[-2000:]
             result.aborted = f"ansible-playbook exited {runner.rc}: {tail.strip()}"
         silent = flag_silent_hosts(result, progress)

@@ -62,3 +62,26 @@ def tenant_lock(folder: Path, tenant: str, action: str) -> Iterator[None]:
         with suppress(OSError):
             os.ftruncate(fd, 0)
         os.close(fd)
+
+
+def holder(folder: Path) -> dict[str, object] | None:
+    """Who holds the tenant's lock now (action, user, host, pid, since), or None when nobody does.
+
+    For readers (`fleet status`). It takes no lock itself, not even a shared one for an instant: that
+    would make an `install` starting at the same moment fail as "busy". The kernel's table of held
+    locks (/proc/locks) is read for the file's inode instead; the file is never created here."""
+    path = folder / ".omldeploy" / "lock"
+    try:
+        st = os.stat(path, follow_symlinks=False)
+        table = Path("/proc/locks").read_text()
+    except OSError:
+        return None
+    dev = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    held = any(len(f) > 5 and f[1] == "FLOCK" and f[5] == dev for f in (line.split() for line in table.splitlines()))
+    if not held:
+        return None
+    try:
+        found = json.loads(path.read_text(encoding="utf-8", errors="replace") or "{}")
+    except (OSError, ValueError):
+        found = {}
+    return found if isinstance(found, dict) else {}

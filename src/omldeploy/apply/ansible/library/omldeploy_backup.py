@@ -834,6 +834,8 @@ OPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "delete": op_delete, "restore_media": op_restore_media,
 }
 
+READ_ONLY = ("catalog", "inspect")
+
 
 def main() -> None:
     module = AnsibleModule(
@@ -866,12 +868,17 @@ def main() -> None:
             "dialplan_reload": {"type": "list", "elements": "str", "default": []},
             "media": {"type": "raw"},  # catalog: count media_root/ (bool); backup: {"source", "prefix"}
         },
+        # a read-only listing may sit in a check-mode run (fleet status: drift + status + catalog in one
+        # run); every other op refuses check mode rather than pretend
+        supports_check_mode=True,
     )
     p = dict(module.params)
     if p.get("s3") is not None:
         p["s3"] = {**p["s3"], "secret_key": p.get("s3_secret_key") or ""}
     if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z", p["tenant"]):
         module.fail_json(msg="bad tenant name", report={"failed": True})
+    if module.check_mode and p["op"] not in READ_ONLY:
+        module.fail_json(msg=f"op {p['op']} changes things: not run in check mode", report={"failed": True})
     try:
         report = OPS[p["op"]](p)
     except (OpError, OSError, subprocess.TimeoutExpired) as exc:

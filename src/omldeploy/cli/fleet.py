@@ -1,0 +1,244 @@
+"""`omldeploy drift --tenant T` and `omldeploy fleet status|drift`: read-only views of one tenant or all.
+
+Exit codes: 0 nothing needs attention (no drift), 1 something does (a tenant unhealthy, unreachable,
+drifted, invalid, with stale backups...), 2 bad input (options, no tenant matching `--tenants`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from omldeploy.cli import context
+from omldeploy.cli.output import Console
+from omldeploy.inventory import load_tenant
+from omldeploy.inventory.problems import InventoryError
+from omldeploy.ops import drift as drift_op
+from omldeploy.ops import fleet as fleet_op
+from omldeploy.ops.converge import redactor
+
+MAX_PARALLEL = 256
+
+
+def _parallel(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number (allowed: 1..{MAX_PARALLEL})") from None
+    if not 1 <= n <= MAX_PARALLEL:
+        raise argparse.ArgumentTypeError(f"{n} is out of range (allowed: 1..{MAX_PARALLEL})")
+    return n
+
+
+def _positive(text: str) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not 0 < x < 1e7:
+        raise argparse.ArgumentTypeError(f"{text} is out of range (a positive number)")
+    return x
+
+
+def add_parsers(sub: Any) -> None:
+    p = sub.add_parser("drift", help="where a tenant's hosts differ from its inventory (read-only)")
+    context.add_tenant_arg(p)
+    p.add_argument("--diff", action="store_true", help="also print each differing file's diff (secrets masked)")
+    p.add_argument("--json", action="store_true", help="findings and diffs as JSON")
+    p.add_argument("--timeout", type=_positive, default=300, metavar="S", help="stop after S seconds (default 300)")
+    p.set_defaults(func=cmd_drift)
+
+    p = sub.add_parser("fleet", help="every tenant at once: status, drift")
+    fsub = p.add_subparsers(dest="fleet_verb", metavar="status|drift", required=True)
+    for name, text in (("status", "one line per tenant: health, versions, drift, backups, certificates"),
+                       ("drift", "every tenant's differences with its inventory (read-only)")):
+        f = fsub.add_parser(name, help=text)
+        f.add_argument("--tenants", default="*", metavar="GLOB", help="only tenants whose name matches (default *)")
+        f.add_argument("--parallel", type=_parallel, default=8, metavar="N",
+                       help=f"tenants read at the same time (1..{MAX_PARALLEL}, default 8)")
+        f.add_argument("--timeout", type=_positive, default=120, metavar="S",
+                       help="time limit per tenant, in seconds (default 120)")
+        f.add_argument("--json", action="store_true", help="machine-readable output")
+        if name == "status":
+            f.add_argument("--no-hosts", action="store_true",
+                           help="only what the controller knows (inventory, ledger, certificates): no SSH")
+            f.add_argument("--no-backups", action="store_true", help="do not list the buckets' backups")
+            f.add_argument("--backup-max-age", type=_positive, default=48.0, metavar="HOURS",
+                           help="flag tenants whose newest backup is older (default 48)")
+            f.add_argument("--drill-max-age", type=_positive, default=30.0, metavar="DAYS",
+                           help="flag tenants whose last restore proof is older (default 30)")
+            f.set_defaults(func=cmd_fleet_status)
+        else:
+            f.set_defaults(func=cmd_fleet_drift)
+
+
+# ----------------------------------------------------------------------------- one tenant
+
+def cmd_drift(args: argparse.Namespace) -> int:
+    console = Console()
+    tenant = context.load(args)
+    found = drift_op.drift(tenant, timeout=int(args.timeout))
+    red = redactor(tenant)
+    data = found.as_dict()
+    data["findings"] = [{**f, "detail": red(f["detail"])} for f in data["findings"]]
+    data["diffs"] = {h: {p: red(d) for p, d in diffs.items()} for h, diffs in found.diffs.items()}
+    if args.json:
+        console.json(data)
+        return 1 if found.drifted else 0
+    if not found.drifted:
+        console.say(f"tenant {tenant.name}: no drift on {len(found.hosts)} host(s) ({found.seconds:.1f} s)")
+        return 0
+    _print_findings(console, tenant.name, found, red)
+    if args.diff:
+        for host, diffs in data["diffs"].items():
+            for path, diff in diffs.items():
+                console.say(f"--- {host}:{path}")
+                for line in str(diff).splitlines():
+                    console.say(f"    {line}")
+    console.say(f"tenant {tenant.name}: {len(found.findings)} difference(s); nothing was changed. "
+                f"`omldeploy install --tenant {tenant.name}` brings the hosts back to the inventory "
+                f"(--check first shows what it would do)")
+    return 1
+
+
+def _print_findings(console: Console, name: str, found: drift_op.Drift, red: Any) -> None:
+    rows = [(f.host, f.kind, f.what, red(f.detail)) for f in found.findings]
+    console.say(f"== {name}")
+    console.table(("host", "kind", "what", "difference"), rows)
+
+
+# ----------------------------------------------------------------------------- fleet
+
+def _root(args: argparse.Namespace, console: Console) -> Path | None:
+    root = context.instances_dir(args)
+    if not fleet_op.tenant_folders(root, args.tenants):
+        what = f"matching '{args.tenants}' " if args.tenants != "*" else ""
+        console.error(f"no tenant {what}in {root} (a tenant is a folder holding inventory.yml)")
+        return None
+    return root
+
+
+class _Progress:
+    """`[12/300] name health` on one line of a terminal's stderr; silent when stderr is not a terminal."""
+
+    def __init__(self) -> None:
+        self.on = sys.stderr.isatty()
+
+    def __call__(self, row: fleet_op.Row, n: int, total: int) -> None:
+        if self.on:
+            sys.stderr.write(f"\r\033[K[{n}/{total}] {row.tenant}: {row.health}")
+            sys.stderr.flush()
+
+    def end(self) -> None:
+        if self.on:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+
+
+def cmd_fleet_status(args: argparse.Namespace) -> int:
+    console = Console()
+    root = _root(args, console)
+    if root is None:
+        return 2
+    opts = fleet_op.Options(pattern=args.tenants, parallel=args.parallel, timeout=int(args.timeout),
+                            hosts=not args.no_hosts, backups=not args.no_backups,
+                            backup_max_hours=args.backup_max_age, proof_max_days=args.drill_max_age)
+    progress = _Progress()
+    try:
+        rows = fleet_op.survey(root, opts, progress)
+    finally:
+        progress.end()
+    summary = fleet_op.summary(rows)
+    code = 1 if summary["attention"] else 0
+    if args.json:
+        console.json({"instances": str(root), "tenants": [r.as_dict() for r in rows], "summary": summary})
+        return code
+    table = [(r.tenant, r.layout or "?", r.omlapp or "-", r.health, _drift(r), _last(r),
+              _hours(r.backup_age_hours, r.backups_read),
+              _days(r.proof_age_days), "-" if r.cert_days_left is None else f"{r.cert_days_left}d",
+              "YES" if r.attention else "")
+             for r in rows]
+    console.table(("tenant", "layout", "omlapp", "health", "drift", "last operation", "backup", "proof", "cert",
+                   "attention"), table, indent="")
+    flagged = [r for r in rows if r.attention]
+    if flagged:
+        console.say("")
+        console.say("needs attention:")
+        for r in flagged:
+            console.say(f"  {r.tenant}: " + "; ".join(r.attention))
+    health = ", ".join(f"{k} {v}" for k, v in sorted(summary["health"].items()))
+    console.say("")
+    console.say(f"{summary['tenants']} tenant(s): {health}; {summary['attention']} need(s) attention")
+    return code
+
+
+def _drift(r: fleet_op.Row) -> str:
+    return "-" if r.drift is None else ("none" if r.drift == 0 else str(r.drift))
+
+
+def _last(r: fleet_op.Row) -> str:
+    if not r.last_op:
+        return "-"
+    return f"{r.last_op['action']} {r.last_op['outcome']} {str(r.last_op['started'])[:16]}"
+
+
+def _hours(h: float | None, read: bool) -> str:
+    if h is None:
+        return "never" if read else "?"  # not read: scheduled backups are only in the bucket
+    return f"{h:.0f}h ago" if h < 72 else f"{h / 24:.0f}d ago"
+
+
+def _days(d: float | None) -> str:
+    return "never" if d is None else f"{d:.0f}d ago"
+
+
+def cmd_fleet_drift(args: argparse.Namespace) -> int:
+    console = Console()
+    root = _root(args, console)
+    if root is None:
+        return 2
+    folders = fleet_op.tenant_folders(root, args.tenants)
+    progress = _Progress()
+
+    def one(folder: Path) -> dict[str, Any]:
+        try:
+            tenant = load_tenant(folder, folder.name)
+        except InventoryError as exc:
+            errors = sum(1 for p in exc.problems if p.severity == "error")
+            return {"tenant": folder.name, "error": f"inventory has {errors} error(s)", "drifted": None}
+        found = drift_op.drift(tenant, timeout=int(args.timeout))
+        red = redactor(tenant)
+        data = found.as_dict()
+        data["findings"] = [{**f, "detail": red(f["detail"])} for f in data["findings"]]
+        data["diffs"] = {h: {p: red(d) for p, d in diffs.items()} for h, diffs in found.diffs.items()}
+        data["_found"], data["_red"] = found, red
+        return data
+
+    results: list[dict[str, Any]] = []
+    try:
+        with ThreadPoolExecutor(max_workers=args.parallel) as pool:
+            for n, data in enumerate(pool.map(one, folders), 1):
+                results.append(data)
+                progress(fleet_op.Row(data["tenant"], health="drift" if data.get("drifted") else "ok"), n,
+                         len(folders))
+    finally:
+        progress.end()
+    bad = [d for d in results if d.get("drifted") or d.get("drifted") is None]
+    if args.json:
+        console.json({"instances": str(root), "tenants": [{k: v for k, v in d.items() if not k.startswith("_")}
+                                                          for d in results],
+                      "summary": {"tenants": len(results), "drifted": len(bad)}})
+        return 1 if bad else 0
+    for d in results:
+        if d.get("error"):
+            console.say(f"== {d['tenant']}: not checked: {d['error']} (omldeploy validate --tenant {d['tenant']})")
+        elif d["drifted"]:
+            _print_findings(console, d["tenant"], d["_found"], d["_red"])
+        else:
+            console.say(f"== {d['tenant']}: no drift")
+    console.say("")
+    console.say(f"{len(results)} tenant(s), {len(bad)} with drift or not checked; nothing was changed")
+    return 1 if bad else 0

@@ -22,8 +22,8 @@ PLACEHOLDER = re.compile(r"CHANGE-ME-[a-z-]+")
 
 
 def add_parsers(sub: Any) -> None:
-    p = sub.add_parser("tenant", help="create or list tenants")
-    tsub = p.add_subparsers(dest="tenant_verb", metavar="new|list", required=True)
+    p = sub.add_parser("tenant", help="create, list or destroy tenants")
+    tsub = p.add_subparsers(dest="tenant_verb", metavar="new|list|destroy", required=True)
     new = tsub.add_parser("new", help="create instances/NAME/inventory.yml from an example")
     new.add_argument("name")
     new.add_argument("--layout", choices=sorted(LAYOUTS), required=True)
@@ -32,6 +32,16 @@ def add_parsers(sub: Any) -> None:
     ls = tsub.add_parser("list", help="list tenants and their layout")
     ls.add_argument("--json", action="store_true", help="tenants as JSON (name, layout, hosts, valid, errors)")
     ls.set_defaults(func=cmd_list)
+    de = tsub.add_parser("destroy", help="decommission a tenant: final backup, everything removed from its hosts, "
+                                         "its folder archived (prints the plan without --yes)")
+    context.add_tenant_arg(de)
+    de.add_argument("--yes", "-y", action="store_true", help="really destroy (without it: the plan only)")
+    de.add_argument("--keep-backups", action="store_true",
+                    help="keep every backup in the bucket (default: the inventory's retention applies)")
+    de.add_argument("--no-backup", action="store_true", help="take no final backup (said loudly)")
+    de.add_argument("--purge-bucket", action="store_true",
+                    help="also remove the tenant's own MinIO volume, with every backup in it")
+    de.set_defaults(func=cmd_destroy)
 
 
 def example_text(layout: str) -> str:
@@ -113,3 +123,14 @@ def list_tenants(root: Path) -> list[dict[str, Any]]:
                         "errors": sum(1 for p in exc.problems if p.severity == "error"),
                         "warnings": sum(1 for p in exc.problems if p.severity != "error")})
     return out
+
+
+def cmd_destroy(args: argparse.Namespace) -> int:
+    from omldeploy.ops.converge import Reporter
+    from omldeploy.ops.destroy import destroy
+
+    console = Console()
+    tenant = context.load(args)
+    return destroy(tenant, Reporter(say=console.say, warn=console.warn), yes=bool(args.yes),
+                   keep_backups=bool(args.keep_backups), final_backup=not args.no_backup,
+                   purge_bucket=bool(args.purge_bucket))

@@ -54,7 +54,9 @@ def restore_for_rollback(tenant: Tenant, reporter: Reporter, backup_id: str) -> 
 
 
 def run_backup(tenant: Tenant, reporter: Reporter, *, fmt: str = "custom", verify: bool = False,
-               backup_id: str | None = None) -> tuple[int, str | None]:
+               backup_id: str | None = None, retention: bool = True) -> tuple[int, str | None]:
+    """(exit code, backup id). `retention`: apply the inventory's backup_keep/backup_keep_days after a
+    good backup, as scheduled backups do (`tenant destroy --keep-backups` keeps every backup instead)."""
     try:
         sess = open_session(tenant, reporter)
     except OpFailed as exc:
@@ -121,7 +123,7 @@ def run_backup(tenant: Tenant, reporter: Reporter, *, fmt: str = "custom", verif
             code = _verify_ids(sess, [bid], {bid: doc})
         _record(tenant, "backup", "ok" if code == 0 else "failed", started_iso, t0,
                 {"id": bid, "bytes": doc["total_bytes"], "objects": len(objects)}, "")
-        if code == 0:
+        if code == 0 and retention:
             code = _scheduled_retention(sess)
         return code, bid
 

@@ -25,7 +25,7 @@ The outage (step 4 to the end of step 7) is reported and kept in the ledger (`ou
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from omldeploy.apply.engine import RunResult, Step, phase_steps, run_phases
@@ -86,45 +86,8 @@ def _restore(sess: Session, bid: str, state: dict[str, Any], drop_previous: bool
     say(f"restore {bid} into tenant {sess.tenant.name} ({sess.tenant.layout.describe()}) from {t.where}")
 
     # 1. inspect ------------------------------------------------------------------------------------
-    info = sess.step("inspect", {t.db_host: {"op": "inspect", "ts": bid, "db": db}})[t.db_host]
-    doc = info.get("manifest")
-    if doc is not None:
-        bad = manifest.problems(doc)
-        if bad:
-            raise OpFailed(f"manifest of {bid} unusable: {'; '.join(bad)}")
-        if info.get("missing"):
-            raise OpFailed(f"backup {bid} is incomplete in the bucket: missing or wrong size: "
-                           f"{', '.join(info['missing'])}")
-        dump = manifest.dump_object(doc)
-        files = manifest.file_objects(doc)
-        media = manifest.media_objects(doc)
-        source_major = manifest.server_major(doc)
-    else:
-        dump = info.get("dump")
-        files = info.get("files", [])
-        media = []  # seed backups and migrations: media was synced into media_root/ by hand
-        source_major = None
-    if not dump:
-        hint = _known(sess)
-        raise OpFailed(f"no backup '{bid}' in {t.where}: neither {layout.manifest_key(bid)} nor "
-                       f"{layout.dump_key(bid, 'custom')} / {layout.dump_key(bid, 'plain')} exists. {hint}", EXIT_INPUT)
-    target_major = int(info.get("server_version_num") or 0) // 10000
-    if doc is None:
-        # a seed or hand-made dump: no manifest, so prove it readable and learn its origin first
-        say(f"  {dump['key']}: no manifest (seed backup or migration dump); checking it is a complete dump")
-        rep = sess.step("verify", {t.db_host: {"op": "verify", "db": db, "objects": [dump]}},
-                        progress_host=t.db_host)[t.db_host]
-        r = rep["results"][0]
-        if not r.get("ok"):
-            raise OpFailed(f"{dump['key']}: {r.get('error')}")
-        source_major = r.get("dumped_from_major")
-    if source_major and target_major and source_major > target_major:
-        raise OpFailed(f"incompatible dump: it comes from PostgreSQL {source_major}, this tenant runs PostgreSQL "
-                       f"{info.get('server_version')}; restore it on a server of version {source_major} or later "
-                       f"(postgres_version)", EXIT_INPUT)
-    say(f"  dump {dump['key']} ({catalog.human_size(int(dump.get('size') or 0))}"
-        + (f", from PostgreSQL {source_major}" if source_major else "") + f"), {len(files)} Asterisk file(s); "
-        f"target PostgreSQL {info.get('server_version')} via {t.db_host}")
+    found = inspect_backup(sess, bid)
+    dump, files, media, info = found.dump, found.files, found.media, found.info
 
     # 2-3. stage Asterisk files, restore into scratch: one SSH round trip -------------------------------
     staging = f"{CUSTOM_DIR}.restore-{bid}"
@@ -219,6 +182,66 @@ def _restore(sess: Session, bid: str, state: dict[str, Any], drop_previous: bool
         + (f"; outage {outage:.1f}s (from stopping the database's clients to all of them healthy)"
            if outage is not None else ""))
     return EXIT_OK
+
+
+
+@dataclass(frozen=True)
+class Inspected:
+    """A backup as the bucket holds it, proven complete and compatible with the tenant's server."""
+
+    dump: dict[str, Any]
+    files: list[dict[str, Any]]
+    media: list[dict[str, Any]]
+    info: dict[str, Any]
+
+
+def inspect_backup(sess: Session, bid: str) -> Inspected:
+    """Step 1 of a restore (and the whole check of a drill before its scratch load): the manifest and
+    every object it names are there with their sizes, a dump without manifest is a complete dump, and the
+    dump's PostgreSQL is not newer than the tenant's. OpFailed otherwise (EXIT_INPUT when no such backup)."""
+    t, say = sess.target, sess.reporter.line
+    db = t.db
+    info = sess.step("inspect", {t.db_host: {"op": "inspect", "ts": bid, "db": db}})[t.db_host]
+    doc = info.get("manifest")
+    if doc is not None:
+        bad = manifest.problems(doc)
+        if bad:
+            raise OpFailed(f"manifest of {bid} unusable: {'; '.join(bad)}")
+        if info.get("missing"):
+            raise OpFailed(f"backup {bid} is incomplete in the bucket: missing or wrong size: "
+                           f"{', '.join(info['missing'])}")
+        dump = manifest.dump_object(doc)
+        files = manifest.file_objects(doc)
+        media = manifest.media_objects(doc)
+        source_major = manifest.server_major(doc)
+    else:
+        dump = info.get("dump")
+        files = info.get("files", [])
+        media = []  # seed backups and migrations: media was synced into media_root/ by hand
+        source_major = None
+    if not dump:
+        hint = _known(sess)
+        raise OpFailed(f"no backup '{bid}' in {t.where}: neither {layout.manifest_key(bid)} nor "
+                       f"{layout.dump_key(bid, 'custom')} / {layout.dump_key(bid, 'plain')} exists. {hint}", EXIT_INPUT)
+    target_major = int(info.get("server_version_num") or 0) // 10000
+    if doc is None:
+        # a seed or hand-made dump: no manifest, so prove it readable and learn its origin first
+        say(f"  {dump['key']}: no manifest (seed backup or migration dump); checking it is a complete dump")
+        rep = sess.step("verify", {t.db_host: {"op": "verify", "db": db, "objects": [dump]}},
+                        progress_host=t.db_host)[t.db_host]
+        r = rep["results"][0]
+        if not r.get("ok"):
+            raise OpFailed(f"{dump['key']}: {r.get('error')}")
+        source_major = r.get("dumped_from_major")
+    if source_major and target_major and source_major > target_major:
+        raise OpFailed(f"incompatible dump: it comes from PostgreSQL {source_major}, this tenant runs PostgreSQL "
+                       f"{info.get('server_version')}; restore it on a server of version {source_major} or later "
+                       f"(postgres_version)", EXIT_INPUT)
+    say(f"  dump {dump['key']} ({catalog.human_size(int(dump.get('size') or 0))}"
+        + (f", from PostgreSQL {source_major}" if source_major else "") + f"), {len(files)} Asterisk file(s); "
+        f"target PostgreSQL {info.get('server_version')} via {t.db_host}")
+
+    return Inspected(dump=dump, files=list(files), media=list(media), info=info)
 
 
 def _stopped(sess: Session, clients: dict[str, list[str]]) -> Bundle:

@@ -103,3 +103,8 @@ def scratch_names(database: str) -> tuple[str, str]:
     """(scratch, previous) database names for a restore, within PostgreSQL's 63-byte limit."""
     base = database[:50]
     return f"{base}__restore", f"{base}__previous"
+
+
+def drill_name(database: str) -> str:
+    """The scratch database of a restore drill: not a restore's, so a drill never drops a restore's work."""
+    return f"{database[:50]}__drill"

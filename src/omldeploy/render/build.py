@@ -145,6 +145,7 @@ def _render_component(comp: Component, ctx: Ctx, hb: HostBundle, names: list[str
         if not cfg.only_if_missing:
             files.append(cfg.dest)
     volumes = comp.volumes(ctx)
+    hb.volumes.extend(v.source for v in volumes if not v.source.startswith("/") and v.source not in hb.volumes)
     if any(v.source == "/etc/omnileads/certs" for v in volumes):
         files.extend(cert_files)
     after = tuple(d for d in comp.depends_on if d in names)

@@ -67,6 +67,8 @@ class HostBundle:
     #: the nftables script of the host firewall (render/firewall.py); None with `firewall: none`. Not a
     #: staged file: the firewall module keeps its own copy once the controller confirmed the ruleset
     firewall: str | None = None
+    #: named Podman volumes the units mount (not host paths): what `tenant destroy` removes with the data
+    volumes: list[str] = field(default_factory=list)
 
     def add(self, f: BundleFile) -> None:
         for existing in self.files:

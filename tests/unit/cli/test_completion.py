@@ -76,7 +76,8 @@ def test_bash_registers_and_completes(world: Path) -> None:
     assert {"validate", "install", "backups", "tenant", "sandbox", "completion", "restart_core"} <= set(verbs)
     assert c("ba") == ["backup", "backups"]
     assert c("backups", "") == ["list", "verify", "prune"]
-    assert c("tenant", "") == ["new", "list"]
+    assert c("tenant", "") == ["new", "list", "destroy"]
+    assert c("fleet", "") == ["status", "drift", "drill-restore"]
     assert c("sandbox", "st") == ["status"]
     assert set(c("backups", "list", "--")) == {"--help", "--instances", "--json", "--tenant", "--verbose",
                                                 "--vault-password-file", "--ask-vault-pass"}

@@ -12,6 +12,7 @@ One call per phase keeps SSH round-trips per host to a minimum:
   settle   -- after the last activate of a run with several tiers: the crash-loop check of every unit
               they (re)started, once each has been up a few seconds (one wait per run, not per tier).
   status   -- unit state, running image and health of every unit, changing nothing.
+  destroy  -- `tenant destroy`: everything of the tenant leaves the host (module_utils/omldeploy_destroy.py).
 In check mode `stage` reports what would change (diffs with secret values masked) and writes nothing.
 Only the Python standard library is used on the host.
 """
@@ -33,6 +34,9 @@ from typing import Any
 from ansible.module_utils.basic import AnsibleModule  # type: ignore[import-untyped,import-not-found,unused-ignore]
 from ansible.module_utils.omldeploy_calls import (  # type: ignore[import-untyped,import-not-found,unused-ignore]
     count,
+)
+from ansible.module_utils.omldeploy_destroy import (  # type: ignore[import-untyped,import-not-found,unused-ignore]
+    destroy,
 )
 from ansible.module_utils.omldeploy_drain import (  # type: ignore[import-untyped,import-not-found,unused-ignore]
     READY,
@@ -708,7 +712,7 @@ def main() -> None:
         argument_spec={
             "tenant": {"type": "str", "required": True},
             "phase": {"type": "str", "required": True,
-                      "choices": ["stage", "activate", "status", "recycle", "calls", "settle"]},
+                      "choices": ["stage", "activate", "status", "recycle", "calls", "settle", "destroy"]},
             "settle_later": {"type": "bool", "default": False},
             "files": {"type": "list", "elements": "dict", "default": []},
             "files_index": {"type": "list", "elements": "str", "default": []},
@@ -722,6 +726,8 @@ def main() -> None:
             "force_restart": {"type": "list", "elements": "str", "default": []},
             "drain": {"type": "dict", "default": None},
             "calls": {"type": "dict", "default": None},
+            "volumes": {"type": "list", "elements": "str", "default": []},  # destroy: named volumes
+            "images": {"type": "list", "elements": "str", "default": []},  # destroy: the tenant's images
         },
         supports_check_mode=True,
     )
@@ -737,6 +743,10 @@ def main() -> None:
             report = recycle(module, p)
         elif p["phase"] == "calls":
             report = calls(p)
+        elif p["phase"] == "destroy":
+            check_owner(p["tenant"])  # never another tenant's host
+            report = destroy(p, load_state(p["tenant"]), os.path.dirname(state_path(p["tenant"])), OWNER_FILE,
+                             module.check_mode)
         elif p["phase"] == "settle":
             report = {"skipped": True, "changed": False} if module.check_mode else settle_watched(module, p)
         else:

@@ -23,14 +23,18 @@ def host_side():  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize("path, ok", [
     ("/etc/omnileads/nginx.env", True), ("/etc/omnileads/certs", True), ("/etc/asterisk/custom", True),
-    ("/etc/asterisk/custom_1700000000", True), ("/run/omnileads/haproxy", True),
+    ("/etc/asterisk/custom_1700000000", False), ("/run/omnileads/haproxy", True),  # asides: their own rule
     ("/etc/systemd/system/nginx.service", True), ("/var/lib/omldeploy/t1", True),
+    ("/etc/default/nginx.env", True), ("/usr/local/bin/oml_manage", True),
     ("/etc", False), ("/", False), ("/etc/systemd/system", False), ("/var/lib/omldeploy", False),
     ("/etc/omnileads/../passwd", False), ("/etc/omnileads//x", False), ("/etc/asterisk", False),
-    ("/home/user", False), ("/etc/passwd", False),
+    ("/home/user", False), ("/etc/passwd", False), ("/etc/default", False), ("/run/dbus", False),
+    ("/var/log/journal", False), ("etc/omnileads/x", False), ("/etc/default/sub/x", False),
 ])
 def test_the_host_side_only_ever_removes_under_its_own_prefixes(host_side, path: str, ok: bool) -> None:  # type: ignore[no-untyped-def]
     assert host_side.removable(path) is ok
+    if path in ("/etc/default/nginx.env", "/usr/local/bin/oml_manage", "/etc/systemd/system/nginx.service"):
+        assert not host_side.removable(path.rsplit("/", 1)[0], folder=True)
 
 
 def test_the_own_bucket_volume_is_kept_unless_purged(make_tenant: MakeTenant) -> None:

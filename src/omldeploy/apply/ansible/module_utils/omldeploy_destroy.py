@@ -24,20 +24,27 @@ from ansible.module_utils.omldeploy_units import (  # type: ignore[import-untype
     systemctl,
 )
 
-#: the only places a destroy removes anything from (files, folders)
-REMOVABLE = ("/etc/omnileads/", "/etc/asterisk/custom", "/run/omnileads/", "/etc/systemd/system/",
-             "/etc/containers/systemd/", "/etc/omldeploy/", "/usr/local/lib/omldeploy-backup/",
-             "/var/lib/omldeploy/")
+#: the only folders a destroy removes (each, or anything below it)
+DIR_ROOTS = ("/etc/omnileads", "/etc/asterisk/custom", "/run/omnileads", "/etc/omldeploy",
+             "/usr/local/lib/omldeploy-backup", "/usr/local/lib/omnileads")
+#: folders shared with the system, where a destroy removes only the files it is told about
+FILE_DIRS = ("/etc/default", "/etc/systemd/system", "/etc/containers/systemd", "/etc/tmpfiles.d", "/usr/local/bin")
+STATE_ROOT = "/var/lib/omldeploy"
 UNIT_FILES = ("/etc/systemd/system/{}.service", "/etc/containers/systemd/{}.container")
 FIREWALL_TABLE = ("inet", "omldeploy")
 FIREWALL_FILES = ("/etc/omnileads/firewall/omldeploy.nft", "/etc/systemd/system/omldeploy-firewall.service",
                   "/var/lib/omldeploy/firewall")
 
 
-def removable(path: str) -> bool:
+def removable(path: str, folder: bool = False) -> bool:
+    """May a destroy remove this path? Only an absolute, normalised path under our own folders, or (not as
+    a folder) a file directly inside a shared system folder."""
     norm = os.path.normpath(path)
-    return norm == path.rstrip("/") and any(norm.startswith(p) or norm + "/" == p for p in REMOVABLE) \
-        and norm not in ("/etc/systemd/system", "/etc/containers/systemd", "/var/lib/omldeploy")
+    if not path.startswith("/") or norm != path.rstrip("/"):
+        return False
+    if any(norm == r or norm.startswith(r + "/") for r in DIR_ROOTS) or norm.startswith(STATE_ROOT + "/"):
+        return True
+    return not folder and os.path.dirname(norm) in FILE_DIRS
 
 
 def destroy(p: dict[str, Any], state: dict[str, Any], state_dir: str, owner_file: str, check: bool
@@ -57,7 +64,7 @@ def destroy(p: dict[str, Any], state: dict[str, Any], state_dir: str, owner_file
                          *[t.format(u) for u in units for t in UNIT_FILES]] if removable(f)}
     files |= {os.path.join("/etc/systemd/system", h) for h in host_units}
     report["files"] = sorted(f for f in files if os.path.lexists(f) and removable(f))
-    dirs = [d["path"] for d in p.get("directories", []) if removable(d["path"])] + [state_dir]
+    dirs = [d["path"] for d in p.get("directories", []) if removable(d["path"], folder=True)] + [state_dir]
     report["directories"] = sorted({d for d in dirs if os.path.isdir(d)}, key=lambda d: (-d.count("/"), d))
     report["firewall"] = run(["nft", "list", "table", *FIREWALL_TABLE], timeout=60).returncode == 0 \
         if shutil.which("nft") else False
@@ -81,11 +88,10 @@ def destroy(p: dict[str, Any], state: dict[str, Any], state_dir: str, owner_file
     if report["firewall"]:
         run(["nft", "delete", "table", *FIREWALL_TABLE], timeout=60, check=True)
     for path in [*report["files"], *FIREWALL_FILES]:
-        if not removable(path):
-            continue
         if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path, ignore_errors=True)
-        else:
+            if removable(path, folder=True):
+                shutil.rmtree(path, ignore_errors=True)
+        elif removable(path):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
     for d in report["directories"]:

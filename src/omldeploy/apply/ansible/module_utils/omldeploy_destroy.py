@@ -82,7 +82,7 @@ def destroy(p: dict[str, Any], state: dict[str, Any], state_dir: str, owner_file
         if host:
             systemctl("disable", *host, check=False)
     for c in report["containers"]:
-        run(["podman", "rm", "--force", "--ignore", c], timeout=300, check=True)
+        run(["podman", "rm", "--force", "--ignore", "--volumes", c], timeout=300, check=True)
     for v in report["volumes"]:
         run(["podman", "volume", "rm", "--force", v], timeout=300, check=True)
     if report["firewall"]:

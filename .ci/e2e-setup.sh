@@ -24,13 +24,14 @@
 #   nginx-light         `nginx -t` of the ACME challenge server block (certs: acme)
 #   lego                the ACME client wrapped by the sandbox's goacme/lego test image
 #   pebble              the local ACME test server (and pebble-challtestsrv, its DNS) for the ACME e2e
+#   chromium            headless, loads the fleet dashboard (tests/integration/test_dashboard_browser.py)
 # Podman is NOT needed on the controller: the hosts have their own, and the test images are
 # assembled and pushed by Python (omldeploy.sandbox.images).
 set -euo pipefail
 PKGS=(debootstrap systemd-container docker-registry iproute2 openssh-client tar ca-certificates curl postgresql-15
       keepalived haproxy kamailio kamailio-tls-modules kamailio-websocket-modules kamailio-autheph-modules
       kamailio-redis-modules redis-server redis-sentinel redis-tools postgresql-15-repmgr prometheus util-linux
-      zsh nginx-light lego pebble nftables)
+      zsh nginx-light lego pebble nftables chromium)
 # Services that the packages above ship and that must never run on this machine: a keepalived would
 # take part in VRRP on the CI machine's own network, and the others would hold ports the tests use.
 NEVER_START=(keepalived haproxy kamailio redis-server redis-sentinel prometheus repmgrd nginx)

@@ -11,6 +11,7 @@ Usage: PYTHONPATH=src python bench/fleet.py [--tenants 1000] [--latency 1.5] [--
 2. With simulated host latency (`--latency` seconds per tenant run, a real check-mode run's wall time)
    over `--latency-tenants`: the baseline is one tenant after another (an operator's loop over
    `omldeploy status`), side by side with --parallel N.
+   Also `fleet upgrade --check`, the rollout's plan over the whole fleet.
 3. `--real-instances DIR`: the real `fleet status` over existing tenants (e.g. a kept e2e sandbox's), and
    the baseline loop of `omldeploy status --tenant T` processes, one after another.
 """
@@ -97,6 +98,16 @@ def controller_side(root: Path, conditions: dict[str, Condition], parallels: lis
         print(f"   {'fleet drift':<14}{par:>11}{wall:>9.1f}{wall / n * 1000:>11.1f}{code:>6}   ({sim.runs} runs)")
 
 
+def rollout_plan(root: Path) -> None:
+    """`fleet upgrade --check`: every inventory loaded, overlaps checked across the whole fleet once,
+    targets computed, waves cut. Its cost is paid once per rollout, before the first tenant starts."""
+    n = len(fleet_op.tenant_folders(root, "*"))
+    code, wall = quiet_main(["fleet", "upgrade", "--instances", str(root), "--release", "1.27.1", "--check",
+                             "--json"])
+    print(f"   {'upgrade --check':<14}{'-':>11}{wall:>9.1f}{wall / n * 1000:>11.1f}{code:>6}   "
+          "(plan: load, overlaps across the fleet, waves)")
+
+
 def with_latency(root: Path, conditions: dict[str, Condition], latency: float, count: int,
                  parallels: list[int]) -> None:
     from concurrent.futures import ThreadPoolExecutor
@@ -149,6 +160,7 @@ def run() -> None:
         print(f"fleet of {args.tenants} tenants written in {time.monotonic() - t0:.1f} s "
               f"({len(conditions)} with a problem)")
         controller_side(root, conditions, parallels)
+        rollout_plan(root)
         with_latency(root, conditions, args.latency, args.latency_tenants, parallels)
     if args.real_instances:
         real(args.real_instances, parallels)

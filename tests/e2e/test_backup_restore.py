@@ -11,6 +11,9 @@ tenant on h2-h4, installed once (in parallel) and shared by the tests below, in 
   CentOS 7: a plain-SQL dump uploaded by hand as backup/pgsql-backup-<NAME>.sql restores with
        restore_file_timestamp (the seed's procedure, via deploy.sh's path);
   errors: unknown id, wrong keys -> clear message, non-zero exit, nothing changed.
+  fleet: a restore drill of each (scratch database gone after, live data and units untouched);
+       `tenant destroy` (last) leaves nothing of the tenant on its hosts but, unless --purge-bucket, the
+       bucket volume with the final backup.
 No secret of the tenant may appear in any output or run log.
 """
 
@@ -127,6 +130,8 @@ def assert_no_secrets(instances: Path, outputs: list[str]) -> None:
         if (tdir / ".omldeploy/logs").is_dir():
             texts += [p.read_text() for p in (tdir / ".omldeploy/logs").iterdir()]
     for tdir in instances.iterdir():
+        if not (tdir / "inventory.yml").is_file():  # .archive/ (tenant destroy)
+            continue
         tenant = load_tenant(tdir, tdir.name)
         for secret in passwords(tenant):
             for text in texts:
@@ -398,3 +403,84 @@ def test_centos7_plain_sql_migration_restores(bk_sandbox: Sandbox, tenants: dict
         inv.write_text(original)
     assert fingerprint(sb, data_h) == want
     assert sb.run(voice_h, "cat /etc/asterisk/custom/oml_extensions_custom.conf").stdout == "; from CentOS 7\n"
+
+
+# ------------------------------------------------------------------------------------------- fleet
+
+def doc(out: str) -> Any:
+    """The JSON document in a command's output (stdout and stderr are kept together here)."""
+    return json.JSONDecoder().raw_decode(out[out.index("{"):])[0]
+
+
+def test_fleet_drill_restore(bk_sandbox: Sandbox, tenants: dict[str, Tenant], ops: Ops) -> None:
+    """Each tenant's newest backup into a scratch database, which is gone afterwards; live data, units and
+    processes untouched; the proof shows in `fleet status`. (status and drift over many tenants:
+    test_fleet.py)"""
+    sb = bk_sandbox
+    before = fingerprint(sb, "h1")
+    pids = {u: unit_pid(sb, "h1", u) for u in ("postgresql", "omnileads", "nginx")}
+    code, out = ops("fleet", "drill-restore", "--tenants", "bk*", "--json")
+    assert code == 0, out
+    drills = {r["tenant"]: r for r in doc(out)["tenants"]}
+    assert drills["bkaio"]["ok"] and drills["bkaio"]["tables"] >= 4 and drills["bkaio"]["sha256_checked"]
+    assert drills["bkait"]["ok"] and drills["bkait"]["tables"] >= 1
+    for host in ("h1", "h2"):
+        assert "__drill" not in psql(sb, host, "SELECT datname FROM pg_database", db="postgres")
+    assert fingerprint(sb, "h1") == before
+    assert {u: unit_pid(sb, "h1", u) for u in pids} == pids
+    rec = ledger.read(tenants["aio"].folder)[-1]
+    assert rec.action == "drill-restore" and rec.outcome == "ok" and rec.extra["id"] == drills["bkaio"]["id"]
+    code, out = ops("fleet", "status", "--json", "--tenants", "bkaio")
+    row = doc(out)["tenants"][0]
+    assert row["proof_age_days"] == 0.0 and row["health"] == "healthy" and row["drift"] == 0, row
+    assert row["backups_read"] and row["backup_age_hours"] is not None and row["backup_age_hours"] < 2, row
+
+
+def _leftovers(sb: Sandbox, host: str, tenant: Tenant) -> str:
+    """Everything of a tenant that could remain on a host, one finding per line ('' when clean)."""
+    names = " ".join(f"{u}.service" for u in ("postgresql", "redis", "asterisk", "kamailio", "nginx", "omnileads",
+                                              "minio", "rtpengine", "omlcron"))
+    script = (f"systemctl list-units --all --no-legend {names} | grep -v 'not-found' || true; "
+              "podman ps -a --format 'container {{.Names}}'; podman volume ls --format 'volume {{.Name}}'; "
+              "ls -d /etc/omnileads /etc/asterisk/custom /etc/default/*.env /etc/systemd/system/omldeploy-* "
+              f"/var/lib/omldeploy/{tenant.name} /etc/containers/systemd/*.container 2>/dev/null || true")
+    return sb.run(host, script).stdout.strip()
+
+
+def test_tenant_destroy_plan_then_destroy(bk_sandbox: Sandbox, tenants: dict[str, Tenant], ops: Ops,
+                                          instances: Path) -> None:
+    sb = bk_sandbox
+    # the plan changes nothing
+    code, out = ops("tenant", "destroy", "--tenant", "bkait")
+    assert code == 0, out
+    assert out.count("would remove") == 3 and "kept: volume oml_minio on" in out and "--yes" in out
+    assert sb.run("h2", "systemctl is-active postgresql.service").stdout.strip() == "active"
+
+    # AIT, bucket and all: nothing of the tenant is left on its three hosts
+    code, out = ops("tenant", "destroy", "--tenant", "bkait", "--purge-bucket", "--yes")
+    assert code == 0, out
+    for host in ("h2", "h3", "h4"):
+        assert _leftovers(sb, host, tenants["ait"]) == "", host
+        assert sb.run(host, "test -e /etc/omnileads/omldeploy-owner").returncode != 0  # owner marker released
+    assert not (instances / "bkait").exists()
+    archives = sorted((instances / ".archive").glob("bkait-*.tar.gz"))
+    assert len(archives) == 1 and archives[0].stat().st_mode & 0o777 == 0o600
+    assert (instances / ".archive").stat().st_mode & 0o777 == 0o700
+    record = ledger.read(instances / ".archive")[-1]
+    assert record.action == "destroy" and record.outcome == "ok" and record.extra["tenant"] == "bkait"
+
+    # AIO, by default: a final verified backup, kept with the bucket's volume; everything else goes
+    code, out = ops("tenant", "destroy", "--tenant", "bkaio", "--yes")
+    assert code == 0, out
+    final = ledger.read(instances / ".archive")[-1].extra["final_backup"]
+    assert final and f"final backup {final} verified" in out
+    left = _leftovers(sb, "h1", tenants["aio"])
+    assert left == "volume oml_minio", left
+    assert "already" not in _destroy_again(ops, instances)
+
+
+def _destroy_again(ops: Ops, instances: Path) -> str:
+    """A destroyed tenant is gone from instances/: asking again is a clear input error."""
+    code, out = ops("tenant", "destroy", "--tenant", "bkaio", "--yes")
+    assert code == 2 and "tenant folder not found" in out, out
+    return out

@@ -25,6 +25,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "placement": frozenset({"catalog", "inventory", "components"}),
     "render": frozenset({"catalog", "inventory", "components", "placement", "tables"}),
     "dashboards": frozenset(),
+    "web": frozenset({"apply", "ops", "state"}),  # read-only pages: never the CLI, never a writer
 }
 
 

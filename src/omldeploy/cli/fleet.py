@@ -1,7 +1,9 @@
-"""`omldeploy drift --tenant T` and `omldeploy fleet status|drift`: read-only views of one tenant or all.
+"""`omldeploy drift --tenant T` and `omldeploy fleet status|drift|upgrade|drill-restore`.
 
-Exit codes: 0 nothing needs attention (no drift), 1 something does (a tenant unhealthy, unreachable,
-drifted, invalid, with stale backups...), 2 bad input (options, no tenant matching `--tenants`).
+status and drift are read-only views of one tenant or all. Exit codes: 0 nothing needs attention (no
+drift), 1 something does (a tenant unhealthy, unreachable, drifted, invalid, with stale backups...), 2 bad
+input (options, no tenant matching `--tenants`). upgrade (ops/rollout.py) and drill-restore act: 0 when
+every tenant ended well, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from omldeploy.inventory import load_tenant
 from omldeploy.inventory.problems import InventoryError
 from omldeploy.ops import drift as drift_op
 from omldeploy.ops import fleet as fleet_op
+from omldeploy.ops import rollout as rollout_op
 from omldeploy.ops.converge import redactor
 from omldeploy.state.lock import TenantBusy
 
@@ -32,6 +35,12 @@ def _parallel(text: str) -> int:
     if not 1 <= n <= MAX_PARALLEL:
         raise argparse.ArgumentTypeError(f"{n} is out of range (allowed: 1..{MAX_PARALLEL})")
     return n
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) > 100000:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a count (allowed: 0..100000)")
+    return int(text)
 
 
 def _positive(text: str) -> float:
@@ -52,8 +61,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--timeout", type=_positive, default=300, metavar="S", help="stop after S seconds (default 300)")
     p.set_defaults(func=cmd_drift)
 
-    p = sub.add_parser("fleet", help="every tenant at once: status, drift, restore drills")
-    fsub = p.add_subparsers(dest="fleet_verb", metavar="status|drift|drill-restore", required=True)
+    p = sub.add_parser("fleet", help="every tenant at once: status, drift, upgrades in waves, restore drills")
+    fsub = p.add_subparsers(dest="fleet_verb", metavar="status|drift|upgrade|drill-restore", required=True)
     for name, text in (("status", "one line per tenant: health, versions, drift, backups, certificates"),
                        ("drift", "every tenant's differences with its inventory (read-only)")):
         f = fsub.add_parser(name, help=text)
@@ -74,6 +83,23 @@ def add_parsers(sub: Any) -> None:
             f.set_defaults(func=cmd_fleet_status)
         else:
             f.set_defaults(func=cmd_fleet_drift)
+    f = fsub.add_parser("upgrade", help="one release over many tenants in waves, a canary first; halts on a "
+                                        "failure, resumable")
+    f.add_argument("--release", metavar="X", help="the catalog release (default: the versions each inventory names)")
+    f.add_argument("--tenants", default=None, metavar="GLOB", help="only tenants whose name matches (default *)")
+    f.add_argument("--waves", default=None, metavar="SPEC",
+                   help=f"wave sizes: numbers, percentages, 'rest' last (default {rollout_op.DEFAULT_WAVES})")
+    f.add_argument("--parallel", type=_parallel, default=1, metavar="N",
+                   help="tenants upgraded at the same time within a wave (default 1)")
+    f.add_argument("--max-failures", type=_count, default=0, metavar="N",
+                   help="failed tenants allowed before the rollout halts (default 0: the first one halts it)")
+    f.add_argument("--no-backup", action="store_true", help="no pre-upgrade backup of each tenant (said loudly)")
+    f.add_argument("--check", action="store_true", help="print the waves and what changes; do nothing")
+    f.add_argument("--resume", action="store_true", help="go on with the unfinished rollout (retries its failed, "
+                                                         "interrupted and pending tenants)")
+    f.add_argument("--abandon", action="store_true", help="mark the unfinished rollout abandoned (changes no host)")
+    f.add_argument("--json", action="store_true", help="the rollout (plan or outcome) as JSON")
+    f.set_defaults(func=cmd_fleet_upgrade)
     f = fsub.add_parser("drill-restore", help="restore each tenant's newest backup into a scratch database, "
                                               "check it, drop it (nothing live is touched)")
     f.add_argument("--tenants", default="*", metavar="GLOB", help="only tenants whose name matches (default *)")
@@ -298,3 +324,113 @@ def cmd_fleet_drill(args: argparse.Namespace) -> int:
                 console.say(f"{r['tenant']}: FAILED: {r.get('error')}")
     console.say(f"{len(results)} tenant(s) drilled, {len(failed)} failed; nothing live was touched")
     return 1 if failed else 0
+
+
+# ----------------------------------------------------------------------------- fleet upgrade
+
+def cmd_fleet_upgrade(args: argparse.Namespace) -> int:
+    console = Console()
+    root = context.instances_dir(args)
+    try:
+        return _fleet_upgrade(args, console, root)
+    except rollout_op.RolloutError as exc:
+        console.error(f"{exc} (nothing was done)")
+        return 2
+
+
+def _fleet_upgrade(args: argparse.Namespace, console: Console, root: Path) -> int:
+    if args.abandon:
+        if args.resume or args.check:
+            raise rollout_op.RolloutError("--abandon goes alone (not with --resume or --check)")
+        gone = rollout_op.abandon(root)
+        console.say(f"rollout {gone.id} abandoned: {len(gone.todo())} tenant(s) it had not upgraded are left as "
+                    "they are; a new `fleet upgrade` plans afresh")
+        return 0
+    current = rollout_op.unfinished(root)
+    if args.resume:
+        if current is None:
+            raise rollout_op.RolloutError("no unfinished rollout to resume (see instances/.omldeploy/rollouts/)")
+        if args.release is not None and args.release != current.release:
+            raise rollout_op.RolloutError(f"rollout {current.id} rolls {_what(current.release)}, not release "
+                                          f"{args.release}: resume it as it is, or --abandon it first")
+        if args.tenants is not None or args.waves is not None:
+            raise rollout_op.RolloutError("a resumed rollout keeps its tenants and waves: drop --tenants/--waves")
+        rollout = current
+    else:
+        if current is not None:
+            raise rollout_op.RolloutError(
+                f"rollout {current.id} ({_what(current.release)}) is {current.status} with {len(current.todo())} "
+                "tenant(s) left: go on with --resume, or drop it with --abandon")
+        rollout = rollout_op.plan(root, release=args.release, pattern=args.tenants or "*",
+                                  waves=args.waves or rollout_op.DEFAULT_WAVES)
+    todo = rollout.todo()
+    if args.check or not todo:
+        if args.json:
+            console.json({"check": bool(args.check), "rollout": rollout.as_dict(), "todo": todo})
+        else:
+            _print_plan(console, rollout, resumed=args.resume)
+            console.say("nothing to upgrade" if not todo else "--check: nothing was done")
+        return 0
+    out = console.warn if args.json else console.say
+    if not args.json:
+        _print_plan(console, rollout, resumed=args.resume)
+    if args.no_backup:
+        console.warn("--no-backup: every tenant is upgraded WITHOUT a pre-upgrade backup")
+
+    def event(e: rollout_op.Event) -> None:
+        if e.kind == "wave":
+            tag = " (canary)" if e.wave == 1 and len(rollout.waves) > 1 else ""
+            out(f"wave {e.wave}/{e.waves}{tag}: {len(e.names)} tenant(s): {_names(e.names)}")
+        elif e.entry is not None:
+            x = e.entry
+            if x.state == "ok":
+                out(f"  {x.tenant}: upgraded in {x.seconds}s")
+            else:
+                out(f"  {x.tenant}: FAILED after {x.seconds}s: {x.detail}")
+
+    code = rollout_op.run(root, rollout, parallel=args.parallel, max_failures=args.max_failures,
+                          backup=not args.no_backup, on_event=event)
+    if args.json:
+        console.json({"check": False, "rollout": rollout.as_dict(), "todo": rollout.todo()})
+        return code
+    failed = sorted(n for n, e in rollout.entries.items() if e.state == "failed")
+    summary = (f"{rollout.count('ok')} upgraded, {rollout.count('already')} already at the target, "
+               f"{len(failed)} failed, {rollout.count('pending')} not started")
+    if rollout.status == "done":
+        console.say(f"rollout {rollout.id} done: {summary}")
+    elif rollout.status == "halted":
+        console.say(f"rollout {rollout.id} HALTED ({len(failed)} failed, {args.max_failures} allowed): {summary}. "
+                    f"Failed: {_names(failed)} (each was rolled back by its own upgrade unless it says otherwise; "
+                    "`omldeploy history --tenant T` has the details). Tenants not started were not touched. "
+                    "Fix the cause, then: omldeploy fleet upgrade --resume")
+    else:
+        console.say(f"rollout {rollout.id} ended with failures within the budget: {summary}. Failed: "
+                    f"{_names(failed)}; `omldeploy fleet upgrade --resume` retries them")
+    return code
+
+
+def _what(release: str | None) -> str:
+    return f"release {release}" if release else "the inventories' versions"
+
+
+def _names(names: list[str], most: int = 12) -> str:
+    return ", ".join(names[:most]) + (f" (+{len(names) - most} more)" if len(names) > most else "")
+
+
+def _print_plan(console: Console, rollout: rollout_op.Rollout, *, resumed: bool) -> None:
+    head = "resuming" if resumed else "rollout"
+    sizes = ", ".join(str(len(w)) for w in rollout.waves) or "none"
+    console.say(f"{head} {rollout.id}: {_what(rollout.release)}; {len(rollout.waves)} wave(s) of {sizes} "
+                f"tenant(s) ({rollout.waves_spec})")
+    rows = []
+    for index, wave in enumerate(rollout.waves, 1):
+        for name in wave:
+            e = rollout.entries[name]
+            rows.append((str(index), name, e.state, e.changes if e.state != "failed" else e.detail))
+    for e in rollout.entries.values():
+        if e.state in ("already", "unscheduled"):
+            rows.append(("-", e.tenant, e.state, "not in --waves (add 'rest')" if e.state == "unscheduled"
+                         else e.changes))
+    for name, why in sorted(rollout.excluded.items()):
+        rows.append(("-", name, "excluded", why))
+    console.table(("wave", "tenant", "state", "changes"), rows)

@@ -35,7 +35,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     vaultsource.configure(getattr(args, "vault_password_file", None), bool(getattr(args, "ask_vault_pass", False)))
     if args.json and not getattr(args, "json_ok", False):
         console.error(f"--json is not available for `{args.verb_path}` (it is for: validate, plan, status, drift, "
-                      "fleet status|drift, logs, releases, tenant list, backups list, certs status, rollback --list); "
+                      "fleet status|drift|upgrade|drill-restore, logs, releases, tenant list, backups list, "
+                      "certs status, rollback --list); "
                       "nothing was done")
         return EXIT_INPUT
     try:

@@ -49,8 +49,8 @@ GLOBAL_OPTIONS = (
     GlobalOption(("-v", "--verbose"), "verbose", "stream Ansible's own output (verbs that run Ansible)"),
     GlobalOption(("--json",), "json",
                  "machine-readable output on stdout (read verbs: validate, plan, status, logs, history, releases, "
-                 "drift, fleet status|drift, tenant list, backups list, certs status, rollback --list; "
-                 "others refuse it)"),
+                 "drift, fleet status|drift|upgrade|drill-restore, tenant list, backups list, certs status, "
+                 "rollback --list; others refuse it)"),
 )
 GLOBAL_NOTE = ("Global options may be given before or after the verb, at any level "
                "(`omldeploy backups list --tenant T --json`); given twice, the one after the verb wins.")
@@ -60,7 +60,7 @@ GLOBAL_NOTE = ("Global options may be given before or after the verb, at any lev
 GROUPS: dict[str, tuple[str, ...]] = {
     "tenants": ("tenant", "validate"),
     "inspection (no host changed)": ("plan", "render", "releases", "status", "drift", "logs", "history"),
-    "fleet (every tenant)": ("fleet",),
+    "fleet (every tenant)": ("fleet", "dashboard"),
     "deploy": ("install", "upgrade", "rollback", "update"),
     "re-apply one component or group": ("app", "voice", "observability", "postgres", "redis", "minio",
                                         "asterisk", "kamailio", "rtpengine", "nginx", "websockets", "cron"),
@@ -76,7 +76,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
 
 def build_parser() -> Parser:
     """The whole verb tree, with global options spread onto every sub-parser and the help grouped."""
-    from omldeploy.cli import actions, certs, completion, fleet, ha, history, inspect, logs, secrets, tenants
+    from omldeploy.cli import actions, certs, completion, fleet, ha, history, inspect, logs, secrets, tenants, web
 
     parser = Parser(prog="omldeploy", description="Deploy and operate OMniLeads tenants.",
                     usage="omldeploy [-h] [--version] [--instances DIR] [--vault-password-file PATH] "
@@ -98,6 +98,7 @@ def build_parser() -> Parser:
     logs.add_parsers(sub)
     history.add_parsers(sub)
     fleet.add_parsers(sub)
+    web.add_parsers(sub)
     certs.add_parsers(sub)
     secrets.add_parsers(sub)
     backups = actions._backups()

@@ -77,6 +77,8 @@ class Row:
     busy: str | None = None
     attention: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    # per host, each unit as the host reported it: {unit, state, sub, healthy, image, detail} (the dashboard)
+    units: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -135,6 +137,9 @@ def inspect_tenant(folder: Path, opts: Options, now: float | None = None) -> Row
     red = redactor(tenant)  # host errors and health details quote what the hosts said
     row.findings = [red(x) for x in row.findings]
     row.attention = [red(x) for x in row.attention]
+    for units in row.units.values():
+        for u in units:
+            u["detail"] = red(u["detail"])
     row.seconds = round(time.monotonic() - t0, 2)
     return row
 
@@ -200,6 +205,11 @@ def _from_hosts(row: Row, tenant: Tenant, opts: Options, now: float) -> None:
         row.health = "UNHEALTHY"
     else:
         row.health = "healthy"
+    for host, h in result.hosts.items():
+        reported = (h.status or {}).get("units") or []
+        row.units[host] = [{"unit": str(u.get("unit")), "state": u.get("state"), "sub": u.get("sub"),
+                            "healthy": bool(u.get("healthy")), "image": u.get("image"),
+                            "detail": _one_line(str(u.get("detail") or ""))[:200]} for u in reported[:100]]
     rest = [f for f in found.findings if f not in unreached and f not in unhealthy]
     row.drift = None if unreached else len(rest)
     row.findings = [f.text() for f in found.findings][:50]

@@ -57,7 +57,7 @@ def history(folder: Path) -> list[tuple[int, ledger.Record]]:
     return out
 
 
-def _last_run_failed(folder: Path) -> bool:
+def last_run_failed(folder: Path) -> bool:
     """Whether the most recent converging run (install, upgrade, rollback) ended in failure."""
     runs = [r for r in ledger.read(folder) if r.action in ("install", "upgrade", "rollback") and r.outcome != "check"]
     return bool(runs) and runs[-1].outcome != "ok"
@@ -121,22 +121,40 @@ def upgrade(tenant: Tenant, reporter: Reporter, *, release: str | None = None, b
             reporter.line(f"upgrade took {time.monotonic() - t0:.1f}s in all" + (f" ({parts})" if parts else ""))
 
 
-def _upgrade(tenant: Tenant, reporter: Reporter, timings: dict[str, float], *, release: str | None, backup: bool,
-             rollback: bool, switchover: bool = False, force: bool = False) -> int:
+def check_release(release: str) -> None:
+    """Raise UpgradeError unless `release` is in the catalog and deployable."""
+    rel = find_release(release)
+    if rel is None:
+        raise UpgradeError(f"release {release!r} is not in the catalog (known: "
+                           f"{', '.join(r.name for r in releases())})")
+    if not rel.deployable:
+        raise UpgradeError(f"release {rel.name} cannot be deployed: {rel.refusal}")
+
+
+def target_versions(tenant: Tenant, release: str | None) -> dict[str, str]:
+    """The version set an upgrade of `tenant` deploys: the inventory's, or the release's tags over it."""
     target = dict(tenant.versions)
     if release is not None:
+        check_release(release)
         rel = find_release(release)
-        if rel is None:
-            raise UpgradeError(f"release {release!r} is not in the catalog (known: "
-                               f"{', '.join(r.name for r in releases())})")
-        if not rel.deployable:
-            raise UpgradeError(f"release {rel.name} cannot be deployed: {rel.refusal}")
+        assert rel is not None
         for key in OPTIONAL_KEYS:  # the release decides these, unless the inventory names them itself
             if key not in rel.tags and not tenant.settings.has(key):
                 target.pop(key, None)
         target.update(rel.tags)
-    deployed = _deployed(tenant.folder)
-    previous = deployed[-1].versions if deployed else None
+    return target
+
+
+def deployed_versions(folder: Path) -> dict[str, str] | None:
+    """The versions of the last successful install, upgrade or rollback (None: never deployed)."""
+    deployed = _deployed(folder)
+    return deployed[-1].versions if deployed else None
+
+
+def _upgrade(tenant: Tenant, reporter: Reporter, timings: dict[str, float], *, release: str | None, backup: bool,
+             rollback: bool, switchover: bool = False, force: bool = False) -> int:
+    target = target_versions(tenant, release)
+    previous = deployed_versions(tenant.folder)
     new_tenant = _with_versions(tenant, target)
     changes = {k: (previous or {}).get(k, "-") + " -> " + v for k, v in target.items()
                if previous is None or previous.get(k) != v}
@@ -214,7 +232,7 @@ def rollback(tenant: Tenant, reporter: Reporter, *, to: int | None = None, with_
 
 def _rollback(tenant: Tenant, reporter: Reporter, *, to: int | None, with_data: bool) -> int:
     hist = history(tenant.folder)
-    last_failed = _last_run_failed(tenant.folder)
+    last_failed = last_run_failed(tenant.folder)
     if to is None and last_failed and hist:
         # the hosts are not at entry 1 (the last healthy versions) now: going back means going there
         reporter.line("the last run failed: rolling back to the last versions that ran healthy (entry 1)")

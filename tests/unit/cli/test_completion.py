@@ -77,7 +77,7 @@ def test_bash_registers_and_completes(world: Path) -> None:
     assert c("ba") == ["backup", "backups"]
     assert c("backups", "") == ["list", "verify", "prune"]
     assert c("tenant", "") == ["new", "list", "destroy"]
-    assert c("fleet", "") == ["status", "drift", "drill-restore"]
+    assert c("fleet", "") == ["status", "drift", "upgrade", "drill-restore"]
     assert c("sandbox", "st") == ["status"]
     assert set(c("backups", "list", "--")) == {"--help", "--instances", "--json", "--tenant", "--verbose",
                                                 "--vault-password-file", "--ask-vault-pass"}

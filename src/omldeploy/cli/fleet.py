@@ -106,6 +106,11 @@ def add_parsers(sub: Any) -> None:
     f.add_argument("--parallel", type=_parallel, default=2, metavar="N",
                    help="drills at the same time (default 2: each loads a whole dump on its database server)")
     f.add_argument("--json", action="store_true", help="machine-readable output")
+    when = f.add_mutually_exclusive_group()
+    when.add_argument("--schedule", metavar="CALENDAR",
+                      help="instead of drilling now, put these drills on a systemd timer of this controller "
+                           "(a systemd calendar: 'Sun 03:00', 'daily'); run again to change it")
+    when.add_argument("--unschedule", action="store_true", help="remove that timer")
     f.set_defaults(func=cmd_fleet_drill)
 
 
@@ -283,9 +288,18 @@ def cmd_fleet_drill(args: argparse.Namespace) -> int:
     from omldeploy.ops.drill import drill
 
     console = Console()
+    if args.unschedule:
+        from omldeploy.ops import drill_schedule
+
+        where = context.instances_dir(args)
+        gone = drill_schedule.unschedule(where)
+        console.say(f"drill schedule of {where} removed" if gone else f"no drill schedule for {where}")
+        return 0
     root = _root(args, console)
     if root is None:
         return 2
+    if args.schedule is not None:
+        return _schedule(args, console, root)
     folders = fleet_op.tenant_folders(root, args.tenants)
     quiet = args.json or len(folders) > 1  # several at once: one line each, the details in each run log
 
@@ -324,6 +338,20 @@ def cmd_fleet_drill(args: argparse.Namespace) -> int:
                 console.say(f"{r['tenant']}: FAILED: {r.get('error')}")
     console.say(f"{len(results)} tenant(s) drilled, {len(failed)} failed; nothing live was touched")
     return 1 if failed else 0
+
+
+def _schedule(args: argparse.Namespace, console: Console, root: Path) -> int:
+    from omldeploy.ops import drill_schedule
+
+    try:
+        timer, calendar = drill_schedule.schedule(root, pattern=args.tenants, calendar=args.schedule,
+                                                  parallel=args.parallel)
+    except drill_schedule.ScheduleError as exc:
+        console.error(str(exc))
+        return 2 if str(exc).startswith("--schedule") else 1
+    console.say(f"restore drills of {root} ({args.tenants}) scheduled: {timer}, {calendar}; results in each "
+                f"tenant's ledger and `journalctl -u {timer[:-6]}.service`; `fleet status` flags stale proofs")
+    return 0
 
 
 # ----------------------------------------------------------------------------- fleet upgrade

@@ -16,18 +16,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
+from commands import Ops, install_all  # tests/e2e/commands.py
 from sandboxes import own_sandbox  # tests/e2e is on sys.path (rootdir-relative, no __init__)
 from tenants import passwords, set_versions, tags, write_tenant
 
-from omldeploy.cli.main import main
 from omldeploy.inventory import Tenant, load_tenant
-from omldeploy.ops.converge import Reporter, converge
 from omldeploy.sandbox import Sandbox
 from omldeploy.state import ledger
 
@@ -54,42 +52,8 @@ def tenants(fl_sandbox: Sandbox, instances: Path) -> dict[str, Tenant]:
         t = write_tenant(instances, name, "aio", sb, [sb.host(host)])
         set_versions(t, tags("A"))
         made[name] = load_tenant(t.folder, name)
-    codes: dict[str, int] = {}
-    lines: list[str] = []
-
-    def install(name: str) -> None:
-        codes[name] = converge(made[name], "install", Reporter(say=lines.append, warn=lines.append))
-
-    threads = [threading.Thread(target=install, args=(n,)) for n in made]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    assert codes == dict.fromkeys(made, 0), "\n".join(lines[-60:])
+    install_all(made)
     return made
-
-
-class Ops:
-    """The operator's commands, with everything they print kept for the no-secret check."""
-
-    def __init__(self, instances: Path, capsys: pytest.CaptureFixture[str]) -> None:
-        self.instances, self.capsys = instances, capsys
-        self.seen: list[str] = []
-        self.stdout = ""
-
-    def __call__(self, *args: str) -> tuple[int, str]:
-        code = main(["--instances", str(self.instances), *args])
-        out, err = self.capsys.readouterr()
-        self.seen.append(out + err)
-        self.stdout = out
-        return code, out + err
-
-    def json(self, *args: str) -> tuple[int, dict]:  # type: ignore[type-arg]
-        code, both = self(*args, "--json")
-        try:
-            return code, json.loads(self.stdout)  # the one document on stdout; warnings go to stderr
-        except ValueError:
-            raise AssertionError(f"no JSON document on stdout (exit {code}):\n{both}") from None
 
 
 @pytest.fixture

@@ -7,7 +7,8 @@ installed at once, then operated as a hosting provider would:
   waves:  `fleet upgrade` whose canary carries a `-broken` web app tag: the canary's health gate fails,
           its own upgrade rolls it back, the rollout halts and the other three are untouched (same
           processes, same images); with the canary's inventory fixed, `--resume` upgrades all four in
-          the remaining waves; a further run has nothing to do.
+          the remaining waves; a further run has nothing to do;
+  AWX:    the execution environment's contents run omldeploy in a container on a host.
 No secret of any tenant may appear in the output or in the rollout's files.
 """
 
@@ -19,6 +20,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import ee_image  # tests/e2e/ee_image.py
 import pytest
 import yaml
 from commands import Ops, install_all  # tests/e2e/commands.py
@@ -173,3 +175,29 @@ def test_fleet_upgrade_halts_on_a_broken_canary_then_resumes(fl_sandbox: Sandbox
     assert json.loads(state_file.read_text())["status"] == "done"
     code, out = ops("fleet", "upgrade")
     assert code == 0 and "nothing to upgrade" in out, out
+
+
+def test_the_execution_environment_runs_omldeploy_in_a_container(fl_sandbox: Sandbox,
+                                                                 tmp_path_factory: pytest.TempPathFactory) -> None:
+    """docs/awx.md: the package and its CLI run in a container on a host, with the tenant folder (the AWX
+    project's instances/) mounted, nothing from this checkout (tests/e2e/ee_image.py says what it holds)."""
+    sb = fl_sandbox
+    work = tmp_path_factory.mktemp("ee")
+    ref = ee_image.push(sb.registry, ee_image.build_wheel(work), work)
+    project = work / "instances"
+    t = write_tenant(project, "eeone", "aio", sb, [sb.host("h2")])
+    sb.run("h1", "install -d -m 0700 /srv/project/instances/eeone")
+    sb.run("h1", "cat > /srv/project/instances/eeone/inventory.yml && chmod 600 /srv/project/instances/eeone/*",
+           input_text=t.inventory_path.read_text())
+    podman = f"podman run --rm --network=host -v /srv/project:/runner/project {ref} omldeploy"
+    version = sb.run("h1", f"{podman} --version", timeout=300)
+    assert version.stdout.startswith("omldeploy "), version.stdout
+    valid = sb.run("h1", f"{podman} --instances /runner/project/instances validate --tenant eeone --json",
+                   check=False, timeout=300)
+    assert valid.returncode == 0 and json.loads(valid.stdout)["valid"], valid.stdout + valid.stderr
+    plan = sb.run("h1", f"{podman} --instances /runner/project/instances plan --tenant eeone", timeout=300)
+    assert "postgresql" in plan.stdout and "omnileads" in plan.stdout
+    # the tenant's state was written into the mounted project, as a job on a persistent volume keeps it
+    assert sb.run("h1", "test -d /srv/project/instances/eeone/.omldeploy", check=False).returncode == 0
+    where = sb.run("h1", f"podman run --rm {ref} python3 -c 'import omldeploy; print(omldeploy.__file__)'")
+    assert where.stdout.strip() == f"/{ee_image.SITE}/omldeploy/__init__.py"

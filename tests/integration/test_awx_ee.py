@@ -20,24 +20,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.ee_image import build_wheel
+
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The omldeploy wheel, built offline from a copy of the checkout (nothing written into it)."""
-    work = tmp_path_factory.mktemp("wheel")
-    src = work / "src-copy"
-    shutil.copytree(ROOT / "src", src / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy2(ROOT / name, src / name)
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                           "--no-index", "-w", str(work / "dist"), str(src)], capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    [whl] = (work / "dist").glob("omldeploy-*.whl")
-    return whl
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
 
 
 def test_ansible_builder_makes_the_build_context(wheel: Path, tmp_path: Path) -> None:

@@ -104,7 +104,8 @@ def push(registry: str, wheel: Path, workdir: Path) -> str:
     for layer in (base, top):
         client.push_blob(REPO, layer.digest, layer.size, layer=layer)
     cfg = image_config([base, top], entrypoint=[], cmd=["omldeploy", "--help"],
-                       env=["PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8"], workdir="/runner",
+                       env=["PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8", f"PYTHONPATH=/{SITE}"],
+                       workdir="/runner",
                        ports=(), volumes=(), labels={"org.omldeploy.sandbox": "ee-standin"})
     client.push_blob(REPO, cfg.digest, cfg.size, data=cfg.data)
     client.put_manifest(REPO, "1", manifest(cfg, [base, top]))

@@ -73,6 +73,25 @@ def find_overlaps(tenant: Tenant, others: list[Tenant]) -> list[Overlap]:
     return found
 
 
+def overlaps_among(tenants: list[Tenant]) -> dict[str, list[Overlap]]:
+    """`find_overlaps` of every tenant against all the others, from one index of addresses: linear in
+    the fleet's size, where pairwise comparison is quadratic (1,000 tenants: a million comparisons)."""
+    index: dict[tuple[str, str], list[tuple[Tenant, str]]] = {}
+    for t in tenants:
+        for key_addr, host in _addresses(t).items():
+            index.setdefault(key_addr, []).append((t, host))
+    out: dict[str, list[Overlap]] = {t.name: [] for t in tenants}
+    for (key, address), users in index.items():
+        if len(users) < 2:
+            continue
+        for t, host in users:
+            for other, other_host in users:
+                if other.name != t.name:
+                    out[t.name].append(Overlap(host, key, address, other.name, other_host,
+                                               other.settings.flag(OK_KEY)))
+    return out
+
+
 def refused(tenant: Tenant, overlaps: list[Overlap]) -> list[Overlap]:
     """The overlaps that stop an apply: all unless BOTH tenants set overlapping_addresses_ok."""
     if tenant.settings.flag(OK_KEY):

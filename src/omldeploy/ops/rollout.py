@@ -32,7 +32,7 @@ from typing import Any
 
 from omldeploy.inventory import load_tenant
 from omldeploy.inventory.model import Tenant
-from omldeploy.inventory.overlap import find_overlaps, refused
+from omldeploy.inventory.overlap import overlaps_among, refused
 from omldeploy.inventory.problems import InventoryError
 from omldeploy.inventory.state_errors import writing
 from omldeploy.ops.converge import Reporter, redactor
@@ -157,12 +157,12 @@ def plan(root: Path, *, release: str | None, pattern: str, waves: str) -> Rollou
     excluded = {n: why for n, why in excluded.items() if n in names}
     entries: dict[str, Entry] = {}
     need: list[str] = []
-    others = list(loaded.values())
+    shared = overlaps_among(list(loaded.values()))
     for name in names:
         tenant = loaded.get(name)
         if tenant is None:
             continue
-        bad = refused(tenant, find_overlaps(tenant, [o for o in others if o.name != name]))
+        bad = refused(tenant, shared[name])
         if bad:
             excluded[name] = (f"shares {bad[0].key} {bad[0].address} with tenant {bad[0].other}: "
                               f"omldeploy validate --tenant {name}")

@@ -81,3 +81,19 @@ def test_a_second_tenant_new_says_which_addresses_to_change(tmp_path: Path,
     assert code == 0
     assert "ansible_host 10.10.10.2 is also used by tenant 'a'" in out
     assert str(inst / "b" / "inventory.yml") in out and "install refuses two tenants on one machine" in out
+
+
+def test_the_fleet_wide_index_finds_what_pairwise_comparison_finds(make_tenant: MakeTenant) -> None:
+    """`fleet upgrade` checks every tenant at once through an index: the same overlaps, in linear time."""
+    a = make_tenant("aio", name="a", hosts={"omnileads_aio": {"ansible_host": "10.1.0.1", "omni_ip_lan": "10.1.0.1"}})
+    b = make_tenant("aio", name="b", hosts={"omnileads_aio": {"ansible_host": "10.1.0.1", "omni_ip_lan": "10.1.0.2"}})
+    c = make_tenant("aio", name="c", vars={"overlapping_addresses_ok": True},
+                    hosts={"omnileads_aio": {"ansible_host": "10.1.0.3", "omni_ip_lan": "10.1.0.2"}})
+    d = make_tenant("ait", name="d")
+    fleet = [a, b, c, d]
+    found = overlap.overlaps_among(fleet)
+    for t in fleet:
+        pairwise = overlap.find_overlaps(t, [o for o in fleet if o.name != t.name])
+        assert sorted(map(repr, found[t.name])) == sorted(map(repr, pairwise)), t.name
+    assert [o.other for o in found["a"]] == ["b"] and {o.other for o in found["b"]} == {"a", "c"}
+    assert found["d"] == [] and [o.other_ok for o in found["b"] if o.other == "c"] == [True]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,7 +84,11 @@ def finish_layer(tmp_tar: Path, tar: Path) -> Layer:
     """Hash a freshly written tar, record the digest beside it and move it into place."""
     digest, size = file_digest(tmp_tar)
     tmp_tar.replace(tar)
-    tar.with_suffix(".json").write_text(json.dumps({"digest": digest, "size": size}) + "\n")
+    # the record appears whole or not at all: a concurrent process may be reading it (cached_layer)
+    meta = tar.with_suffix(".json")
+    tmp_meta = meta.with_suffix(f".json.tmp{os.getpid()}")
+    tmp_meta.write_text(json.dumps({"digest": digest, "size": size}) + "\n")
+    tmp_meta.replace(meta)
     return Layer(tar, digest, size)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import os
 import tarfile
 import time
 from importlib import resources
@@ -87,7 +88,8 @@ def payload_layer() -> Layer:
     out = paths.CACHE / "images" / f"payload-{digest[7:23]}.tar"
     if not out.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(".tmp")
+        # a temp name of this process: test.sh runs two pytest processes that build the same layer
+        tmp = out.with_suffix(f".tmp{os.getpid()}")
         tmp.write_bytes(data)
         tmp.replace(out)
         # earlier versions of the stand-ins, once no run can still be pushing them: the cache is shared
@@ -123,7 +125,7 @@ def binary_layer(src: Path, name: str) -> Layer:
     if not meta_ok:
         from .baselayer import finish_layer
 
-        tmp = out.with_suffix(".tar.tmp")
+        tmp = out.with_suffix(f".tar.tmp{os.getpid()}")  # concurrent test processes build it too
         with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
             for d in ("usr", "usr/local", "usr/local/bin"):
                 info = tarfile.TarInfo(d)

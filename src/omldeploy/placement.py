@@ -89,7 +89,15 @@ def compute_facts(t: Tenant) -> Facts:
         s3_internal = s3_browser = ""
     else:
         s3_internal = s3_browser = str(bucket_url)
-    loki = s.opt("loki_host") or (None if shape is Shape.HA else data)
+    central_loki = s.opt("loki_url")
+    loki = None if central_loki else (s.opt("loki_host") or (None if shape is Shape.HA else data))
+    if central_loki:
+        loki_push: str | None = (central_loki if central_loki.endswith("/loki/api/v1/push")
+                                 else central_loki + "/loki/api/v1/push")
+    elif loki:
+        loki_push = f"http://{f'[{loki}]' if ':' in loki else loki}:3100/loki/api/v1/push"
+    else:
+        loki_push = None
     return Facts(
         data_host=data,
         voice_host=voice,
@@ -108,11 +116,13 @@ def compute_facts(t: Tenant) -> Facts:
         nginx_host=app,
         dialer_host=s.opt("dialer_host") or "localhost",
         loki_host=loki,
+        loki_push_url=loki_push,
+        loki_central=central_loki is not None,
         prometheus_host=s.opt("prometheus_host") or app,
         omni_ip_wan=wan,
         deploy_postgres=deploy_postgres,
         deploy_minio=deploy_minio,
-        deploy_loki=loki is not None and not s.has("loki_host"),
+        deploy_loki=loki is not None and not s.has("loki_host") and not central_loki,
     )
 
 

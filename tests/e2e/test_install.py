@@ -448,8 +448,10 @@ def _prometheus(ip: str, path: str) -> Any:
 
 
 def test_prometheus_scrapes_every_target_with_labels_and_dashboards_name_real_metrics(aio12: Tenant,
-                                                                                      sandbox: Sandbox) -> None:
-    """Issue 13: the tenant's (real) Prometheus reaches every target, each labelled tenant/host/role/component;
+                                                                                      sandbox: Sandbox,
+                                                                                      instances: Path) -> None:
+    """Issue 13: the tenant's (real) Prometheus, running as nobody like prom/prometheus, reaches every
+    target, each labelled tenant/host/role/component, and `omldeploy status` says so from its API;
     every metric a shipped dashboard names is one it has scraped from the (real) exporters; the node
     exporter's systemd collector sees the tenant's units."""
     ip = sandbox.host("h3").ip
@@ -462,6 +464,12 @@ def test_prometheus_scrapes_every_target_with_labels_and_dashboards_name_real_me
         assert time.monotonic() < deadline, down
         threading.Event().wait(2)
     assert {t["labels"]["component"] for t in targets} == {"prometheus", "host", "postgres", "redis", "asterisk"}
+    assert "nobody" in sandbox.run("h3", "podman exec prometheus-server id -un").stdout
+    proc = cli(instances, "status", "--tenant", "aio12", "--json")
+    prom = json.loads(proc.stdout)["hosts"]["omnileads_aio"]["prometheus"]
+    assert prom["up"] >= len(targets) - 1 and not prom["down"], prom  # a new scrape may be due
+    shown = cli(instances, "status", "--tenant", "aio12").stdout
+    assert re.search(r"prometheus at [0-9.]+:9090: \d+ of \d+ targets up", shown), shown
     for t in targets:
         assert {k: t["labels"][k] for k in ("tenant", "host", "role")} == {
             "tenant": "aio12", "host": "omnileads_aio", "role": "aio"}, t["labels"]

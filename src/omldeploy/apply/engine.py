@@ -207,7 +207,8 @@ def _stage_args(tenant: Tenant, hb: HostBundle) -> dict[str, Any]:
         "directories": [{"path": p, "mode": f"{m:04o}"} for p, m in hb.directories],
         "files": [
             {"path": f.path, "mode": f"{f.mode:04o}", "content": base64.b64encode(f.content).decode(),
-             "only_if_missing": f.only_if_missing, "kind": f.kind, "secret": f.secret}
+             "only_if_missing": f.only_if_missing, "kind": f.kind, "secret": f.secret,
+             **({} if f.owner is None else {"owner": f.owner})}
             for f in hb.files
         ],
         "units": unit_args(hb),

@@ -201,6 +201,8 @@ def _status(args: argparse.Namespace) -> int:
                  "yes" if u["healthy"] else "NO", _uptime(u.get("uptime")), u["detail"])
                 for u in info["units"]]
         console.table(("unit", "state", "image", "healthy", "uptime", "check"), rows)
+        if "prometheus" in info:
+            _say_targets(console, info["prometheus"])
         for t in info.get("timers", []):
             last = t["last"] if t["last"] and t["last"] != "n/a" else "never"
             result = "running now" if t["running"] else (t["last_result"] or "-")
@@ -219,6 +221,22 @@ def _status(args: argparse.Namespace) -> int:
             console.say(line)
     console.say("all healthy" if code == 0 else "NOT healthy")
     return code
+
+
+def _say_targets(console: Console, prom: dict[str, Any]) -> None:
+    """`prometheus at 10.0.0.5:9090: 14 of 14 targets up`, or a warning naming the ones it cannot reach."""
+    if "error" in prom:
+        console.warn(f"   prometheus at {prom['address']}: targets not readable: {prom['error']}")
+        return
+    total = prom["up"] + len(prom["down"]) + prom["unknown"]
+    line = f"   prometheus at {prom['address']}: {prom['up']} of {total} targets up"
+    if prom["unknown"]:
+        line += f", {prom['unknown']} not scraped yet"
+    if prom["down"]:
+        down = "; ".join(f"{d['host']} {d['component']} ({d['error'] or 'down'})" for d in prom["down"])
+        console.warn(f"{line.strip()}; down: {down}")
+    else:
+        console.say(line)
 
 
 def _uptime(seconds: float | None) -> str:

@@ -85,6 +85,9 @@ class ConfigFile:
     mode: int = 0o644
     secret: bool = False
     only_if_missing: bool = False  # operator-owned after creation (e.g. Asterisk custom dialplan)
+    #: uid (and gid) of the file on the host; None: root. For a secret file that a container reads as its
+    #: image's own user (prom/prometheus runs as nobody): mode 0600 and owned by that user
+    owner: int | None = None
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from omldeploy.catalog.releases import images
 from omldeploy.inventory import acme, bounds, certcheck, connection, credentials, names
 from omldeploy.inventory.model import Shape, Tenant
 from omldeploy.inventory.problems import Problems
-from omldeploy.inventory.values import witnesses
+from omldeploy.inventory.values import duration_hours, witnesses
 from omldeploy.inventory.yamlsource import Document
 
 Rule = Callable[[Tenant, Problems, "Lines"], None]
@@ -450,8 +450,29 @@ def _firewall(t: Tenant, p: Problems, line: Lines) -> None:
                "reachable only from the tenant's own hosts; list your ITSPs' addresses")
 
 
+def _observability(t: Tenant, p: Problems, line: Lines) -> None:
+    """Where metrics and logs go: a central endpoint's credentials come in pairs, and Loki keeps whole days."""
+    s = t.settings
+    if s.has("loki_url") and s.has("loki_host"):
+        p.add("loki_url", "is set together with loki_host: logs go to one Loki", line=line("loki_url"),
+              allowed="loki_url (a central Loki with a tenant header) or loki_host (a Loki without tenants)")
+    for url, user, password in (("prometheus_remote_write_url", "prometheus_remote_write_user",
+                                 "prometheus_remote_write_password"), ("loki_url", "loki_user", "loki_password")):
+        if s.has(user) != s.has(password):
+            have, missing = (user, password) if s.has(user) else (password, user)
+            p.add(missing, f"is missing: {have} is set, and basic auth needs both", line=line(have),
+                  allowed=f"both {user} and {password}, or neither")
+        elif s.has(user) and not s.has(url):
+            p.add(url, f"is missing: {user} and {password} are set for it", line=line(user),
+                  allowed="an http(s) URL")
+    if s.has("loki_retention") and duration_hours(s.text("loki_retention")) % 24:
+        p.add("loki_retention", "is not a whole number of days (Loki's index period is 24h)",
+              line=line("loki_retention"), found=s.text("loki_retention"), allowed="e.g. 7d, 2w, 720h")
+
+
 RULES: tuple[Rule, ...] = (_required, _postgres, _bucket, _certs, _acme, _addresses, _derived_hosts, _wan, _ha, _misc,
-                           _images, _weak_passwords, _identifiers, _bounds, _host_keys, _firewall, _voice_drain)
+                           _images, _weak_passwords, _identifiers, _bounds, _host_keys, _firewall, _voice_drain,
+                           _observability)
 
 
 def check(tenant: Tenant, problems: Problems, doc: Document, all_path: tuple[str, ...]) -> None:

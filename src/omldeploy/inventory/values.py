@@ -19,6 +19,10 @@ _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+\Z")
 _NIC = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}\Z")
 _URL = re.compile(r"^https?://[^\s/@]+(:\d+)?(/\S*)?\Z")
+# an endpoint lands in YAML configs (Prometheus remote_write, Promtail clients): a DNS name or IPv4
+# address, a port, a plain path; nothing that could quote, escape or template
+_ENDPOINT = re.compile(r"^https?://[A-Za-z0-9]([A-Za-z0-9.-]{0,252})(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?\Z")
+_DURATION = re.compile(r"^([1-9][0-9]{0,5})(h|d|w)\Z")
 _TRUE = ("true", "yes", "on", "1")
 _FALSE = ("false", "no", "off", "0")
 
@@ -122,6 +126,37 @@ def _url(key: Key, value: Any, literal: str | None) -> str:
     raise BadValue("is not a bucket URL", "http(s)://host[:port] or the word aws")
 
 
+def _endpoint(key: Key, value: Any, literal: str | None) -> str:
+    text = _text(value, literal).strip()
+    allowed = "http(s)://host[:port][/path] (letters, digits, '.', '-', '_', '~', '/' in the path)"
+    if "@" in text.split("//", 1)[-1].split("/", 1)[0]:
+        raise BadValue("must not hold credentials (user:password@): they would be printed and logged; use "
+                       "the matching _user and _password keys", allowed)
+    m = _ENDPOINT.match(text)
+    if not m or (m.group(2) and not 0 < int(m.group(2)[1:]) < 65536):
+        raise BadValue("is not an http(s) URL", allowed)
+    return text.rstrip("/")
+
+
+DURATION_HOURS = {"h": 1, "d": 24, "w": 24 * 7}
+
+
+def duration_hours(text: str) -> int:
+    """Hours in a validated duration (`720h`, `30d`, `2w`)."""
+    m = _DURATION.match(text)
+    assert m is not None, text
+    return int(m.group(1)) * DURATION_HOURS[m.group(2)]
+
+
+def _duration(key: Key, value: Any, literal: str | None) -> str:
+    text = _text(value, literal).strip()
+    if not _DURATION.match(text):
+        raise BadValue("is not a duration", "a whole number of hours, days or weeks: 720h, 30d, 2w")
+    if duration_hours(text) > 24 * 365 * 20:
+        raise BadValue("is longer than 20 years", "a duration up to 20 years")
+    return text
+
+
 def _enum(key: Key, value: Any, literal: str | None) -> str:
     text = _text(value, literal).strip()
     if text not in key.choices:
@@ -214,6 +249,8 @@ _KINDS: dict[str, Callable[[Key, Any, str | None], Any]] = {
     "ip": _ip,
     "host": _host,
     "url": _url,
+    "endpoint": _endpoint,
+    "duration": _duration,
     "enum": _enum,
     "email": _email,
     "cidr": _cidr,

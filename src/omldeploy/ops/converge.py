@@ -431,6 +431,10 @@ def status(tenant: Tenant, reporter: Reporter) -> tuple[int, dict[str, Any]]:
         data["hosts"][name] = {"units": units}
         if report.get("timers"):
             data["hosts"][name]["timers"] = report["timers"]
+        if report.get("prometheus"):
+            # shown beside unit health, not folded into it: right after a start a target is down until
+            # the next scrape (10 s), and a host that is down already makes the tenant unhealthy
+            data["hosts"][name]["prometheus"] = report["prometheus"]
         for u in units:
             if u["enabled"] and not u["healthy"]:
                 healthy = False

@@ -141,7 +141,7 @@ def _render_component(comp: Component, ctx: Ctx, hb: HostBundle, names: list[str
         files.append(comp.env_file)
     for cfg in comp.configs(ctx):
         hb.add(BundleFile(cfg.dest, cfg.content.encode(), cfg.mode, secret=cfg.secret,
-                          only_if_missing=cfg.only_if_missing, kind="config", component=comp.name))
+                          only_if_missing=cfg.only_if_missing, kind="config", component=comp.name, owner=cfg.owner))
         if not cfg.only_if_missing:
             files.append(cfg.dest)
     volumes = comp.volumes(ctx)

@@ -21,6 +21,7 @@ class BundleFile:
     only_if_missing: bool = False
     kind: str = "config"  # unit, quadlet, env, config, cert, script, hostunit
     component: str = ""  # the component that owns it ("" = shared: certs, oml_manage)
+    owner: int | None = None  # uid = gid on the host; None: root
 
     @property
     def sha256(self) -> str:
@@ -102,7 +103,8 @@ class HostBundle:
             "host_units": self.host_units,
             "files": [
                 {"path": f.path, "mode": f"{f.mode:04o}", "kind": f.kind, "secret": f.secret,
-                 "only_if_missing": f.only_if_missing, "sha256": f.sha256}
+                 "only_if_missing": f.only_if_missing, "sha256": f.sha256,
+                 **({} if f.owner is None else {"owner": f.owner})}
                 for f in sorted(self.files, key=lambda f: f.path)
             ],
         }

@@ -34,7 +34,7 @@ def safefs_module() -> ModuleType:
 def host_module() -> ModuleType:
     units_module()
     safefs_module()
-    module_utils("omldeploy_drain", "omldeploy_timing", "omldeploy_calls", "omldeploy_destroy")
+    module_utils("omldeploy_drain", "omldeploy_timing", "omldeploy_calls", "omldeploy_destroy", "omldeploy_promtargets")
     return load("omldeploy_host", MODULE, register=True)
 
 

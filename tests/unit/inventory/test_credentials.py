@@ -90,7 +90,9 @@ def test_hostile_long_values_are_judged_quickly_without_exhausting_the_stack() -
     """An inventory value is hostile input: the word split must not recurse per word (it used to end
     in RecursionError, exit 70) nor take quadratic time."""
     for value in ("password" * 2000, "omnileads" * 1000, "Xk3-9fQz-pL2m" + "q" * 100_000):
-        t0 = time.monotonic()
+        # CPU time of this process, not wall time: the property is the algorithm's cost, and a loaded CI
+        # machine (the HA tier runs beside this suite) stretches wall time, not CPU time
+        t0 = time.process_time()
         weakness(value)
-        assert time.monotonic() - t0 < 2.0
+        assert time.process_time() - t0 < 2.0
     assert weakness("omnileads" * 1000) == "made of dictionary words, digits and symbols only"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from omldeploy.components.base import Component, ConfigFile, Health, Port, Volume
 from omldeploy.components.context import Ctx
+from omldeploy.inventory.values import duration_hours
 
 
 class Loki(Component):
@@ -32,7 +33,9 @@ class Loki(Component):
         return Health("http", host=ctx.lan, port=3100, path="/ready", timeout=120)
 
     def configs(self, ctx: Ctx) -> list[ConfigFile]:
-        return [ConfigFile("/etc/omnileads/loki.yml", self.template("loki.yml.j2", ctx), 0o644)]
+        hours = duration_hours(ctx.tenant.settings.text("loki_retention"))
+        return [ConfigFile("/etc/omnileads/loki.yml", self.template("loki.yml.j2", ctx, retention_hours=hours),
+                           0o644)]
 
 
 COMPONENT = Loki()

@@ -1,4 +1,8 @@
-"""PostgreSQL exporter, next to the PostgreSQL it watches (targets the address PostgreSQL listens on)."""
+"""PostgreSQL exporter, next to the PostgreSQL it watches (targets the address PostgreSQL listens on).
+
+With a managed PostgreSQL (cloud, `postgres_out`), `postgres_monitoring: true` runs it beside the
+tenant's Prometheus instead, against `postgres_host:postgres_port` (TLS required with `postgres_ssl`).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from urllib.parse import quote
 from omldeploy.components.base import Component, Health, Port
 from omldeploy.components.context import Ctx
 from omldeploy.components.postgresql import listen_address
+from omldeploy.components.prometheus import COMPONENT as PROMETHEUS
 
 
 class PostgresExporter(Component):
@@ -21,14 +26,24 @@ class PostgresExporter(Component):
     start_order = 21
 
     def placed(self, ctx: Ctx) -> bool:
-        return ctx.facts.deploy_postgres and super().placed(ctx)
+        if ctx.facts.deploy_postgres:
+            return super().placed(ctx)
+        if ctx.tenant.settings.flag("postgres_monitoring"):
+            return PROMETHEUS.placed(ctx)
+        return False
 
     def env(self, ctx: Ctx) -> list[tuple[str, str]]:
         s = ctx.tenant.settings
         user = quote(s.text("postgres_user"), safe="")
         password = quote(s.text("postgres_password"), safe="")
         db = quote(s.text("postgres_database"), safe="")
-        dsn = f"postgresql://{user}:{password}@{listen_address(ctx)}:5432/{db}?sslmode=disable"
+        if ctx.facts.deploy_postgres:
+            where, ssl = f"{listen_address(ctx)}:5432", "disable"
+        else:
+            host = ctx.facts.postgres_host
+            where = f"{f'[{host}]' if ':' in host else host}:{ctx.facts.postgres_port}"
+            ssl = "require" if s.flag("postgres_ssl") else "prefer"
+        dsn = f"postgresql://{user}:{password}@{where}/{db}?sslmode={ssl}"
         return [("DATA_SOURCE_NAME", dsn)]
 
     def args(self, ctx: Ctx) -> list[str]:

@@ -57,6 +57,11 @@ def _files() -> dict[str, tuple[bytes, int]]:
     return out
 
 
+#: folders owned by an image's non-root user, as in the official image (path in image -> uid = gid):
+#: prom/prometheus runs as nobody and keeps its TSDB in /prometheus, which a new volume copies up
+OWNED_DIRS = {"prometheus": 65534}
+
+
 def _tar_bytes(files: dict[str, tuple[bytes, int]]) -> bytes:
     buf = io.BytesIO()
     dirs: set[str] = set()
@@ -65,9 +70,10 @@ def _tar_bytes(files: dict[str, tuple[bytes, int]]) -> bytes:
         for i in range(1, len(parts) + 1):
             dirs.add("/".join(parts[:i]))
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for d in sorted(dirs):
+        for d in sorted(dirs | set(OWNED_DIRS)):
             info = tarfile.TarInfo(d)
             info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, 0
+            info.uid = info.gid = OWNED_DIRS.get(d, 0)
             tar.addfile(info)
         for path, (content, mode) in sorted(files.items()):
             info = tarfile.TarInfo(path)

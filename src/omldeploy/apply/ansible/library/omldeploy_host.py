@@ -44,6 +44,9 @@ from ansible.module_utils.omldeploy_drain import (  # type: ignore[import-untype
     put_back,
     take_out,
 )
+from ansible.module_utils.omldeploy_promtargets import (  # type: ignore[import-untyped,import-not-found,unused-ignore]
+    targets as prometheus_targets,
+)
 from ansible.module_utils.omldeploy_safefs import (  # type: ignore[import-untyped,import-not-found,unused-ignore]
     ensure_dir,
     file_mode,
@@ -198,9 +201,17 @@ def read(path: str) -> bytes | None:
     return read_nofollow(path)  # type: ignore[no-any-return]
 
 
-def write_atomic(path: str, data: bytes, mode: int) -> None:
-    """Atomic, owned by root, never through a symlink (omldeploy_safefs)."""
-    safe_write(path, data, mode)
+def write_atomic(path: str, data: bytes, mode: int, uid: int = 0) -> None:
+    """Atomic, owned by root (or by `uid`, the user a container reads the file as), never through a
+    symlink (omldeploy_safefs)."""
+    safe_write(path, data, mode, owner=(uid, uid))
+
+
+def file_owner(path: str) -> int | None:
+    try:
+        return os.lstat(path).st_uid
+    except FileNotFoundError:
+        return None
 
 
 def masked_diff(path: str, old: bytes | None, new: bytes, secret: bool) -> str:
@@ -319,7 +330,11 @@ def stage(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
             current = read(path)
             if current is not None and f.get("only_if_missing"):
                 continue
-            mode_ok = current is not None and file_mode(path) == mode
+            # the owner is compared only where the bundle names one: Podman's `:U` chowns some root-written
+            # files (the HAProxy certificates) at every container start, and that is not drift
+            uid = f.get("owner")
+            mode_ok = (current is not None and file_mode(path) == mode
+                       and (uid is None or file_owner(path) == int(uid)))
             if current == data and mode_ok:
                 continue
             result["changed_files"].append(path)
@@ -328,7 +343,7 @@ def stage(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
             if check:
                 result["diffs"][path] = masked_diff(path, current, data, bool(f.get("secret")))
             else:
-                write_atomic(path, data, mode)
+                write_atomic(path, data, mode, int(uid or 0))
 
     names = [u["name"] for u in units]
     # Files of the other unit style for our units (style switched, or Podman upgraded): remove them.
@@ -645,8 +660,13 @@ def status(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
         out.append({"unit": name, "state": info.get("ActiveState", "unknown"), "sub": info.get("SubState", ""),
                     "image": image, "want_image": u["image"], "healthy": healthy, "detail": detail,
                     "uptime": uptime, "enabled": u["enabled"]})
-    return {"units": out, "timers": [timer_status(t) for t in p.get("host_units", []) if t.endswith(".timer")],
-            "changed": False}
+    result: dict[str, Any] = {"units": out, "changed": False,
+                               "timers": [timer_status(t) for t in p.get("host_units", []) if t.endswith(".timer")]}
+    # the tenant's Prometheus: which targets it reaches (a healthy unit may still be unreachable to it)
+    for u, row in zip(sorted(p["units"], key=lambda u: (u["start_order"], u["name"])), out, strict=True):
+        if u["name"] == "prometheus" and row["healthy"] and u["health"].get("port"):
+            result["prometheus"] = prometheus_targets(u["health"].get("host") or "127.0.0.1", int(u["health"]["port"]))
+    return result
 
 
 def timer_status(timer: str) -> dict[str, Any]:

@@ -52,3 +52,18 @@ def install_all(tenants: dict[str, Tenant]) -> None:
     for th in threads:
         th.join()
     assert codes == dict.fromkeys(tenants, 0), "\n".join(lines[-60:])
+
+
+def power_off_when_done(sandbox: Any, names: tuple[str, ...]) -> None:
+    """Cut the power of hosts whose module is over: their tenants would otherwise idle (Prometheus
+    scraping, exporters, PostgreSQL) until the session ends, loading the machine under every later
+    test. A kept sandbox (OMLDEPLOY_E2E_KEEP=1) keeps them running for inspection."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    from omldeploy.sandbox import faults
+
+    if os.environ.get("OMLDEPLOY_E2E_KEEP") == "1":
+        return
+    with ThreadPoolExecutor(max_workers=len(names) or 1) as pool:
+        list(pool.map(lambda n: faults.power_off(sandbox, n, hard=True), names))

@@ -24,6 +24,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from botocore.config import Config
 from cryptography import x509
 from tests.certtools import expiring_server_cert
 from tests.e2e import acme_server
+from tests.e2e.commands import power_off_when_done
 from tests.e2e.tenants import passwords, set_versions, tags, write_tenant
 
 from omldeploy import dashboards
@@ -48,6 +50,8 @@ from omldeploy.state.lock import tenant_lock
 from omldeploy.state.secret_forms import encoded_forms
 
 ROOT = Path(__file__).resolve().parents[2]
+#: the sandbox hosts this module installs tenants on (h1/h2 are test_sandbox's, h10/h11 test_upgrade's)
+MODULE_HOSTS = ("h3", "h4", "h5", "h6", "h7", "h8", "h9", "h12", "h13", "h14")
 ACME_FQDN = "contact.aio12.test"  # the AIO tenant's fqdn, certified by the local ACME server
 
 
@@ -102,6 +106,13 @@ def assert_no_secret(tenant: Tenant, *texts: str) -> None:
 @pytest.fixture(scope="module")
 def instances(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("e2e-install") / "instances"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _hosts_off_at_the_end(sandbox: Sandbox) -> Iterator[None]:
+    """This module's hosts go dark once it is over (test_sandbox, which looks at every host, runs first)."""
+    yield
+    power_off_when_done(sandbox, MODULE_HOSTS)
 
 
 def hosts(sandbox: Sandbox, *names: str) -> list[Host]:

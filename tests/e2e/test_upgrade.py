@@ -14,9 +14,11 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.e2e.commands import power_off_when_done
 from tests.e2e.tenants import set_versions, tags, write_tenant
 
 from omldeploy.inventory import Tenant
@@ -68,6 +70,13 @@ def installed(sandbox: Sandbox, instances: Path, name: str, os_name: str) -> Ten
     sandbox.run(host.name, f"podman exec oml-postgresql-server psql -U {user} -d {db} -c "
                            "'create table upgrade_probe as select g as n from generate_series(1, 5000) g'")
     return tenant
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _hosts_off_at_the_end(sandbox: Sandbox) -> Iterator[None]:
+    """h10 and h11 go dark once this module is over: their tenants would idle under the later tiers."""
+    yield
+    power_off_when_done(sandbox, tuple(HOSTS.values()))
 
 
 @pytest.fixture(scope="module")

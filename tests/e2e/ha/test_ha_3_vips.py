@@ -470,6 +470,10 @@ def test_cron_runs_on_exactly_one_app_node_and_moves_with_its_node(ha: tuple[Ten
         power_off(sb, "h6", hard=True)
         took = watch.moved_to("h5", t2)
         lines.append(f"  power cut of app_2: omlcron on app_1 after {took:.1f} s")
+        # issue 13: the tenant's metrics outlive the node: app_1's own Prometheus answers, sees app_2's
+        # targets down and its own up, and still scrapes every other host
+        seen = until("app_1's Prometheus sees app_2 down", lambda: app_1_sees_app_2_down(sb), 60, 1)
+        lines.append(f"  app_1's Prometheus during the cut: {seen}")
         power_on(sb, "h6")
         watch.off.discard("h6")
         wait_rejoined(sb, "h6", "CRON")
@@ -480,6 +484,24 @@ def test_cron_runs_on_exactly_one_app_node_and_moves_with_its_node(ha: tuple[Ten
     say("cron leader (keepalived CRON instance):\n" + "\n".join(lines)
         + f"\n  samples: {len(watch.samples)}, with omlcron on both nodes: {len(watch.doubles())}")
     assert not watch.doubles()
+
+
+def app_1_sees_app_2_down(sb: Sandbox) -> str | None:
+    """What app_1's Prometheus reports once app_2 (h6) is gone, or None while it does not yet say so."""
+    try:
+        with urllib.request.urlopen(f"http://{sb.host('h5').ip}:9090/api/v1/targets?state=active",
+                                    timeout=5) as resp:
+            active = json.load(resp)["data"]["activeTargets"]
+    except OSError:
+        return None
+    gone = [t for t in active if t["labels"]["host"] == "app_2"]
+    own = [t for t in active if t["labels"]["host"] == "app_1"]
+    others_up = {t["labels"]["host"] for t in active if t["health"] == "up"} - {"app_1", "app_2"}
+    if not gone or any(t["health"] != "down" for t in gone) or any(t["health"] != "up" for t in own):
+        return None
+    if len(others_up) < 6:  # the six other hosts each keep at least their node exporter up
+        return None
+    return f"{len(gone)} app_2 target(s) down, {len(own)} of its own up, {len(others_up)} other hosts up"
 
 
 # --------------------------------------------------------------------------- 5. no start-limit loop

@@ -1409,11 +1409,11 @@ def test_haproxy_serves_https_with_the_tenant_certificates(rendered: Rendered, n
                 findings[dest] = (f"curl -> {res.stdout if res else ''} {res.stderr if res else ''}\n"
                                   f"{(work / 'haproxy.log').read_text()[-1500:]}")
         # HAProxy's built-in exporter answers the tenant Prometheus on the LAN address (issue 13)
-        metrics = run(client.cmd([curl, "-sS", "--max-time", "5", f"http://{hap_lan}:8405/metrics"]))
+        metrics = run(client.cmd([curl, "-sS", "--max-time", "5", f"http://{hap_lan}:8404/metrics"]))
         if "haproxy_frontend_http_requests_total" not in metrics.stdout:
             findings["metrics"] = f"{metrics.stdout[-500:]} {metrics.stderr}"
         other = run(client.cmd([curl, "-sS", "--max-time", "5", "-o", "/dev/null", "-w", "%{http_code}",
-                                f"http://{hap_lan}:8405/other"]))
+                                f"http://{hap_lan}:8404/other"]))
         if other.stdout != "404":
             findings["not /metrics"] = other.stdout
         assert not findings, report(findings)

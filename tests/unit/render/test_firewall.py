@@ -128,3 +128,25 @@ def test_docs_firewall_table_is_current(make_tenant: MakeTenant) -> None:
         DOC.write_text(f"{head}{BEGIN}\n{table}{END}{tail}")
         text = DOC.read_text()
     assert f"{BEGIN}\n{table}{END}" in text, "docs/firewall.md is out of date with the port declarations"
+
+
+def test_no_two_components_of_a_host_declare_the_same_port(make_tenant: MakeTenant) -> None:
+    """Two listeners on one port of one host: the second never starts. Every host of every example
+    layout (HAProxy 8404 for its metrics: the app nodes' drain agent has 8405)."""
+    for layout in LAYOUTS:
+        tenant = make_tenant(layout, name=f"p{layout.replace('_', '')}")
+        placement = place(tenant)
+        machines = [[h] for h in tenant.hosts]
+        for hosts in machines:
+            seen: dict[tuple[int, str], str] = {}
+            for h in hosts:
+                for comp in placement.by_host[h.name]:
+                    # single ports only: a range (RTP) is a firewall opening from which the media servers
+                    # pick free ports, not one listener
+                    for p in comp.ports(placement.ctx(h)):
+                        if p.last:
+                            continue
+                        key = (p.number, p.proto)
+                        where = f"{layout}/{'+'.join(x.name for x in hosts)}"
+                        assert key not in seen or seen[key] == comp.name, f"{where}: {key} {comp.name}, {seen[key]}"
+                        seen[key] = comp.name

@@ -43,7 +43,7 @@ class HAProxy(Component):
     def ports(self, ctx: Ctx) -> list[Port]:
         return [Port(self._app_port(ctx), purpose="HTTPS", reach="public"),
                 Port(80, purpose="HTTP, redirected to HTTPS", reach="public"), Port(6379, purpose="Redis master"),
-                Port(8405, purpose="metrics", reach="monitoring")]
+                Port(8404, purpose="metrics", reach="monitoring")]
 
     def _app_port(self, ctx: Ctx) -> int:
         return int(ctx.host.vars.get("app_port", 443))

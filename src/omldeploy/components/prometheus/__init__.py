@@ -19,7 +19,7 @@ TARGETS = (
     ("prometheus_postgres", 9187, "postgres"),
     ("prometheus_redis", 9121, "redis"),
     ("asterisk", 7088, "asterisk"),
-    ("haproxy", 8405, "haproxy"),  # HA: HAProxy's built-in exporter (frontend metrics)
+    ("haproxy", 8404, "haproxy"),  # HA: HAProxy's built-in exporter (frontend metrics)
 )
 
 

@@ -420,10 +420,12 @@ def test_keepalived_health_checks_run(rendered: Rendered) -> None:
         text = rendered.container_text(host, "keepalived", f.path)
         for name, command in vrrp_scripts(text).items():
             argv = shlex.split(command)
-            holder = argv[2:3] == ["state"]
+            # the words after the script (the interpreter may have options: `python3 -S oml_check.py ...`)
+            args = argv[next(i for i, a in enumerate(argv) if a.endswith("oml_check.py")) + 1:]
+            holder = args[:1] == ["state"]
             runs = [("", 1)] if not holder else [("", 1), ("BACKUP", 1), ("MASTER", 0)]
             for written, want in runs:
-                prep = (f"mkdir -p {STATE_DIR} && printf '%s\\n' {written} > {shlex.quote(argv[3])} && "
+                prep = (f"mkdir -p {STATE_DIR} && printf '%s\\n' {written} > {shlex.quote(args[1])} && "
                         if written else f"mkdir -p {STATE_DIR} && ")
                 script = f"mount -t tmpfs oml /run && {prep}\"$@\""
                 proc = run(["unshare", "--mount", "--net", "sh", "-c", script, "check", *argv])

@@ -67,10 +67,11 @@ def test_a_drill_of_every_pair_passes_and_puts_the_cluster_back(ha: tuple[Tenant
         ("postgres", ()), ("redis", ()), ("haproxy", ()),
         ("voice", ("--power-off", power % "off", "--power-on", power % "on"))]
     if ROUNDS == 1:
-        # CI (one round, for its 60-minute budget): the Redis drill (the probe that needs AUTH) and the power
-        # cut through the operator's commands. The PostgreSQL and HAProxy failovers the other two drill are
-        # measured in test_ha_4 and test_ha_3; OMLDEPLOY_E2E_ROUNDS>=2 drills all four.
-        drills = [d for d in drills if d[0] in ("redis", "voice")]
+        # CI (one round, for its 60-minute budget): the Redis drill (the probe that needs AUTH). The
+        # PostgreSQL, HAProxy and voice failovers the other three drill are measured in test_ha_4 and
+        # test_ha_3 (the voice VIP under a power cut too); the voice drill through the operator's
+        # power commands takes 135 s more. OMLDEPLOY_E2E_ROUNDS>=2 drills all four.
+        drills = [d for d in drills if d[0] == "redis"]
     for component, extra in drills:
         t0 = time.monotonic()
         proc = cli(instances, "ha", "drill", "--tenant", "ha", "--component", component, "--yes", *extra)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from omldeploy.components import registry
 from omldeploy.components.base import Component
+from omldeploy.components.common import host_port
 from omldeploy.components.context import Ctx, Facts
 from omldeploy.inventory.model import Host, Shape, Tenant
 
@@ -95,7 +96,7 @@ def compute_facts(t: Tenant) -> Facts:
         loki_push: str | None = (central_loki if central_loki.endswith("/loki/api/v1/push")
                                  else central_loki + "/loki/api/v1/push")
     elif loki:
-        loki_push = f"http://{f'[{loki}]' if ':' in loki else loki}:3100/loki/api/v1/push"
+        loki_push = f"http://{host_port(loki, 3100)}/loki/api/v1/push"
     else:
         loki_push = None
     return Facts(
@@ -115,7 +116,6 @@ def compute_facts(t: Tenant) -> Facts:
         rtpengine_host=s.opt("rtpengine_host") or voice,
         nginx_host=app,
         dialer_host=s.opt("dialer_host") or "localhost",
-        loki_host=loki,
         loki_push_url=loki_push,
         loki_central=central_loki is not None,
         prometheus_host=s.opt("prometheus_host") or app,

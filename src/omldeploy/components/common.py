@@ -19,6 +19,11 @@ if TYPE_CHECKING:
 Env = list[tuple[str, str]]
 
 
+def host_port(host: str, port: int) -> str:
+    """`host:port` for a URL or DSN; an IPv6 address goes in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def pg_client(ctx: Ctx) -> Env:
     s = ctx.tenant.settings
     env: Env = [

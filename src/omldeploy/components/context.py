@@ -44,7 +44,6 @@ class Facts:
     rtpengine_host: str
     nginx_host: str
     dialer_host: str
-    loki_host: str | None  # the tenant's own Loki (deployed, or loki_host); None with a central loki_url
     loki_push_url: str | None  # where Promtail pushes; None: no log shipping
     loki_central: bool  # loki_url: a multi-tenant Loki, told the tenant by X-Scope-OrgID
     prometheus_host: str

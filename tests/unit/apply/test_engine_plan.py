@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -228,3 +229,23 @@ def test_nginx_does_not_restart_because_the_app_behind_it_did(make_tenant: MakeT
     assert "postgresql" in plans["omnileads"].after  # clients of the database still follow it
     env = render_tenant(tenant).hosts[0].file("/etc/default/nginx.env").content.decode()
     assert "DJANGO_HOSTNAME=127.0.0.1" in env and "DAPHNE_HOSTNAME=127.0.0.1" in env
+
+
+def test_a_file_with_a_named_owner_is_rewritten_when_someone_else_owns_it(tmp_path: Path) -> None:
+    """The remote-write password file belongs to the image's user (nobody, 65534): a copy owned by root
+    is drift and gets rewritten with that owner; a file without a named owner (HAProxy's certificates,
+    chowned by Podman's `:U` at each start) is never rewritten for its owner."""
+    if os.geteuid() != 0:
+        pytest.skip("chown needs root (CI runs as root)")
+    mod = host_module()
+    path = str(tmp_path / "remote_write.pass")
+    mod.write_atomic(path, b"pw", 0o600)
+    assert os.stat(path).st_uid == 0
+    assert not mod.up_to_date(path, b"pw", b"pw", 0o600, 65534)  # root-owned, nobody wanted
+    mod.write_atomic(path, b"pw", 0o600, 65534)
+    st = os.stat(path)
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (65534, 65534, 0o600)
+    assert mod.up_to_date(path, b"pw", b"pw", 0o600, 65534)
+    assert mod.up_to_date(path, b"pw", b"pw", 0o600, None)  # no owner named: whoever owns it is fine
+    assert not mod.up_to_date(path, b"pw", b"new", 0o600, 65534)
+    assert not mod.up_to_date(str(tmp_path / "missing"), None, b"pw", 0o600, None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from omldeploy.components.base import Component, Health, Port
+from omldeploy.components.common import host_port
 from omldeploy.components.context import Ctx
 from omldeploy.components.postgresql import listen_address
 from omldeploy.components.prometheus import COMPONENT as PROMETHEUS
@@ -40,8 +41,7 @@ class PostgresExporter(Component):
         if ctx.facts.deploy_postgres:
             where, ssl = f"{listen_address(ctx)}:5432", "disable"
         else:
-            host = ctx.facts.postgres_host
-            where = f"{f'[{host}]' if ':' in host else host}:{ctx.facts.postgres_port}"
+            where = host_port(ctx.facts.postgres_host, ctx.facts.postgres_port)
             ssl = "require" if s.flag("postgres_ssl") else "prefer"
         dsn = f"postgresql://{user}:{password}@{where}/{db}?sslmode={ssl}"
         return [("DATA_SOURCE_NAME", dsn)]

@@ -214,6 +214,14 @@ def file_owner(path: str) -> int | None:
         return None
 
 
+def up_to_date(path: str, current: bytes | None, data: bytes, mode: int, uid: int | None) -> bool:
+    """The file holds `data` with `mode`, and belongs to `uid` where the bundle names an owner. Only
+    there: Podman's `:U` chowns some root-written files (the HAProxy certificates) at every container
+    start, and that is not drift."""
+    return (current == data and file_mode(path) == mode
+            and (uid is None or file_owner(path) == uid))
+
+
 def masked_diff(path: str, old: bytes | None, new: bytes, secret: bool) -> str:
     if secret:
         old_keys = _env_keys(old or b"")
@@ -330,12 +338,8 @@ def stage(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
             current = read(path)
             if current is not None and f.get("only_if_missing"):
                 continue
-            # the owner is compared only where the bundle names one: Podman's `:U` chowns some root-written
-            # files (the HAProxy certificates) at every container start, and that is not drift
-            uid = f.get("owner")
-            mode_ok = (current is not None and file_mode(path) == mode
-                       and (uid is None or file_owner(path) == int(uid)))
-            if current == data and mode_ok:
+            uid = None if f.get("owner") is None else int(f["owner"])
+            if up_to_date(path, current, data, mode, uid):
                 continue
             result["changed_files"].append(path)
             if f["kind"] in ("unit", "quadlet", "hostunit"):
@@ -641,6 +645,7 @@ def is_enabled_file(unit: str) -> bool:
 
 def status(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
     out = []
+    prometheus: dict[str, Any] | None = None  # the tenant's Prometheus, when it runs here and is healthy
     for u in sorted(p["units"], key=lambda u: (u["start_order"], u["name"])):
         name = u["name"]
         props = systemctl("show", f"{name}.service", "-p", "ActiveState,SubState,ActiveEnterTimestampMonotonic",
@@ -660,12 +665,13 @@ def status(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
         out.append({"unit": name, "state": info.get("ActiveState", "unknown"), "sub": info.get("SubState", ""),
                     "image": image, "want_image": u["image"], "healthy": healthy, "detail": detail,
                     "uptime": uptime, "enabled": u["enabled"]})
+        if name == "prometheus" and healthy and u["health"].get("port"):
+            prometheus = u["health"]
     result: dict[str, Any] = {"units": out, "changed": False,
                                "timers": [timer_status(t) for t in p.get("host_units", []) if t.endswith(".timer")]}
-    # the tenant's Prometheus: which targets it reaches (a healthy unit may still be unreachable to it)
-    for u, row in zip(sorted(p["units"], key=lambda u: (u["start_order"], u["name"])), out, strict=True):
-        if u["name"] == "prometheus" and row["healthy"] and u["health"].get("port"):
-            result["prometheus"] = prometheus_targets(u["health"].get("host") or "127.0.0.1", int(u["health"]["port"]))
+    if prometheus is not None:
+        # which targets it reaches: a healthy unit may still be unreachable to it
+        result["prometheus"] = prometheus_targets(prometheus.get("host") or "127.0.0.1", int(prometheus["port"]))
     return result
 
 
